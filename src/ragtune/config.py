@@ -1,0 +1,229 @@
+"""Settings: one frozen dataclass per area, loaded from ``ragtune.toml`` with overrides.
+
+Precedence (lowest first): defaults, the workspace's ``ragtune.toml``, ``RAGTUNE_<AREA>_<KEY>``
+environment variables (``RAGTUNE_RETRIEVAL_TOP_K=8``), explicit overrides from the caller.
+Unknown areas or keys and out-of-range values raise :class:`ConfigError` naming the key.
+
+>>> s = Settings.from_dict({"retrieval": {"top_k": 3}})
+>>> s.retrieval.top_k
+3
+>>> Settings.from_dict({"retrieval": {"top_kk": 3}})
+Traceback (most recent call last):
+...
+ragtune.errors.ConfigError: unknown config key 'retrieval.top_kk' (known: ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ragtune.errors import ConfigError
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    max_tokens: int = _help("upper bound of a chunk, in embedding-model tokens", default=400)
+    overlap: int = _help("tokens shared by consecutive chunks of one section", default=40)
+
+    def __post_init__(self) -> None:
+        if not 128 <= self.max_tokens <= 1024:
+            raise ConfigError(f"chunking.max_tokens must be 128..1024, got {self.max_tokens}")
+        if not 0 <= self.overlap < self.max_tokens // 2:
+            raise ConfigError(
+                f"chunking.overlap must be 0..{self.max_tokens // 2 - 1}, got {self.overlap}"
+            )
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    max_file_mb: float = _help("files larger than this are refused with a clear error", default=50.0)
+
+    def __post_init__(self) -> None:
+        if self.max_file_mb <= 0:
+            raise ConfigError(f"ingest.max_file_mb must be > 0, got {self.max_file_mb}")
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    backend: str = _help("local | http | fake", default="local")
+    model: str = _help("model name, folder or packaged model", default="all-MiniLM-L6-v2")
+    base_url: str = _help("OpenAI-compatible base URL for the http backend", default="")
+    api_key: str = _help("API key for the http backend", default="")
+    batch_size: int = _help("texts per embedding batch", default=32)
+    quantize: bool = _help("int8 dynamic quantization of the local model (faster on CPU)", default=True)
+    dimension: int = _help("vector size of the fake backend", default=384)
+
+    def __post_init__(self) -> None:
+        if self.backend not in {"local", "http", "fake"}:
+            raise ConfigError(f"embedding.backend must be local, http or fake, got {self.backend!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"embedding.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    mode: str = _help("hybrid | dense | lexical", default="hybrid")
+    top_k: int = _help("chunks given to the model", default=5)
+    candidates: int = _help("candidates per method before fusion", default=50)
+    rrf_k: int = _help("reciprocal-rank-fusion constant", default=60)
+    min_similarity: float = _help(
+        "relevance floor: if no retrieved chunk has a dense cosine similarity at least this "
+        "high, the answer is 'not found in the knowledge base'",
+        default=0.30,
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode not in {"hybrid", "dense", "lexical"}:
+            raise ConfigError(f"retrieval.mode must be hybrid, dense or lexical, got {self.mode!r}")
+        if self.top_k < 1:
+            raise ConfigError(f"retrieval.top_k must be greater than 0, got {self.top_k}")
+        if self.candidates < self.top_k:
+            raise ConfigError("retrieval.candidates must be >= retrieval.top_k")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ConfigError(f"retrieval.min_similarity must be -1..1, got {self.min_similarity}")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    backend: str = _help("local (llama.cpp on a GGUF file) | http (OpenAI-compatible) | fake", default="local")
+    model: str = _help("GGUF path, or 'qwen2.5-0.5b' for the packaged model; model name for http", default="qwen2.5-0.5b")
+    base_url: str = _help("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1", default="")
+    api_key: str = _help("API key for the http backend", default="")
+    max_tokens: int = _help("most tokens an answer may have", default=200)
+    temperature: float = _help("sampling temperature (0 = greedy)", default=0.0)
+    context_tokens: int = _help("model context window used", default=4096)
+    threads: int = _help("CPU threads for local generation (0 = all cores)", default=0)
+    timeout_s: float = _help("HTTP timeout", default=120.0)
+
+    def __post_init__(self) -> None:
+        if self.backend not in {"local", "http", "fake"}:
+            raise ConfigError(f"generation.backend must be local, http or fake, got {self.backend!r}")
+        if self.max_tokens < 1:
+            raise ConfigError(f"generation.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.backend == "http" and not self.base_url:
+            raise ConfigError("generation.base_url is required when generation.backend = 'http'")
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Users and their groups. ``[access.users] ana = ["hr"]``."""
+
+    users: dict[str, list[str]] = _help("user -> groups", default_factory=dict)
+    admins: list[str] = _help("users who may read everything", default_factory=list)
+
+
+_AREAS = {
+    "chunking": ChunkingSettings,
+    "ingest": IngestSettings,
+    "embedding": EmbeddingSettings,
+    "retrieval": RetrievalSettings,
+    "generation": GenerationSettings,
+    "access": AccessSettings,
+}
+
+
+def _coerce(area: str, f: dataclasses.Field, value: Any) -> Any:
+    """Convert a TOML/env value to the field's type, or raise naming ``area.key``."""
+    key = f"{area}.{f.name}"
+    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"__builtins__": __builtins__})  # noqa: S307
+    origin = typing.get_origin(typ)
+    if origin in (dict, list) or isinstance(typ, types.GenericAlias):
+        if not isinstance(value, origin or typ):
+            raise ConfigError(f"config key '{key}' must be a {typ}, got {value!r}")
+        return value
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(value)
+                return low in {"1", "true", "yes"}
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        if typ in (int, float) and isinstance(value, bool):
+            raise ValueError(value)
+        return typ(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}' must be {typ.__name__}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings. ``Settings.load(workspace_dir)`` is what the workspace uses."""
+
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> Settings:
+        areas: dict[str, Any] = {}
+        for area, values in data.items():
+            if area not in _AREAS:
+                raise ConfigError(f"unknown config section '{area}' in {source} (known: {', '.join(_AREAS)})")
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section '{area}' must be a table, got {values!r}")
+            klass = _AREAS[area]
+            fields = {f.name: f for f in dataclasses.fields(klass)}
+            kwargs = {}
+            for key, value in values.items():
+                if key not in fields:
+                    raise ConfigError(
+                        f"unknown config key '{area}.{key}' (known: {', '.join(fields)})"
+                    )
+                kwargs[key] = _coerce(area, fields[key], value)
+            areas[area] = klass(**kwargs)
+        return cls(**areas)
+
+    @classmethod
+    def load(cls, path: Path | None = None, env: dict[str, str] | None = None,
+             overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+        """Load ``path`` (a ragtune.toml; missing is fine), then env, then overrides."""
+        data: dict[str, dict[str, Any]] = {}
+        if path is not None and path.exists():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        env = os.environ if env is None else env
+        for name, value in env.items():
+            if not name.startswith("RAGTUNE_"):
+                continue
+            rest = name[len("RAGTUNE_"):].lower()
+            for area in _AREAS:
+                if rest.startswith(area + "_"):
+                    key = rest[len(area) + 1:]
+                    if area == "access":
+                        continue  # users/groups are not scalars; set them in ragtune.toml
+                    data.setdefault(area, {})[key] = value
+        for area, values in (overrides or {}).items():
+            data.setdefault(area, {}).update(values)
+        return cls.from_dict(data, source=str(path) if path else "config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in _AREAS}
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def replace(self, area: str, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{area: dataclasses.replace(getattr(self, area), **changes)})

@@ -1,0 +1,64 @@
+"""Errors raised by the ragtune core. The CLI and the server map them once, at their edge.
+
+Every message is one line a user can act on: it names the file, line, key or document and
+says what is wrong.
+
+>>> str(InputError("notes.pdf", "the PDF is encrypted"))
+'notes.pdf: the PDF is encrypted'
+"""
+
+from __future__ import annotations
+
+
+class RagtuneError(Exception):
+    """Root of every error ragtune raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(RagtuneError):
+    """Bad user input: a file, a data line, a question. Names where and what."""
+
+    exit_code = 2
+
+    def __init__(self, where: str, problem: str, line: int | None = None) -> None:
+        self.where = where
+        self.problem = problem
+        self.line = line
+        loc = f"{where}:{line}" if line is not None else where
+        super().__init__(f"{loc}: {problem}")
+
+
+class ConfigError(RagtuneError):
+    """A wrong configuration key or value; the message names the key."""
+
+    exit_code = 2
+
+
+class StoreError(RagtuneError):
+    """The store cannot do what was asked (locked, corrupt, schema too new...)."""
+
+
+class NotFound(RagtuneError):
+    """A named thing (document, adapter, collection) does not exist."""
+
+    exit_code = 2
+
+
+class ModelError(RagtuneError):
+    """A model cannot be loaded or did not answer."""
+
+
+class AccessDenied(RagtuneError):
+    """The principal may not do this. Never says what the hidden thing contains."""
+
+    exit_code = 2
+
+
+class MissingDependency(RagtuneError):
+    """An optional package is needed; says which pip command installs it."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"this needs the '{package}' package: try pip install 'ragtune[{extra}]'"
+        )

@@ -1,0 +1,269 @@
+"""The shared vocabulary of ragtune: frozen dataclasses every component takes and returns.
+
+Flow: a loader turns a file into a :class:`Document` made of :class:`Section` s; the chunker
+cuts it into :class:`Chunk` s; retrieval returns :class:`Hit` s; the answer pipeline
+returns an :class:`Answer` with :class:`Citation` s and a :class:`Trace`.
+
+>>> doc = Document(source="policies/returns.md", title="Returns",
+...                sections=(Section(path=("Returns", "Exceptions"), text="No refunds on gift cards."),))
+>>> doc.content_hash == Document(source="elsewhere.md", title="Returns", sections=doc.sections).content_hash
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a string (UTF-8).
+
+    >>> sha256_text("a")[:8]
+    'ca978112'
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Section:
+    """A headed part of a document: its heading path and its text.
+
+    ``path`` is the chain of headings from the top ("Returns", "Exceptions"); ``page`` is
+    the 1-based PDF page the text came from, when there is one.
+    """
+
+    path: tuple[str, ...]
+    text: str
+    page: int | None = None
+
+    @property
+    def label(self) -> str:
+        """Human-readable location used in citations: ``"Returns > Exceptions (p. 3)"``."""
+        label = " > ".join(p for p in self.path if p)
+        if self.page is not None:
+            label = f"{label} (p. {self.page})" if label else f"p. {self.page}"
+        return label
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded file: where it came from, its title and its sections in order.
+
+    ``source`` is the document's identity (a path relative to the ingest root, or a name
+    the caller chose); ``content_hash`` identifies this version of its content.
+    """
+
+    source: str
+    title: str
+    sections: tuple[Section, ...]
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def id(self) -> str:
+        """Stable document id: a hash of the source, so a new version keeps its id."""
+        return "doc_" + sha256_text(self.source)[:16]
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of title and sections: equal content gives an equal hash, whatever the file."""
+        h = hashlib.sha256(self.title.encode("utf-8"))
+        for s in self.sections:
+            h.update(b"\x1e" + "\x1f".join(s.path).encode("utf-8"))
+            h.update(b"\x1d" + str(s.page).encode() + b"\x1d" + s.text.encode("utf-8"))
+        return h.hexdigest()
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(s.text for s in self.sections)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable piece of a document, small enough for a prompt.
+
+    ``id`` is a content hash of (document id, section, text), so unchanged chunks of a
+    changed document keep their ids and their embeddings.
+    """
+
+    id: str
+    doc_id: str
+    text: str
+    section: str
+    ordinal: int
+    tokens: int
+    page: int | None = None
+
+    @staticmethod
+    def make_id(doc_id: str, section: str, text: str) -> str:
+        return "ch_" + sha256_text(f"{doc_id}\x1f{section}\x1f{text}")[:20]
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What the store knows about a stored document (no text)."""
+
+    id: str
+    source: str
+    title: str
+    collection: str
+    groups: tuple[str, ...]
+    version: int
+    content_hash: str
+    chunks: int
+    created_at: float
+    updated_at: float
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score and the per-method scores behind it."""
+
+    chunk: Chunk
+    score: float
+    document: str  # document source, for display and citations
+    title: str
+    dense_score: float | None = None
+    lexical_score: float | None = None
+    rank: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "chunk_id": self.chunk.id,
+            "document": self.document,
+            "title": self.title,
+            "section": self.chunk.section,
+            "page": self.chunk.page,
+            "score": round(self.score, 6),
+            "dense_score": None if self.dense_score is None else round(self.dense_score, 6),
+            "lexical_score": None if self.lexical_score is None else round(self.lexical_score, 6),
+            "text": self.chunk.text,
+        }
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking. A document restricted to groups is visible to members of any of them.
+
+    >>> Principal("ana", frozenset({"hr"})).can_read(("hr",))
+    True
+    >>> Principal.anonymous().can_read(("hr",))
+    False
+    >>> Principal.anonymous().can_read(())
+    True
+    """
+
+    user: str
+    groups: frozenset[str] = frozenset()
+    admin: bool = False
+
+    @classmethod
+    def anonymous(cls) -> Principal:
+        return cls("anonymous")
+
+    def can_read(self, doc_groups: tuple[str, ...] | list[str]) -> bool:
+        return self.admin or not doc_groups or bool(self.groups.intersection(doc_groups))
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One numbered source the answer relies on, with the span that supports it."""
+
+    n: int
+    document: str
+    section: str
+    chunk_id: str
+    quote: str
+    supported: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "document": self.document,
+            "section": self.section,
+            "chunk_id": self.chunk_id,
+            "quote": self.quote,
+            "supported": self.supported,
+        }
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """An answer sentence, the sources it cites, and whether they support it."""
+
+    text: str
+    cited: tuple[int, ...]
+    supported: bool
+    score: float
+
+
+@dataclass
+class Trace:
+    """Everything needed to audit or evaluate an answer without recomputing it."""
+
+    question: str
+    principal: str
+    retrieved: list[dict[str, Any]] = field(default_factory=list)
+    prompt: str = ""
+    model: str = ""
+    adapter: str | None = None
+    mode: str = "rag"
+    timings: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "principal": self.principal,
+            "retrieved": self.retrieved,
+            "prompt": self.prompt,
+            "model": self.model,
+            "adapter": self.adapter,
+            "mode": self.mode,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "tokens": self.tokens,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Answer:
+    """A grounded answer: text, checked citations, refusal flag and the trace."""
+
+    text: str
+    citations: list[Citation]
+    refused: bool
+    trace: Trace
+    sentences: list[SentenceCheck] = field(default_factory=list)
+
+    @property
+    def unsupported(self) -> list[SentenceCheck]:
+        return [s for s in self.sentences if not s.supported]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "citations": [c.to_dict() for c in self.citations],
+            "refused": self.refused,
+            "unsupported_sentences": [s.text for s in self.unsupported],
+            "trace": self.trace.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+    weight: int | None = None
+
+
+@dataclass(frozen=True)
+class ChatExample:
+    """One training conversation (OpenAI chat fine-tuning format)."""
+
+    messages: tuple[ChatMessage, ...]
+    line: int = 0

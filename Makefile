@@ -1,0 +1,36 @@
+# Two entry points: `make demo` and `make test`. Both build the virtual env first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml scripts/llama_cmake_args.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: it resolves to the local CPU wheel (any other spec pulls CUDA).
+	$(BIN)/pip install -q torch==2.13.0
+	CMAKE_ARGS="$$(./scripts/llama_cmake_args.sh)" $(BIN)/pip install -q -e '.[local,train,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration and not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .ragtune bench/results

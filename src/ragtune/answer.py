@@ -1,0 +1,102 @@
+"""The grounded-answer pipeline: retrieve → prompt with numbered sources → generate → cite.
+
+Below the relevance floor the model is not called at all: the answer is "not found in the
+knowledge base", which is cheaper and cannot invent anything. Every answer carries a
+:class:`~ragtune.types.Trace` with what was retrieved, the prompt, timings and tokens.
+
+>>> # pipeline = AnswerPipeline(retriever, generator)
+>>> # answer = pipeline.ask("How long is the return window?", principal)
+>>> # answer.citations[0].document
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ragtune.generate.base import Completion, Generator
+from ragtune.generate.citations import check_answer
+from ragtune.generate.prompts import NOT_FOUND_TEXT, build_plain_messages, build_rag_messages
+from ragtune.retrieve.search import Retriever
+from ragtune.store.base import SearchFilter
+from ragtune.types import Answer, Principal, Trace
+
+TokenFn = Callable[[str], None]
+
+
+def is_refusal(text: str) -> bool:
+    """True when the model said the knowledge base does not hold the answer."""
+    low = text.strip().lower()
+    return not low or NOT_FOUND_TEXT.lower().rstrip(".") in low or "could not find" in low
+
+
+def _render_prompt(messages: list[dict[str, str]]) -> str:
+    return "\n\n".join(f"<{m['role']}>\n{m['content']}" for m in messages)
+
+
+class AnswerPipeline:
+    """Answers questions as a principal, with citations checked against their sources."""
+
+    def __init__(self, retriever: Retriever, generator: Generator, *,
+                 support_threshold: float = 0.5) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.support_threshold = support_threshold
+
+    def _generate(self, messages: list[dict[str, str]], on_token: TokenFn | None,
+                  trace: Trace) -> str:
+        t = time.perf_counter()
+        first: float | None = None
+        parts: list[str] = []
+        for piece in self.generator.stream(messages):
+            if first is None:
+                first = time.perf_counter() - t
+            parts.append(piece)
+            if on_token:
+                on_token(piece)
+        trace.timings["generate_s"] = time.perf_counter() - t
+        trace.timings["first_token_s"] = first if first is not None else trace.timings["generate_s"]
+        done: Completion | None = getattr(self.generator, "last_completion", None)
+        if done is not None:
+            trace.tokens = {"prompt": done.prompt_tokens, "completion": done.completion_tokens}
+        return "".join(parts).strip()
+
+    def ask(self, question: str, principal: Principal, *, filters: SearchFilter | None = None,
+            k: int | None = None, on_token: TokenFn | None = None) -> Answer:
+        """Retrieve, generate with numbered sources and check citations."""
+        started = time.perf_counter()
+        trace = Trace(question=question, principal=principal.user, mode="rag",
+                      model=getattr(self.generator, "name", "?"))
+        result = self.retriever.search(question, principal, k=k, filters=filters)
+        trace.timings.update(result.timings)
+        trace.timings["retrieve_s"] = time.perf_counter() - started
+        trace.retrieved = [h.to_dict() for h in result.hits]
+        if not result.found:
+            best = "none" if result.best_similarity is None else f"{result.best_similarity:.3f}"
+            trace.notes.append(
+                f"refused without generation: best similarity {best} is below the relevance "
+                f"floor {self.retriever.settings.min_similarity}")
+            if on_token:
+                on_token(NOT_FOUND_TEXT)
+            trace.timings["total_s"] = time.perf_counter() - started
+            return Answer(NOT_FOUND_TEXT, [], True, trace)
+        messages = build_rag_messages(question, result.hits)
+        trace.prompt = _render_prompt(messages)
+        text = self._generate(messages, on_token, trace)
+        refused = is_refusal(text)
+        citations, sentences = ([], []) if refused else check_answer(
+            text, result.hits, threshold=self.support_threshold)
+        trace.timings["total_s"] = time.perf_counter() - started
+        return Answer(text, citations, refused, trace, sentences)
+
+    def ask_direct(self, question: str, principal: Principal, *,
+                   on_token: TokenFn | None = None) -> Answer:
+        """The model alone, no retrieval (the 'base' system of a comparison)."""
+        started = time.perf_counter()
+        trace = Trace(question=question, principal=principal.user, mode="base",
+                      model=getattr(self.generator, "name", "?"))
+        messages = build_plain_messages(question)
+        trace.prompt = _render_prompt(messages)
+        text = self._generate(messages, on_token, trace)
+        trace.timings["total_s"] = time.perf_counter() - started
+        return Answer(text, [], is_refusal(text), trace)

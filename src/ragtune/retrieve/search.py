@@ -1,0 +1,103 @@
+"""Retrieval: dense, lexical (BM25) and hybrid (reciprocal-rank fusion), ACL-filtered.
+
+>>> from ragtune.config import RetrievalSettings
+>>> rrf_fuse([["a", "b"], ["b", "c"]], k=60)[0]
+('b', 0.03252247488101534)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ragtune.config import RetrievalSettings
+from ragtune.embed.base import Embedder
+from ragtune.errors import InputError
+from ragtune.store.base import ScoredChunk, SearchFilter, Store
+from ragtune.types import Hit, Principal
+
+
+def rrf_fuse(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal-rank fusion: score(d) = Σ 1 / (k + rank_i(d)), ranks from 1.
+
+    Ties are broken by first appearance, so the result is deterministic.
+    """
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+@dataclass
+class RetrievalResult:
+    """Hits in rank order, plus what the relevance floor and the trace need."""
+
+    hits: list[Hit]
+    mode: str
+    best_similarity: float | None  # highest dense cosine among candidates (None: not computed)
+    found: bool  # False when below the relevance floor
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever:
+    """Searches a store as a principal.
+
+    >>> # retriever = Retriever(store, embedder, RetrievalSettings())
+    >>> # retriever.search("return window", principal).hits[0].chunk.text
+    """
+
+    def __init__(self, store: Store, embedder: Embedder, settings: RetrievalSettings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+
+    def search(self, query: str, principal: Principal, *, k: int | None = None,
+               mode: str | None = None, filters: SearchFilter | None = None,
+               candidates: int | None = None) -> RetrievalResult:
+        query = query.strip()
+        if not query:
+            raise InputError("query", "the question is empty")
+        mode = mode or self.settings.mode
+        if mode not in {"hybrid", "dense", "lexical"}:
+            raise InputError("mode", f"unknown retrieval mode {mode!r} (hybrid, dense or lexical)")
+        k = k or self.settings.top_k
+        n = max(candidates or self.settings.candidates, k)
+        timings: dict[str, float] = {}
+        dense: list[ScoredChunk] = []
+        lexical: list[ScoredChunk] = []
+        if mode in {"hybrid", "dense"}:
+            t = time.perf_counter()
+            vector = self.embedder.embed_query(query)
+            timings["embed_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            dense = self.store.dense_search(vector, n, principal, filters)
+            timings["dense_s"] = time.perf_counter() - t
+        if mode in {"hybrid", "lexical"}:
+            t = time.perf_counter()
+            lexical = self.store.lexical_search(query, n, principal, filters)
+            timings["lexical_s"] = time.perf_counter() - t
+
+        dense_by_id = {s.chunk.id: s for s in dense}
+        lexical_by_id = {s.chunk.id: s for s in lexical}
+        if mode == "dense":
+            ranked = [(s.chunk.id, s.score) for s in dense]
+        elif mode == "lexical":
+            ranked = [(s.chunk.id, s.score) for s in lexical]
+        else:
+            ranked = rrf_fuse([[s.chunk.id for s in dense], [s.chunk.id for s in lexical]],
+                              k=self.settings.rrf_k)
+        hits: list[Hit] = []
+        for rank, (cid, score) in enumerate(ranked[:k], start=1):
+            sc = dense_by_id.get(cid) or lexical_by_id[cid]
+            d, lx = dense_by_id.get(cid), lexical_by_id.get(cid)
+            hits.append(Hit(sc.chunk, score, sc.document, sc.title,
+                            dense_score=d.score if d else None,
+                            lexical_score=lx.score if lx else None, rank=rank))
+        best = max((s.score for s in dense), default=None) if dense else None
+        if mode == "lexical":
+            found = bool(hits)
+        else:
+            found = best is not None and best >= self.settings.min_similarity
+        return RetrievalResult(hits, mode, best, found, timings)

@@ -1,0 +1,118 @@
+"""The Store protocol: documents, versions, chunks, vectors, full-text index and ACLs.
+
+Every search takes a :class:`~ragtune.types.Principal` and applies access control inside
+the store query, so text a principal may not read never leaves the store.
+
+>>> from ragtune.store.sqlite import SQLiteStore
+>>> store = SQLiteStore(":memory:")
+>>> store.count_documents()
+0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragtune.types import Chunk, Document, DocumentInfo, Principal
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Metadata filters applied with the ACL inside the store query.
+
+    ``documents`` matches document ids or sources; ``since``/``until`` bound the
+    document's last update time (Unix seconds).
+    """
+
+    collections: tuple[str, ...] = ()
+    documents: tuple[str, ...] = ()
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk found by one search method, with that method's score (higher is better)."""
+
+    chunk: Chunk
+    score: float
+    document: str
+    title: str
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What an upsert did: ``status`` is added, updated or unchanged."""
+
+    doc_id: str
+    status: str
+    version: int
+    chunks: int
+    embedded: int = 0
+
+
+@dataclass
+class IngestLogEntry:
+    ts: float
+    source: str
+    status: str
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Storage for a workspace. Implementations: SQLiteStore (embedded), later PostgreSQL."""
+
+    def write_lock(self, timeout: float = 30.0) -> AbstractContextManager[None]:
+        """Hold the single-writer lock; a second writer waits up to ``timeout`` then fails."""
+        ...
+
+    def get_document(self, ref: str) -> DocumentInfo | None:
+        """By id or source."""
+        ...
+
+    def list_documents(self, principal: Principal | None = None) -> list[DocumentInfo]: ...
+
+    def count_documents(self) -> int: ...
+
+    def document_versions(self, doc_id: str) -> list[dict[str, Any]]: ...
+
+    def existing_embeddings(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors for chunk ids that are already embedded (reused on re-ingest)."""
+        ...
+
+    def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
+                        collection: str = "default", groups: Sequence[str] = (),
+                        metadata: dict[str, Any] | None = None) -> WriteResult:
+        """Insert or atomically replace a document's chunks; records a new version."""
+        ...
+
+    def delete_document(self, ref: str) -> bool:
+        """Remove a document and everything derived from it, in one transaction."""
+        ...
+
+    def sources_under(self, prefix: str) -> list[str]: ...
+
+    def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> list[ScoredChunk]: ...
+
+    def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
+                     filters: SearchFilter | None = None) -> list[ScoredChunk]: ...
+
+    def lexical_search(self, query: str, k: int, principal: Principal,
+                       filters: SearchFilter | None = None) -> list[ScoredChunk]: ...
+
+    def log_ingest(self, source: str, status: str, message: str = "") -> None: ...
+
+    def ingest_log(self, limit: int = 50) -> list[IngestLogEntry]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def iter_chunks(self) -> Iterator[Chunk]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,106 @@
+"""Numbered schema migrations for the SQLite store, applied once each, in order.
+
+The schema version lives in ``PRAGMA user_version``. Add a migration by appending a
+function; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from ragtune.errors import StoreError
+
+
+# Each migration is one SQL script; ``migrate`` wraps it in a transaction with the version bump.
+_M001_INITIAL = """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('generation', '0');
+
+        CREATE TABLE documents (
+            id           TEXT PRIMARY KEY,
+            source       TEXT NOT NULL UNIQUE,
+            title        TEXT NOT NULL,
+            collection   TEXT NOT NULL DEFAULT 'default',
+            version      INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            chunks       INTEGER NOT NULL,
+            metadata     TEXT NOT NULL DEFAULT '{}',
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL
+        );
+        CREATE INDEX documents_collection ON documents(collection);
+
+        -- A document with no rows here is public; otherwise members of any listed group may read it.
+        CREATE TABLE document_groups (
+            doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            grp    TEXT NOT NULL,
+            PRIMARY KEY (doc_id, grp)
+        );
+
+        CREATE TABLE versions (
+            doc_id       TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            version      INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            chunks       INTEGER NOT NULL,
+            ingested_at  REAL NOT NULL,
+            PRIMARY KEY (doc_id, version)
+        );
+
+        CREATE TABLE chunks (
+            rowid     INTEGER PRIMARY KEY,
+            id        TEXT NOT NULL UNIQUE,
+            doc_id    TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal   INTEGER NOT NULL,
+            section   TEXT NOT NULL,
+            page      INTEGER,
+            tokens    INTEGER NOT NULL,
+            text      TEXT NOT NULL,
+            title     TEXT NOT NULL,
+            embedding BLOB NOT NULL
+        );
+        CREATE INDEX chunks_doc ON chunks(doc_id);
+
+        -- Full-text index over chunk text, section path and document title (external content).
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, section, title, content='chunks', content_rowid='rowid',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, section, title)
+            VALUES (new.rowid, new.text, new.section, new.title);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, section, title)
+            VALUES ('delete', old.rowid, old.text, old.section, old.title);
+        END;
+
+        CREATE TABLE ingest_log (
+            id      INTEGER PRIMARY KEY,
+            ts      REAL NOT NULL,
+            source  TEXT NOT NULL,
+            status  TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT ''
+        );
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL]
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring ``db`` to the newest schema; returns the version. Each step is one transaction."""
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(MIGRATIONS):
+        raise StoreError(
+            f"{path}: schema version {current} is newer than this ragtune knows "
+            f"({len(MIGRATIONS)}); upgrade ragtune"
+        )
+    for number in range(current + 1, len(MIGRATIONS) + 1):
+        # executescript commits any open transaction first, so BEGIN/COMMIT live in the script.
+        try:
+            db.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

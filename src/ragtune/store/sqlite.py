@@ -1,0 +1,494 @@
+"""SQLiteStore: the embedded default store — one WAL-mode SQLite file per workspace.
+
+Text, section paths, vectors (float32 blobs), the FTS5 full-text index, group ACLs,
+version history and the ingest log live in one file, so a document's removal or
+replacement is a single transaction. Dense search runs on an in-memory matrix of all
+vectors (exact inner product, so recall against exact search is 1.0), loaded on first use
+and reloaded when another connection writes (a ``generation`` counter in ``meta``).
+
+>>> import numpy as np
+>>> from ragtune.types import Document, Section, Chunk, Principal
+>>> store = SQLiteStore(":memory:")
+>>> doc = Document("a.md", "A", (Section(("A",), "tents are waterproof"),))
+>>> ch = Chunk(Chunk.make_id(doc.id, "A", "tents are waterproof"), doc.id, "tents are waterproof", "A", 0, 3)
+>>> store.upsert_document(doc, [ch], np.ones((1, 4), dtype=np.float32) / 2).status
+'added'
+>>> [h.chunk.text for h in store.lexical_search("waterproof", 5, Principal.anonymous())]
+['tents are waterproof']
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.errors import StoreError
+from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, WriteResult
+from ragtune.store.migrations import migrate
+from ragtune.types import Chunk, Document, DocumentInfo, Principal
+
+# Words too common to help BM25; dropping them keeps FTS5 OR-queries fast on large stores.
+_STOPWORDS = frozenset(
+    "a an and are as at be but by can do does for from has have how i if in into is it its "
+    "me my of on or our so than that the their them then there these they this to was we "
+    "what when where which who why will with you your".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+_CHUNK_COLS = "c.id, c.doc_id, c.text, c.section, c.ordinal, c.tokens, c.page, d.source, d.title"
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into a safe FTS5 OR-query of quoted terms (stopwords dropped).
+
+    >>> fts_query('What is the "return" window?')
+    '"return" OR "window"'
+    >>> fts_query("the a")
+    '"the" OR "a"'
+    """
+    words = [w.lower() for w in _WORD.findall(text)]
+    kept = [w for w in words if w not in _STOPWORDS] or words
+    unique = list(dict.fromkeys(kept))
+    return " OR ".join(f'"{w}"' for w in unique)
+
+
+@dataclass
+class _VectorIndex:
+    generation: int
+    rowids: np.ndarray  # int64, one per chunk
+    doc_codes: np.ndarray  # int32 index into doc_ids
+    doc_ids: list[str]
+    matrix: np.ndarray  # float32 (n, dim), L2-normalised rows
+
+
+class SQLiteStore:
+    """The embedded store. ``path`` is a file, or ``":memory:"`` for tests."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            # Deleted text is overwritten on disk, not merely unlinked (deletion requests).
+            self._db.execute("PRAGMA secure_delete = ON")
+            self.schema_version = migrate(self._db, self.path)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: cannot open the store: {e}") from None
+        self._lock = threading.RLock()
+        self._index: _VectorIndex | None = None
+
+    # ----------------------------------------------------------------- transactions
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise StoreError(f"{self.path}: store is busy ({e}); another process is writing") from None
+            try:
+                yield self._db
+                self._db.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def write_lock(self, timeout: float = 30.0) -> Iterator[None]:
+        """Single-writer lock for a whole batch (ingest, sync). A second writer waits, then fails.
+
+        SQLite already serialises transactions; this lock makes a second *batch* wait
+        for the first instead of interleaving documents, and says who holds it.
+        """
+        if self.path == ":memory:":
+            with self._lock:
+                yield
+            return
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                        raise StoreError(
+                            f"{self.path}: another ragtune process (pid {holder}) is writing to "
+                            f"this workspace; waited {timeout:.0f} s — try again when it finishes"
+                        ) from None
+                    time.sleep(0.1)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # ----------------------------------------------------------------- documents
+    def _doc_info(self, row: sqlite3.Row | tuple) -> DocumentInfo:
+        (doc_id, source, title, collection, version, content_hash, chunks, metadata,
+         created, updated) = row
+        groups = tuple(
+            g for (g,) in self._db.execute(
+                "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc_id,)
+            )
+        )
+        return DocumentInfo(doc_id, source, title, collection, groups, version, content_hash,
+                            chunks, created, updated, json.loads(metadata))
+
+    _DOC_COLS = ("id, source, title, collection, version, content_hash, chunks, metadata, "
+                 "created_at, updated_at")
+
+    def get_document(self, ref: str) -> DocumentInfo | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._DOC_COLS} FROM documents WHERE id = ? OR source = ?", (ref, ref)
+            ).fetchone()
+            return self._doc_info(row) if row else None
+
+    def list_documents(self, principal: Principal | None = None) -> list[DocumentInfo]:
+        where, params = ("1", []) if principal is None else self._acl_sql(principal, None)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._DOC_COLS} FROM documents d WHERE {where} ORDER BY source", params
+            ).fetchall()
+            return [self._doc_info(r) for r in rows]
+
+    def count_documents(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
+
+    def document_versions(self, doc_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT version, content_hash, chunks, ingested_at FROM versions "
+                "WHERE doc_id = ? ORDER BY version", (doc_id,)
+            ).fetchall()
+        return [dict(zip(("version", "content_hash", "chunks", "ingested_at"), r)) for r in rows]
+
+    def sources_under(self, prefix: str) -> list[str]:
+        """Sources that start with ``prefix`` (a folder path ending in '/')."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source FROM documents WHERE substr(source, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def existing_embeddings(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        ids = list(chunk_ids)
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                marks = ",".join("?" * len(part))
+                for cid, blob in self._db.execute(
+                    f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", part
+                ):
+                    found[cid] = np.frombuffer(blob, dtype=np.float32).copy()
+        return found
+
+    def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
+                        collection: str = "default", groups: Sequence[str] = (),
+                        metadata: dict[str, Any] | None = None) -> WriteResult:
+        """Add ``doc``, or replace its chunks if its content changed, in one transaction."""
+        if len(chunks) != len(vectors):
+            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        groups = tuple(sorted(set(groups)))
+        content_hash = doc.content_hash
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT version, content_hash, collection, created_at FROM documents WHERE id = ?",
+                (doc.id,),
+            ).fetchone()
+            old_groups = tuple(
+                g for (g,) in db.execute(
+                    "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc.id,)
+                )
+            )
+            if row and row[1] == content_hash and row[2] == collection and old_groups == groups:
+                return WriteResult(doc.id, "unchanged", row[0], len(chunks))
+            if row and row[1] == content_hash:
+                # Same content, new collection or ACL: retag without a new version.
+                db.execute("UPDATE documents SET collection = ?, updated_at = ? WHERE id = ?",
+                           (collection, now, doc.id))
+                self._set_groups(db, doc.id, groups)
+                return WriteResult(doc.id, "retagged", row[0], len(chunks))
+            version = (row[0] + 1) if row else 1
+            meta_json = json.dumps(metadata or doc.metadata or {}, sort_keys=True, default=str)
+            if row:
+                db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc.id,))
+                db.execute(
+                    "UPDATE documents SET source = ?, title = ?, collection = ?, version = ?, "
+                    "content_hash = ?, chunks = ?, metadata = ?, updated_at = ? WHERE id = ?",
+                    (doc.source, doc.title, collection, version, content_hash, len(chunks),
+                     meta_json, now, doc.id),
+                )
+            else:
+                db.execute(
+                    f"INSERT INTO documents ({self._DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (doc.id, doc.source, doc.title, collection, version, content_hash,
+                     len(chunks), meta_json, now, now),
+                )
+            self._set_groups(db, doc.id, groups)
+            db.executemany(
+                "INSERT INTO chunks (id, doc_id, ordinal, section, page, tokens, text, title, "
+                "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text, doc.title,
+                     vectors[i].tobytes())
+                    for i, c in enumerate(chunks)
+                ],
+            )
+            db.execute(
+                "INSERT INTO versions (doc_id, version, content_hash, chunks, ingested_at) "
+                "VALUES (?,?,?,?,?)", (doc.id, version, content_hash, len(chunks), now),
+            )
+        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks))
+
+    @staticmethod
+    def _set_groups(db: sqlite3.Connection, doc_id: str, groups: Sequence[str]) -> None:
+        db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
+        db.executemany("INSERT INTO document_groups (doc_id, grp) VALUES (?, ?)",
+                       [(doc_id, g) for g in groups])
+
+    def delete_document(self, ref: str) -> bool:
+        """Remove text, vectors, index entries, ACL and versions of one document, atomically."""
+        with self._transaction() as db:
+            row = db.execute("SELECT id FROM documents WHERE id = ? OR source = ?",
+                             (ref, ref)).fetchone()
+            if not row:
+                return False
+            doc_id = row[0]
+            db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
+            db.execute("DELETE FROM versions WHERE doc_id = ?", (doc_id,))
+            db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            # FTS5 records deletions as tombstones beside the old postings; merging the
+            # segments drops the deleted terms for real (SQLite < 3.42 has no secure-delete).
+            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        if self.path != ":memory:":
+            # Move the overwritten pages out of the WAL too, so no copy of the text lingers.
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return True
+
+    # ----------------------------------------------------------------- access control
+    @staticmethod
+    def _acl_sql(principal: Principal, filters: SearchFilter | None) -> tuple[str, list[Any]]:
+        """SQL condition on alias ``d`` (documents) for what ``principal`` may read."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if not principal.admin:
+            groups = sorted(principal.groups)
+            public = "NOT EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = d.id)"
+            if groups:
+                marks = ",".join("?" * len(groups))
+                clauses.append(
+                    f"({public} OR EXISTS (SELECT 1 FROM document_groups g "
+                    f"WHERE g.doc_id = d.id AND g.grp IN ({marks})))"
+                )
+                params.extend(groups)
+            else:
+                clauses.append(public)
+        if filters:
+            if filters.collections:
+                clauses.append(f"d.collection IN ({','.join('?' * len(filters.collections))})")
+                params.extend(filters.collections)
+            if filters.documents:
+                marks = ",".join("?" * len(filters.documents))
+                clauses.append(f"(d.id IN ({marks}) OR d.source IN ({marks}))")
+                params.extend(filters.documents)
+                params.extend(filters.documents)
+            if filters.since is not None:
+                clauses.append("d.updated_at >= ?")
+                params.append(filters.since)
+            if filters.until is not None:
+                clauses.append("d.updated_at <= ?")
+                params.append(filters.until)
+        return (" AND ".join(clauses) or "1"), params
+
+    # ----------------------------------------------------------------- search
+    @staticmethod
+    def _scored(row: tuple, score: float) -> ScoredChunk:
+        cid, doc_id, text, section, ordinal, tokens, page, source, title = row
+        return ScoredChunk(Chunk(cid, doc_id, text, section, ordinal, tokens, page),
+                           float(score), source, title)
+
+    def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> list[ScoredChunk]:
+        where, params = self._acl_sql(principal, None)
+        out: dict[str, ScoredChunk] = {}
+        ids = list(chunk_ids)
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                rows = self._db.execute(
+                    f"SELECT {_CHUNK_COLS} FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                    f"WHERE c.id IN ({','.join('?' * len(part))}) AND {where}", [*part, *params]
+                ).fetchall()
+                out.update((r[0], self._scored(r, 0.0)) for r in rows)
+        return [out[c] for c in ids if c in out]
+
+    def lexical_search(self, query: str, k: int, principal: Principal,
+                       filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        """BM25 over text, section and title (FTS5); the score is -bm25 (higher is better)."""
+        q = fts_query(query)
+        if not q:
+            return []
+        where, params = self._acl_sql(principal, filters)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_CHUNK_COLS}, bm25(chunks_fts, 1.0, 0.6, 0.4) AS s "
+                f"FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+                f"JOIN documents d ON d.id = c.doc_id "
+                f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+                [q, *params, k],
+            ).fetchall()
+        return [self._scored(r[:-1], -r[-1]) for r in rows]
+
+    def _generation(self) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+    def _vector_index(self) -> _VectorIndex:
+        generation = self._generation()
+        if self._index is not None and self._index.generation == generation:
+            return self._index
+        rows = self._db.execute("SELECT rowid, doc_id, embedding FROM chunks ORDER BY rowid").fetchall()
+        doc_ids: list[str] = []
+        code_of: dict[str, int] = {}
+        codes = np.empty(len(rows), dtype=np.int32)
+        for i, (_, doc_id, _) in enumerate(rows):
+            code = code_of.get(doc_id)
+            if code is None:
+                code = code_of[doc_id] = len(doc_ids)
+                doc_ids.append(doc_id)
+            codes[i] = code
+        if rows:
+            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
+            matrix = matrix.reshape(len(rows), -1)
+        else:
+            matrix = np.zeros((0, 0), dtype=np.float32)
+        rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        self._index = _VectorIndex(generation, rowids, codes, doc_ids, matrix)
+        return self._index
+
+    def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
+                     filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        """Exact inner-product search over the chunks ``principal`` may read."""
+        with self._lock:
+            index = self._vector_index()
+            if len(index.rowids) == 0:
+                return []
+            vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if vector.shape[0] != index.matrix.shape[1]:
+                raise StoreError(
+                    f"query vector has {vector.shape[0]} dimensions but the store holds "
+                    f"{index.matrix.shape[1]}-dimensional vectors: the embedding model changed; "
+                    "re-ingest with the original model or start a new workspace"
+                )
+            scores = index.matrix @ vector
+            if not principal.admin or filters:
+                where, params = self._acl_sql(principal, filters)
+                allowed = {r[0] for r in self._db.execute(
+                    f"SELECT id FROM documents d WHERE {where}", params)}
+                by_code = np.fromiter((d in allowed for d in index.doc_ids), dtype=bool,
+                                      count=len(index.doc_ids))
+                scores = np.where(by_code[index.doc_codes], scores, -np.inf)
+            k = min(k, len(scores))
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            top = [i for i in top if np.isfinite(scores[i])]
+            if not top:
+                return []
+            rowids = [int(index.rowids[i]) for i in top]
+            rows = {
+                r[0]: r[1:]
+                for r in self._db.execute(
+                    f"SELECT c.rowid, {_CHUNK_COLS} FROM chunks c JOIN documents d "
+                    f"ON d.id = c.doc_id WHERE c.rowid IN ({','.join('?' * len(rowids))})", rowids
+                )
+            }
+        return [self._scored(rows[r], float(scores[i])) for r, i in zip(rowids, top) if r in rows]
+
+    # ----------------------------------------------------------------- log, stats
+    def log_ingest(self, source: str, status: str, message: str = "") -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO ingest_log (ts, source, status, message) VALUES (?,?,?,?)",
+                             (time.time(), source, status, message))
+
+    def ingest_log(self, limit: int = 50) -> list[IngestLogEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts, source, status, message FROM ingest_log ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [IngestLogEntry(*r) for r in rows]
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, doc_id, text, section, ordinal, tokens, page FROM chunks "
+                "ORDER BY doc_id, ordinal").fetchall()
+        for r in rows:
+            yield Chunk(*r)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            q = self._db.execute
+            size = os.path.getsize(self.path) if self.path != ":memory:" else 0
+            return {
+                "path": self.path,
+                "schema_version": self.schema_version,
+                "documents": q("SELECT count(*) FROM documents").fetchone()[0],
+                "chunks": q("SELECT count(*) FROM chunks").fetchone()[0],
+                "restricted_documents": q(
+                    "SELECT count(DISTINCT doc_id) FROM document_groups").fetchone()[0],
+                "collections": dict(q(
+                    "SELECT collection, count(*) FROM documents GROUP BY collection").fetchall()),
+                "size_bytes": size,
+                "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
+            }
+
+    def integrity_check(self) -> list[str]:
+        """Problems found (empty when consistent): SQLite's own check plus ours."""
+        with self._lock:
+            q = self._db.execute
+            problems = [r[0] for r in q("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
+            q("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+            orphans = q("SELECT count(*) FROM chunks c LEFT JOIN documents d ON d.id = c.doc_id "
+                        "WHERE d.id IS NULL").fetchone()[0]
+            if orphans:
+                problems.append(f"{orphans} chunks without a document")
+            bad = q("SELECT d.source FROM documents d WHERE d.chunks != "
+                    "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)").fetchall()
+            problems.extend(f"{s}: chunk count differs from its chunks" for (s,) in bad)
+        return problems
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,175 @@
+"""Workspace: the composition root. The CLI, the server and Python users hold one of these.
+
+A workspace is a folder (``./.ragtune``, ``--workspace`` or ``$RAGTUNE_HOME``) holding
+``ragtune.toml`` and ``store.db``. Components are built lazily from Settings, so
+``ragtune docs`` never loads a model.
+
+>>> import tempfile
+>>> ws = Workspace.init(Path(tempfile.mkdtemp()) / "ws", overrides={"embedding": {"backend": "fake"}})
+>>> ws.settings.embedding.backend
+'fake'
+>>> ws.status()["documents"]
+0
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ragtune.answer import AnswerPipeline, TokenFn
+from ragtune.config import Settings
+from ragtune.embed.base import Embedder
+from ragtune.errors import ConfigError, NotFound
+from ragtune.generate.base import Generator
+from ragtune.ingest.sync import IngestReport, ProgressFn, ingest_paths
+from ragtune.retrieve.search import RetrievalResult, Retriever
+from ragtune.store.base import SearchFilter
+from ragtune.store.sqlite import SQLiteStore
+from ragtune.types import Answer, DocumentInfo, Principal
+
+CONFIG_NAME = "ragtune.toml"
+STORE_NAME = "store.db"
+
+
+def default_root(explicit: Path | str | None = None) -> Path:
+    """``explicit``, else ``$RAGTUNE_HOME``, else ``./.ragtune``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("RAGTUNE_HOME")
+    return Path(env) if env else Path.cwd() / ".ragtune"
+
+
+class Workspace:
+    """One workspace folder: settings, store and the models that serve it."""
+
+    def __init__(self, root: Path, settings: Settings | None = None,
+                 overrides: dict[str, dict[str, Any]] | None = None) -> None:
+        self.root = Path(root)
+        self.settings = settings or Settings.load(self.root / CONFIG_NAME, overrides=overrides)
+        self._embedder: Embedder | None = None
+        self._generator: Generator | None = None
+
+    @classmethod
+    def init(cls, root: Path | str | None = None,
+             overrides: dict[str, dict[str, Any]] | None = None) -> Workspace:
+        """Create the folder and a ``ragtune.toml`` with the effective settings."""
+        root = default_root(root)
+        root.mkdir(parents=True, exist_ok=True)
+        config = root / CONFIG_NAME
+        if not config.exists():
+            settings = Settings.load(None, env={}, overrides=overrides)
+            config.write_text(
+                "# ragtune workspace settings. Every key is documented in docs/configuration.md;\n"
+                "# RAGTUNE_<SECTION>_<KEY> environment variables override them.\n\n"
+                + settings.to_toml(), encoding="utf-8")
+        ws = cls(root, overrides=overrides)
+        ws.store  # noqa: B018 — creates the database and applies migrations
+        return ws
+
+    @classmethod
+    def open(cls, root: Path | str | None = None,
+             overrides: dict[str, dict[str, Any]] | None = None) -> Workspace:
+        """Open an existing workspace; a missing one is a clear error."""
+        root = default_root(root)
+        if not (root / CONFIG_NAME).exists():
+            raise NotFound(f"no ragtune workspace at {root} (run 'ragtune init' first, "
+                           "or pass --workspace / set RAGTUNE_HOME)")
+        return cls(root, overrides=overrides)
+
+    # ------------------------------------------------------------------ components
+    @cached_property
+    def store(self) -> SQLiteStore:
+        return SQLiteStore(self.root / STORE_NAME)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from ragtune.embed.factory import make_embedder
+
+            self._embedder = make_embedder(self.settings.embedding)
+        return self._embedder
+
+    @embedder.setter
+    def embedder(self, value: Embedder) -> None:
+        self._embedder = value
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            from ragtune.generate.factory import make_generator
+
+            self._generator = make_generator(self.settings.generation)
+        return self._generator
+
+    @generator.setter
+    def generator(self, value: Generator) -> None:
+        self._generator = value
+
+    @property
+    def retriever(self) -> Retriever:
+        return Retriever(self.store, self.embedder, self.settings.retrieval)
+
+    @property
+    def pipeline(self) -> AnswerPipeline:
+        return AnswerPipeline(self.retriever, self.generator)
+
+    # ------------------------------------------------------------------ principals
+    def principal(self, user: str | None) -> Principal:
+        """The principal for ``user`` from ``[access.users]``; None is the anonymous reader."""
+        access = self.settings.access
+        if user is None:
+            return Principal.anonymous()
+        if user not in access.users and user not in access.admins:
+            known = ", ".join(sorted({*access.users, *access.admins})) or "none configured"
+            raise ConfigError(f"unknown user '{user}' (access.users in {self.root / CONFIG_NAME}: "
+                              f"{known})")
+        return Principal(user, frozenset(access.users.get(user, ())), admin=user in access.admins)
+
+    # ------------------------------------------------------------------ operations
+    def ingest(self, paths: Sequence[Path | str], *, collection: str = "default",
+               groups: Sequence[str] = (), sync: bool = False,
+               progress: ProgressFn | None = None) -> IngestReport:
+        return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
+                            chunking=self.settings.chunking, ingest=self.settings.ingest,
+                            collection=collection, groups=groups, sync=sync, progress=progress)
+
+    def remove(self, ref: str) -> DocumentInfo:
+        """Delete a document (by id, source or path) and everything derived from it."""
+        info = self.find_document(ref)
+        with self.store.write_lock():
+            self.store.delete_document(info.id)
+            self.store.log_ingest(info.source, "removed", "ragtune rm")
+        return info
+
+    def find_document(self, ref: str) -> DocumentInfo:
+        candidates = [ref]
+        if Path(ref).exists() or not ref.startswith("doc_"):
+            candidates.append(str(Path(ref).resolve()))
+        for c in candidates:
+            info = self.store.get_document(c)
+            if info:
+                return info
+        raise NotFound(f"no document '{ref}' in the workspace (see 'ragtune docs')")
+
+    def search(self, query: str, user: str | None = None, *, k: int | None = None,
+               mode: str | None = None, filters: SearchFilter | None = None) -> RetrievalResult:
+        return self.retriever.search(query, self.principal(user), k=k, mode=mode, filters=filters)
+
+    def ask(self, question: str, user: str | None = None, *, filters: SearchFilter | None = None,
+            k: int | None = None, on_token: TokenFn | None = None) -> Answer:
+        return self.pipeline.ask(question, self.principal(user), filters=filters, k=k,
+                                 on_token=on_token)
+
+    def documents(self, user: str | None = None, *, all_users: bool = False) -> list[DocumentInfo]:
+        return self.store.list_documents(None if all_users else self.principal(user))
+
+    def status(self) -> dict[str, Any]:
+        stats = self.store.stats()
+        stats["workspace"] = str(self.root)
+        stats["embedding"] = f"{self.settings.embedding.backend}:{self.settings.embedding.model}"
+        stats["generation"] = f"{self.settings.generation.backend}:{self.settings.generation.model}"
+        return stats

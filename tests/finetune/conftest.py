@@ -1,0 +1,89 @@
+"""Session-scoped tiny models for the fine-tuning tests (built in well under a second).
+
+A byte-level BPE tokenizer trained on the synthetic corpus, wrapped with a small Jinja chat
+template, and a randomly initialised 2-layer Llama. Both are saved to a session temp folder
+so tests exercise the real loading path (``load_base_model(folder)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SPECIALS = ["<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+MARKER = "[Source: Acme handbook]"
+ITEMS = ["refund", "laptop", "badge", "parking", "holiday", "printer", "expense", "visa",
+         "badge photo", "desk", "locker", "train pass", "phone", "monitor", "chair", "wifi"]
+VERBS = ["request", "return", "renew", "replace", "report", "book"]
+
+
+def style_examples(n: int, seed: int = 0) -> list[dict]:
+    """Chat examples whose answers all end with the fixed source marker."""
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        item, verb = rnd.choice(ITEMS), rnd.choice(VERBS)
+        days = rnd.randint(1, 30)
+        rows.append({"messages": [
+            {"role": "user", "content": f"How do I {verb} my {item}? (case {i})"},
+            {"role": "assistant",
+             "content": f"To {verb} your {item}, ask the office within {days} days. {MARKER}"},
+        ]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    corpus = [m["content"] for r in style_examples(400, seed=99) for m in r["messages"]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<|end|>",
+        additional_special_tokens=SPECIALS[2:])
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+        pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id,
+        bos_token_id=fast.eos_token_id, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def style_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("style-data")
+    return write_jsonl(folder / "train.jsonl", style_examples(120, seed=1))

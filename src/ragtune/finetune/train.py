@@ -314,8 +314,12 @@ def packing_is_exact(model: Any, atol: float = 1e-3) -> bool:
     model.eval()
     try:
         with torch.no_grad():
-            sep = torch.cat([model(input_ids=a).logits, model(input_ids=b).logits], dim=1)
-            packed = model(input_ids=torch.cat([a, b], dim=1), position_ids=pos).logits
+            # use_cache=False as in training: with a KV cache, transformers skips the
+            # packed-sequence detection and the examples would attend to each other.
+            sep = torch.cat([model(input_ids=a, use_cache=False).logits,
+                             model(input_ids=b, use_cache=False).logits], dim=1)
+            packed = model(input_ids=torch.cat([a, b], dim=1), position_ids=pos,
+                           use_cache=False).logits
     finally:
         model.train(was_training)
     return bool(torch.allclose(sep.float(), packed.float(), atol=atol))
@@ -342,7 +346,7 @@ def make_trainer_class() -> type:
             if model.training:
                 mask = inputs.get("attention_mask")
                 self.tokens_seen += int(mask.sum()) if mask is not None else labels.numel()
-            outputs = model(**inputs, logits_to_keep=keep)
+            outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
             logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
             loss = F.cross_entropy(logits.float(), targets[targets != -100], reduction="sum")
             if num_items_in_batch is not None and model.training:
@@ -543,6 +547,9 @@ def train_adapter(
         model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows or None,
         data_collator=collator, callbacks=callbacks)
     timing["trainer_ref"] = trainer
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # progress goes through on_step, not stdout
 
     def _on_sigint(signum: int, frame: Any) -> None:
         if stop.is_set():  # a second Ctrl-C stops at once

@@ -40,12 +40,12 @@ from ragtune.generate.prompts import NOT_FOUND_TEXT
 from ragtune.types import Citation, Hit, SentenceCheck
 
 # "[1]", "[1, 2]", "[1-3]", "[Source 2]"; a group of them may follow a sentence's period.
-_MARKER = re.compile(r"\[\s*(?:sources?\s*)?(\d{1,3}(?:\s*(?:,|-|–)\s*\d{1,3})*)\s*\]", re.I)
+_MARKER = re.compile(r"\[\s*(?:sources?\s*)?(\d{1,3}(?:\s*(?:,|-|–)\s*\d{1,3})*)\s*\]", re.IGNORECASE)
 _MARKERS_AFTER = r"(?:[ \t]*\[\s*(?:sources?\s*)?\d{1,3}(?:\s*(?:,|-|–)\s*\d{1,3})*\s*\])*"
 # A sentence end: terminal punctuation, closing quotes/brackets, trailing markers, then space.
 _END = re.compile(r"[.!?]+[\"'”’)]*" + _MARKERS_AFTER + r"(?=\s|$)")
-# A marker group followed by a capitalised word ends a sentence that has no period.
-_MARKER_END = re.compile(r"(?<![.!?])\]" + r"(?=[ \t]+[A-Z])")
+# A marker followed by a capitalised word ends a sentence that has no period.
+_CAPITAL_NEXT = re.compile(r"[ \t]+[A-Z]")
 _LIST_PREFIX = re.compile(r"[ \t]*(?:[-*•+]|\d{1,3}[.)]|#{1,6})[ \t]+")
 
 # Never a sentence end: "e.g. the", "Dr. Smith", "approx. 5".
@@ -55,7 +55,7 @@ _ABBREVIATIONS = {"e.g", "i.e", "eg", "ie", "vs", "cf", "approx", "incl", "fig",
 # A sentence end only before a capital letter: "etc." / "No. 5".
 _SOFT_ABBREVIATIONS = {"etc", "no", "nos", "inc", "ltd", "co", "corp"}
 
-_STOPWORDS = frozenset("""
+_STOPWORD_TEXT = """
 a about above after again against all am an and any are aren't as at be because been before
 being below between both but by can can't cannot could couldn't did didn't do does doesn't
 doing don't down during each few for from further had hadn't has hasn't have haven't having
@@ -68,7 +68,8 @@ very was wasn't we we'd we'll we're we've were weren't what what's when when's w
 which while who who's whom why why's will with won't would wouldn't you you'd you'll you're
 you've your yours yourself yourselves also may might must shall just yes according source
 sources based however therefore thus
-""".split())
+"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 _NUMBER_WORDS = {"two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
                  "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
@@ -80,7 +81,7 @@ _REFUSAL = re.compile(
     r"|i don't know|not (?:found|mentioned|contained|provided|stated|covered) in the"
     r"|(?:sources|context) do(?:es)? not (?:contain|mention|say|provide)"
     r"|no information (?:about|on)",
-    re.I,
+    re.IGNORECASE,
 )
 
 _NUM = re.compile(r"\d+(?:[.,:]\d+)*")
@@ -130,7 +131,8 @@ def _is_boundary(block: str, match: re.Match[str]) -> bool:
     """Whether the terminator ``match`` really ends a sentence (not "e.g.", "Dr.", "J.")."""
     if not block[match.start():match.end()].startswith(".") or match.group().startswith(".."):
         return True
-    word = re.search(r"(\S*)$", block[:match.start()]).group(1).lstrip("([\"'“‘")
+    before = re.search(r"(\S*)$", block[:match.start()])
+    word = (before.group(1) if before else "").lstrip("([\"'“‘")
     prev = word.lower()
     nxt = block[match.end():].lstrip()[:1]
     if prev in _ABBREVIATIONS:
@@ -149,7 +151,8 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
         prefix = _LIST_PREFIX.match(block)
         cut = prefix.end() if prefix else 0
         ends = [m.end() for m in _END.finditer(block, cut) if _is_boundary(block, m)]
-        ends += [m.end() for m in _MARKER_END.finditer(block, cut)]
+        ends += [m.end() for m in _MARKER.finditer(block, cut)
+                 if _CAPITAL_NEXT.match(block, m.end())]
         for end in sorted(set(ends)) + [len(block)]:
             piece = block[cut:end]
             if piece.strip():
@@ -196,7 +199,7 @@ def strip_markers(text: str) -> str:
     >>> strip_markers("Returns take 30 days [1][2]. Gift cards are final. [3]")
     'Returns take 30 days. Gift cards are final.'
     """
-    return _MARKER.sub("", re.sub(r"[ \t]+(?=" + _MARKER.pattern + ")", "", text, flags=re.I))
+    return _MARKER.sub("", re.sub(r"[ \t]+(?=" + _MARKER.pattern + ")", "", text, flags=re.IGNORECASE))
 
 
 def is_refusal(text: str) -> bool:
@@ -212,8 +215,7 @@ def is_refusal(text: str) -> bool:
 
 def _stem(word: str) -> str:
     """Tiny, consistent suffix stripping: what matters is that both sides stem alike."""
-    if word.endswith("'s"):
-        word = word[:-2]
+    word = word.removesuffix("'s")
     if len(word) > 4 and word.endswith("ies"):
         word = word[:-3] + "y"
     elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):

@@ -27,7 +27,7 @@ from ragtune.generate.base import Completion
 DONT_KNOW = "I don't know."
 
 # "[1] header" up to the next "[n]" line or the "Question:" line.
-_SOURCE_1 = re.compile(r"^\[1\][ \t]*(.*?)(?=^\[\d+\]|^Question:|\Z)", re.M | re.S)
+_SOURCE_1 = re.compile(r"^\[1\][ \t]*(.*?)(?=^\[\d+\]|^Question:|\Z)", re.MULTILINE | re.DOTALL)
 
 
 def default_reply(messages: list[dict[str, str]]) -> str:

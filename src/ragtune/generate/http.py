@@ -141,11 +141,16 @@ class HttpGenerator:
         try:
             with self._client.stream("POST", self.url, json=payload) as response:
                 self._check_status(response)
+                seen = False
+                other: list[str] = []  # non-event lines, quoted if the stream holds no event
                 for line in response.iter_lines():
                     event = self._parse_event(line)
                     if event is None:
+                        if line.strip() and len(other) < 3:
+                            other.append(line.strip())
                         continue
-                    if event == "[DONE]":
+                    seen = True
+                    if isinstance(event, str):  # "[DONE]"
                         break
                     usage = event.get("usage") or usage
                     for choice in event.get("choices") or []:
@@ -155,6 +160,8 @@ class HttpGenerator:
                                 first = time.perf_counter() - start
                             pieces.append(piece)
                             yield piece
+                if not seen:
+                    raise self._fail(f"malformed stream: no 'data:' events, got {' '.join(other)[:300]!r}")
         except httpx.HTTPError as e:
             raise self._transport_error(e) from None
         total = time.perf_counter() - start

@@ -143,7 +143,12 @@ def packaged_model_path(cache_dir: Path | None = None, *, parts: Sequence[Path] 
     """
     parts = list(parts) if parts is not None else packaged_part_paths()
     target = Path(cache_dir or default_cache_dir()) / filename
-    size = sum(p.stat().st_size for p in parts)
+    size = 0
+    for part in parts:
+        try:
+            size += part.stat().st_size
+        except OSError as e:
+            raise ModelError(f"{part}: model part not readable: {e.strerror or e}") from None
     if _is_verified(target, size, sha256):
         return target
     return assemble(parts, target, sha256)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 from ragtune.types import Chunk, Document
 
-__all__ = ["approx_tokens", "chunk_document", "chunk_embedding_text", "TokenCounter"]
+__all__ = ["TokenCounter", "approx_tokens", "chunk_document", "chunk_embedding_text", "split_text"]
 
 TokenCounter = Callable[[str], int]
 
@@ -49,7 +49,7 @@ def approx_tokens(text: str) -> int:
 
     1.3 per whitespace-separated word (common words are one piece, rarer ones two or
     three), 1 per punctuation mark, 1 per CJK character, plus one per 6 characters of words
-    longer than 12 (ids, URLs, base64), which real tokenizers shred. Pass a real
+    longer than 24 (ids, URLs, base64), which real tokenizers shred. Pass a real
     tokenizer's counter to :func:`chunk_document` when exact bounds matter.
 
     >>> approx_tokens("Refunds take five days.")
@@ -61,7 +61,8 @@ def approx_tokens(text: str) -> int:
     if not words:
         return 0
     extra = len(text) - len(text.translate(_PUNCT))
-    extra += sum(len(w) // 6 for w in words if len(w) > 12)
+    if max(map(len, words)) > 24:  # rare: skip the Python-level loop in the common case
+        extra += sum(len(w) // 6 for w in words if len(w) > 24)
     if not text.isascii():
         extra += len(_CJK.findall(text))
     return max(1, round(len(words) * 1.3 + extra))
@@ -150,8 +151,8 @@ def split_text(
     # Atoms leave room for the overlap so that every chunk after the first can carry it.
     budget = max_tokens - overlap
     atoms: list[Span] = []
-    _atomize(text, _strip(text, 0, len(text)), 0, budget, count, atoms)
-    sizes = [count(text[s:e]) for s, e in atoms]
+    sizes: list[int] = []
+    _atomize(text, _strip(text, 0, len(text)), 0, budget, count, atoms, sizes)
     out: list[tuple[str, int]] = []
     prev: Span | None = None
     i = 0
@@ -170,11 +171,16 @@ def split_text(
             est += sizes[j]
         # Estimates add per-piece counts; a real tokenizer may count the joined text
         # differently, so check the actual chunk and give back atoms until it fits.
-        while (tokens := count(text[start : atoms[j][1]])) > max_tokens and j > i:
-            j -= 1
-        if tokens > max_tokens:  # overlap + one atom too big: drop the overlap
-            start = atoms[i][0]
-            tokens = sizes[i]
+        while True:
+            if j == i and start == atoms[i][0]:
+                tokens = sizes[i]
+                break
+            if (tokens := count(text[start : atoms[j][1]])) <= max_tokens:
+                break
+            if j > i:
+                j -= 1
+            else:  # overlap + one atom is too big: drop the overlap
+                start = atoms[i][0]
         out.append((text[start : atoms[j][1]], tokens))
         prev = (atoms[i][0], atoms[j][1])
         i = j + 1
@@ -190,17 +196,24 @@ def _strip(text: str, s: int, e: int) -> Span:
 
 
 def _atomize(
-    text: str, span: Span, level: int, budget: int, count: TokenCounter, out: list[Span]
+    text: str,
+    span: Span,
+    level: int,
+    budget: int,
+    count: TokenCounter,
+    out: list[Span],
+    sizes: list[int],
 ) -> None:
     """Append spans of ``span`` that each fit ``budget``, cutting as coarsely as possible."""
     s, e = span
     if s >= e:
         return
-    if count(text[s:e]) <= budget:
+    if (tokens := count(text[s:e])) <= budget:
         out.append(span)
+        sizes.append(tokens)
         return
     if level == len(_LEVELS):
-        _hard_split(text, span, budget, count, out)
+        _hard_split(text, span, budget, count, out, sizes)
         return
     pieces, pos = [], s
     for m in _LEVELS[level].finditer(text, s, e):
@@ -208,13 +221,15 @@ def _atomize(
         pos = m.end()
     pieces.append(_strip(text, pos, e))
     if len(pieces) == 1:  # no separator at this level: try the next one
-        _atomize(text, span, level + 1, budget, count, out)
+        _atomize(text, span, level + 1, budget, count, out, sizes)
         return
     for piece in pieces:
-        _atomize(text, piece, level + 1, budget, count, out)
+        _atomize(text, piece, level + 1, budget, count, out, sizes)
 
 
-def _hard_split(text: str, span: Span, budget: int, count: TokenCounter, out: list[Span]) -> None:
+def _hard_split(
+    text: str, span: Span, budget: int, count: TokenCounter, out: list[Span], sizes: list[int]
+) -> None:
     s, e = span
     while s < e:
         lo, hi = 1, e - s  # longest prefix that fits, by binary search
@@ -224,9 +239,10 @@ def _hard_split(text: str, span: Span, budget: int, count: TokenCounter, out: li
                 lo = mid
             else:
                 hi = mid - 1
-        if count(text[s : s + lo]) > budget:
+        if (tokens := count(text[s : s + lo])) > budget:
             raise ValueError(f"max_tokens is too small: one character counts more than {budget}")
         out.append((s, s + lo))
+        sizes.append(tokens)
         s += lo
 
 
@@ -250,7 +266,7 @@ def _overlap_start(text: str, prev: Span, overlap: int, count: TokenCounter) -> 
         return pe
     start = starts[lo]
     # Prefer to begin at a sentence start when that keeps at least half the overlap.
-    if m := _SENTENCE_START.search(text, start, pe):
-        if m.end() < pe and count(text[m.end() : pe]) * 2 >= overlap:
-            return m.end()
+    m = _SENTENCE_START.search(text, start, pe)
+    if m and m.end() < pe and count(text[m.end() : pe]) * 2 >= overlap:
+        return m.end()
     return start

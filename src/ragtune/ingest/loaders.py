@@ -27,7 +27,7 @@ from typing import Any
 from ragtune.errors import InputError
 from ragtune.types import Document, Section
 
-__all__ = ["SUPPORTED_EXTENSIONS", "load_file", "decode_text"]
+__all__ = ["SUPPORTED_EXTENSIONS", "decode_text", "load_file"]
 
 _MB = 1024 * 1024
 
@@ -103,11 +103,11 @@ def decode_text(data: bytes, where: str) -> tuple[str, str]:
         if data.startswith(bom):
             return data.decode(enc, errors="replace"), enc
     if b"\x00" in data:
-        enc = _utf16_without_bom(data)
-        if enc is None:
+        guess = _utf16_without_bom(data)
+        if guess is None:
             raise InputError(where, "binary data in a text file (NUL bytes)")
         try:
-            return data.decode(enc), enc
+            return data.decode(guess), guess
         except UnicodeDecodeError:
             raise InputError(where, "binary data in a text file (NUL bytes)") from None
     for enc in ("utf-8", "cp1252"):
@@ -240,8 +240,9 @@ def _looks_like_heading(para: str) -> bool:
 
 _DROP = ["script", "style", "nav", "noscript", "template", "svg", "iframe", "head"]
 _BLOCKS = frozenset(
-    "p div section article main header footer aside blockquote ul ol dl dt dd figure "
-    "figcaption form fieldset address hr details summary body html".split()
+    ["p", "div", "section", "article", "main", "header", "footer", "aside", "blockquote"]
+    + ["ul", "ol", "dl", "dt", "dd", "figure", "figcaption", "form", "fieldset", "address"]
+    + ["hr", "details", "summary", "body", "html"]
 )
 
 
@@ -335,7 +336,7 @@ def _load_pdf(data: bytes, where: str) -> tuple[str | None, list[Section], dict[
                     where, "the PDF is encrypted (AES; install 'cryptography' to open it)"
                 ) from None
         pages = [_pdf_lines(page) for page in reader.pages]
-        meta_title = (reader.metadata or {}).get("/Title") if reader.metadata else None
+        meta_title = reader.metadata.get("/Title") if reader.metadata else None
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - see comment above
@@ -389,8 +390,10 @@ def _pdf_sections(
             else:
                 out.add(text)
     meta = {"format": "pdf", "pages": len(pages), "pages_without_text": empty}
-    if meta_title and meta_title.lower() in ("untitled", "none") or (
-        meta_title and meta_title.lower().startswith("microsoft word -")
+    if (
+        meta_title
+        and meta_title.lower() in ("untitled", "none")
+        or (meta_title and meta_title.lower().startswith("microsoft word -"))
     ):
         meta_title = None
     return meta_title or first_heading, out.done(), meta
@@ -475,7 +478,11 @@ def _load_json(data: bytes, where: str) -> tuple[str | None, list[Section], dict
         raise InputError(where, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno)
     title = value.get("title") if isinstance(value, dict) else None
     sections = list(_json_sections(value, ()))
-    return (title if isinstance(title, str) else None), sections, {"format": "json"}
+    return (
+        (title if isinstance(title, str) else None),
+        sections,
+        {"format": "json", "encoding": enc},
+    )
 
 
 def _load_jsonl(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
@@ -488,10 +495,12 @@ def _load_jsonl(data: bytes, where: str) -> tuple[str | None, list[Section], dic
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise InputError(
-                where, f"invalid JSON on line {number}: {exc.msg} (column {exc.colno})",
+                where,
+                f"invalid JSON on line {number}: {exc.msg} (column {exc.colno})",
                 line=number,
             ) from None
-    return None, list(_json_sections(records, ())), {"format": "jsonl", "records": len(records)}
+    meta = {"format": "jsonl", "records": len(records), "encoding": enc}
+    return None, list(_json_sections(records, ())), meta
 
 
 def _json_sections(value: Any, prefix: tuple[str, ...]) -> Iterable[Section]:
@@ -538,9 +547,7 @@ def _json_text(value: Any, indent: str = "") -> str:
                 lines.append(f"{indent}{key}: {_scalar(item)}")
         return "\n".join(lines)
     if isinstance(value, list):
-        return "\n".join(
-            f"{indent}- {_json_text(v, indent + '  ').lstrip()}" for v in value
-        )
+        return "\n".join(f"{indent}- {_json_text(v, indent + '  ').lstrip()}" for v in value)
     return indent + _scalar(value)
 
 
@@ -628,4 +635,4 @@ def _read_bytes(path: Path, max_bytes: int) -> bytes:
 def _short(exc: BaseException) -> str:
     """One line for a library's exception: its message, else its type name."""
     msg = str(exc).strip().split("\n")[0]
-    return (msg[:160] or type(exc).__name__)
+    return msg[:160] or type(exc).__name__

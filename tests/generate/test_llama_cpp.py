@@ -1,0 +1,121 @@
+"""LlamaCppGenerator: argument checks always; real generation on the packaged Qwen 0.5B GGUF.
+
+The integration tests use the packaged model from the default cache (assembled once,
+~5 s, then reused) and skip when llama-cpp-python is not installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragtune.config import GenerationSettings
+from ragtune.errors import MissingDependency, ModelError
+from ragtune.generate.base import Generator
+from ragtune.generate.citations import check_answer, parse_markers
+from ragtune.generate.factory import make_generator
+from ragtune.generate.llama_cpp import LlamaCppGenerator
+from ragtune.generate.models import resolve_model
+from ragtune.generate.prompts import NOT_FOUND_TEXT, build_rag_messages
+from ragtune.types import Chunk, Hit
+
+
+def _hit(n: int, title: str, section: str, text: str) -> Hit:
+    chunk = Chunk(id=f"ch_{n}", doc_id=f"doc_{n}", text=text, section=section, ordinal=0, tokens=40)
+    return Hit(chunk=chunk, score=1.0 / n, document=f"{title.lower()}.md", title=title, rank=n)
+
+
+HITS = [
+    _hit(1, "Shipping", "Delivery times", "Standard shipping takes 3 to 7 business days. "
+         "Express shipping costs $14.99 and arrives the next business day."),
+    _hit(2, "Returns", "Return window", "Customers may return most items within 30 days of "
+         "delivery for a full refund. Gift cards are final sale and cannot be returned."),
+    _hit(3, "Warranty", "Coverage", "Electronics carry a 2-year limited warranty covering "
+         "manufacturing defects. Accidental damage is not covered."),
+]
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="nope.gguf: GGUF model file not found"):
+        LlamaCppGenerator(tmp_path / "nope.gguf")
+
+
+def test_missing_lora_and_bad_args(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(ModelError, match="lora.gguf: GGUF LoRA adapter file not found"):
+        LlamaCppGenerator(model, lora_path=tmp_path / "lora.gguf")
+    with pytest.raises(ModelError, match="max_tokens"):
+        LlamaCppGenerator(model, max_tokens=0)
+    g = LlamaCppGenerator(model, threads=0)
+    assert g.threads >= 1 and g.name == "m" and isinstance(g, Generator)
+
+
+def test_missing_llama_cpp_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
+    with pytest.raises(MissingDependency, match=r"llama-cpp-python.*ragtune\[local\]"):
+        LlamaCppGenerator(model).complete([{"role": "user", "content": "hi"}])
+
+
+def test_unloadable_model(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    model = tmp_path / "broken.gguf"
+    model.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(ModelError, match="broken.gguf: llama.cpp cannot load the model"):
+        LlamaCppGenerator(model).count_tokens("hi")
+
+
+# ---------------------------------------------------------------- real model
+
+@pytest.fixture(scope="module")
+def qwen() -> Iterator[LlamaCppGenerator]:
+    pytest.importorskip("llama_cpp")
+    yield LlamaCppGenerator(resolve_model("qwen2.5-0.5b"), n_ctx=2048, max_tokens=80)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_grounded_answer_cites_its_source(qwen: LlamaCppGenerator) -> None:
+    c = qwen.complete(build_rag_messages("How many days do customers have to return an item?", HITS))
+    assert "30" in c.text
+    assert 2 in parse_markers(c.text), c.text
+    cites, _ = check_answer(c.text, HITS)
+    assert any(x.n == 2 and x.supported for x in cites), (c.text, cites)
+    assert c.prompt_tokens > qwen.count_tokens(HITS[0].chunk.text) * 3
+    assert 0 < c.completion_tokens <= 80
+    assert 0 < c.timings["first_token_s"] < c.timings["total_s"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_stream_matches_complete_and_refuses_off_topic(qwen: LlamaCppGenerator) -> None:
+    msgs = build_rag_messages("What is the CEO's favourite colour?", HITS)
+    pieces = list(qwen.stream(msgs, max_tokens=30))
+    assert len(pieces) > 1
+    streamed = qwen.last_completion
+    assert streamed is not None and streamed.text == "".join(pieces)
+    again = qwen.complete(msgs, max_tokens=30)  # greedy: the same text again
+    assert again.text == streamed.text
+    assert again.prompt_tokens == streamed.prompt_tokens
+    assert NOT_FOUND_TEXT in again.text, again.text
+
+
+@pytest.mark.integration
+def test_prompt_longer_than_context(qwen: LlamaCppGenerator) -> None:
+    small = LlamaCppGenerator(qwen.model_path, n_ctx=128)
+    with pytest.raises(ModelError, match=r"prompt is \d+ tokens but the context window .* is 128"):
+        small.complete([{"role": "user", "content": "word " * 300}])
+    assert qwen.count_tokens("hello world") == 2
+
+
+@pytest.mark.integration
+def test_factory_builds_local(qwen: LlamaCppGenerator) -> None:
+    g = make_generator(GenerationSettings(backend="local", model=str(qwen.model_path),
+                                          context_tokens=1024, max_tokens=7, threads=1))
+    assert isinstance(g, LlamaCppGenerator)
+    assert (g.n_ctx, g.max_tokens, g.threads, g.temperature) == (1024, 7, 1, 0.0)

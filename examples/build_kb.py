@@ -33,7 +33,7 @@ SRC = HERE / "build_src"
 KB = HERE / "kb"
 
 # One fixed moment for every metadata date: the reason the output is reproducible.
-FIXED_DATE = dt.datetime(2025, 1, 15, 9, 0, 0, tzinfo=dt.timezone.utc)
+FIXED_DATE = dt.datetime(2025, 1, 15, 9, 0, 0, tzinfo=dt.UTC)
 ZIP_DATE = (2025, 1, 15, 9, 0, 0)
 AUTHOR = "Northwind Outfitters"
 
@@ -111,10 +111,13 @@ def render_pdf(blocks: list[Block]) -> bytes:
 
     sizes = {"h1": 18, "h2": 14, "h3": 12}
     levels = {"h1": 0, "h2": 1, "h3": 2}
-    for block in blocks:
+    for index, block in enumerate(blocks):
         if block.kind in sizes:
-            # Keep a heading with at least a few lines of its text (no orphan headings).
-            if pdf.get_y() > pdf.h - 60:
+            # Keep a heading (and a heading right after it) with two lines of its text, so
+            # no heading is orphaned at a page foot; body text itself flows across pages.
+            following = blocks[index + 1] if index + 1 < len(blocks) else None
+            needed = 25 + (12 if following is not None and following.kind in sizes else 0)
+            if pdf.get_y() + needed > pdf.page_break_trigger:
                 pdf.add_page()
             pdf.ln(3 if block.kind != "h1" else 0)
             pdf.start_section(block.text, level=levels[block.kind])

@@ -87,3 +87,23 @@ def tiny_tokenizer(tiny_model_dir: Path):
 def style_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("style-data")
     return write_jsonl(folder / "train.jsonl", style_examples(120, seed=1))
+
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+STYLE_STEPS = 90
+
+
+@pytest.fixture(scope="session")
+def trained_adapter(tiny_model_dir: Path, style_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One real LoRA run shared by the tests that inspect a finished adapter."""
+    from ragtune.finetune.train import TrainConfig, train_adapter
+
+    root = tmp_path_factory.mktemp("adapters")
+    steps: list[tuple] = []
+    config = TrainConfig(
+        base_model=str(tiny_model_dir), target_modules=ALL_LINEAR, rank=16, alpha=32,
+        max_steps=STYLE_STEPS, learning_rate=2e-2, batch_size=8, max_length=128,
+        eval_steps=30, save_steps=30, early_stopping_patience=0)
+    result = train_adapter(config, style_data, root / "style", on_step=lambda *a: steps.append(a),
+                           lineage={"documents": [{"source": "handbook.md", "version": 3}]})
+    return result, steps

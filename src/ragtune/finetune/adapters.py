@@ -1,0 +1,149 @@
+"""The adapter registry: finished LoRA adapters under one folder, with their lineage.
+
+An adapter is a folder ``<root>/<name>/`` holding PEFT files (``adapter_config.json`` +
+weights) and ``run.json`` (base model and hash, dataset hash, options, metrics, lineage)
+written by :func:`ragtune.finetune.train.train_adapter`. A folder without both files (an
+unfinished ``<name>.partial`` run, anything else) is not an adapter.
+
+>>> import tempfile, pathlib
+>>> reg = AdapterRegistry(pathlib.Path(tempfile.mkdtemp()))
+>>> reg.list()
+[]
+>>> reg.get("Bad Name")
+Traceback (most recent call last):
+...
+ragtune.errors.InputError: Bad Name: adapter names use only a-z, 0-9, '_' and '-' (at most 64 characters)
+
+Export formats:
+
+- ``peft``: a copy of the adapter folder (PEFT files, run.json, loss.png). Load it with
+  ``PeftModel.from_pretrained(base, folder)``; small (a few MB) but needs the base model.
+- ``merged``: the base model with the adapter merged into its weights
+  (``merge_and_unload``) plus the tokenizer: a standalone Hugging Face model folder that
+  any transformers-compatible server loads without PEFT.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragtune.errors import InputError, NotFound
+
+_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a valid adapter name, else raise :class:`InputError`."""
+    if not _NAME.fullmatch(name):
+        raise InputError(name, "adapter names use only a-z, 0-9, '_' and '-' (at most 64 characters)")
+    return name
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A finished adapter as listed by the registry."""
+
+    name: str
+    base_model: str
+    dataset: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: float
+    path: Path
+    lineage: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "base_model": self.base_model, "dataset": self.dataset,
+            "metrics": self.metrics, "created_at": self.created_at, "path": str(self.path),
+            "lineage": self.lineage,
+        }
+
+
+def _info(folder: Path) -> AdapterInfo | None:
+    run_file, cfg = folder / "run.json", folder / "adapter_config.json"
+    if not (run_file.is_file() and cfg.is_file()) or not _NAME.fullmatch(folder.name):
+        return None
+    try:
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    metrics = {k: run.get(k) for k in ("val_loss", "steps", "train_tokens_per_s", "duration_s",
+                                       "peak_rss_mb", "stopped_early")}
+    return AdapterInfo(
+        name=folder.name, base_model=str(run.get("base_model", "")),
+        dataset=dict(run.get("dataset") or {}), metrics=metrics,
+        created_at=float(run.get("created_at", 0.0)), path=folder, lineage=run.get("lineage"),
+    )
+
+
+class AdapterRegistry:
+    """Finished adapters in ``root``: list, get, remove, merge, export."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, name: str) -> Path:
+        """Where ``train_adapter`` should write an adapter called ``name``."""
+        return self.root / check_name(name)
+
+    def list(self) -> list[AdapterInfo]:
+        if not self.root.is_dir():
+            return []
+        found = (_info(p) for p in sorted(self.root.iterdir()) if p.is_dir())
+        return [i for i in found if i is not None]
+
+    def get(self, name: str) -> AdapterInfo:
+        info = _info(self.path_for(name))
+        if info is None:
+            known = ", ".join(i.name for i in self.list()) or "none"
+            raise NotFound(f"no finished adapter named {name!r} in {self.root} (known: {known})")
+        return info
+
+    def remove(self, name: str) -> None:
+        shutil.rmtree(self.get(name).path)
+
+    def load(self, name: str) -> tuple[Any, Any]:
+        """``(PeftModel, tokenizer)`` for inference: the base model with the adapter on top."""
+        from peft import PeftModel
+
+        from ragtune.finetune.train import load_base_model
+
+        info = self.get(name)
+        base = load_base_model(info.base_model)
+        model = PeftModel.from_pretrained(base.model, str(info.path))
+        return model.eval(), base.tokenizer
+
+    def merge(self, name: str, out_dir: Path) -> Path:
+        """Merge the adapter into its base model; save model + tokenizer to ``out_dir``."""
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise InputError(str(out_dir), "output folder exists and is not empty")
+        model, tokenizer = self.load(name)
+        merged = model.merge_and_unload()
+        tmp = out_dir.with_name(out_dir.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        merged.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        run = json.loads((self.get(name).path / "run.json").read_text(encoding="utf-8"))
+        (tmp / "ragtune_merged.json").write_text(json.dumps({"adapter": name, "run": run}, indent=2))
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
+        return out_dir
+
+    def export(self, name: str, out_dir: Path, fmt: str = "peft") -> Path:
+        """Write the adapter as ``peft`` (folder copy) or ``merged`` (standalone model)."""
+        if fmt == "merged":
+            return self.merge(name, out_dir)
+        if fmt != "peft":
+            raise InputError(fmt, "export format must be 'peft' or 'merged'")
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise InputError(str(out_dir), "output folder exists and is not empty")
+        shutil.copytree(self.get(name).path, out_dir, dirs_exist_ok=True)
+        return out_dir

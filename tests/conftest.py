@@ -16,6 +16,8 @@ EXAMPLES = ROOT / "examples"
 FAKE = {
     "embedding": {"backend": "fake"},
     "generation": {"backend": "fake"},
+    # the hashing fake embedder scores related texts lower than a real model does
+    "retrieval": {"min_similarity": 0.15},
     "access": {"users": {"ana": ["hr"], "bob": ["it"]}, "admins": ["root"]},
 }
 

@@ -17,7 +17,8 @@ PY = sys.executable
 
 def run(*args: str, home: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ, RAGTUNE_HOME=str(home), RAGTUNE_EMBEDDING_BACKEND="fake",
-             RAGTUNE_GENERATION_BACKEND="fake", COLUMNS="200", **(env or {}))
+             RAGTUNE_GENERATION_BACKEND="fake", COLUMNS="200",
+             RAGTUNE_RETRIEVAL_MIN_SIMILARITY="0.15", **(env or {}))
     p = subprocess.run([PY, "-m", "ragtune.cli", *args], capture_output=True, text=True, env=e,
                        timeout=120)
     if check and p.returncode != 0:
@@ -30,7 +31,7 @@ def home(tmp_path):
     h = tmp_path / "ws"
     run("init", home=h)
     cfg = h / "ragtune.toml"
-    cfg.write_text(cfg.read_text().replace("[access]\n", '[access]\nadmins = ["root"]\n', 1)
+    cfg.write_text(cfg.read_text().replace("admins = []", 'admins = ["root"]', 1)
                    .replace("[access.users]\n", '[access.users]\nana = ["hr"]\nbob = ["it"]\n', 1))
     return h
 

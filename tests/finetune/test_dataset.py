@@ -9,7 +9,11 @@ import pytest
 
 from ragtune.errors import InputError
 from ragtune.finetune.dataset import (
-    convert_file, dataset_hash, find_personal_data, load_chat_jsonl, split_examples,
+    convert_file,
+    dataset_hash,
+    find_personal_data,
+    load_chat_jsonl,
+    split_examples,
     validate_dataset,
 )
 

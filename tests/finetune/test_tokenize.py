@@ -73,8 +73,12 @@ def test_packed_rows_do_not_attend_across_examples(tiny_model_dir: Path) -> None
 @pytest.mark.parametrize("packing", [True, False])
 def test_sparse_loss_equals_the_standard_loss(tiny_model_dir: Path, tiny_tokenizer, packing: bool) -> None:
     import torch
-    from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq,
-                              DataCollatorWithFlattening, TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        DataCollatorForSeq2Seq,
+        DataCollatorWithFlattening,
+        TrainingArguments,
+    )
 
     from ragtune.finetune.train import make_trainer_class
 

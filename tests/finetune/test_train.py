@@ -26,8 +26,8 @@ def _generate(model, tok, question: str) -> str:
 
 
 def _small(base: Path, **kw) -> TrainConfig:
-    opts = dict(base_model=str(base), max_steps=6, batch_size=4, max_length=96, eval_steps=3,
-                save_steps=3, early_stopping_patience=0, learning_rate=1e-2)
+    opts = {"base_model": str(base), "max_steps": 6, "batch_size": 4, "max_length": 96,
+            "eval_steps": 3, "save_steps": 3, "early_stopping_patience": 0, "learning_rate": 1e-2}
     return TrainConfig(**(opts | kw))
 
 
@@ -55,7 +55,7 @@ def test_run_record_and_progress(trained_adapter, style_data: Path) -> None:
     assert run == json.loads(json.dumps(result.run))
     assert run["steps"] == STYLE_STEPS and len(run["loss_curve"]) == STYLE_STEPS
     assert run["loss_curve"][-1][1] < run["loss_curve"][0][1]
-    assert run["val_loss"] is not None and [s for s, _ in run["val_curve"]][:3] == [30, 60, 90]
+    assert run["val_loss"] is not None and [s for s, _ in run["val_curve"]][:3] == [40, 80, 120]
     assert run["dataset"]["examples"] == 120 and run["dataset"]["val_examples"] == 12
     assert run["base_model_hash"].startswith("folder:") and run["dataset"]["hash"]
     assert run["config"]["target_modules"] == list(ALL_LINEAR)
@@ -141,8 +141,10 @@ def test_bad_data_and_bad_options(tiny_model_dir: Path, tmp_path: Path) -> None:
         TrainConfig(base_model="m", val_fraction=0.0)
     with pytest.raises(ConfigError, match="rank"):
         TrainConfig(base_model="m", rank=0)
-    with pytest.raises(ConfigError, match="no such model"):
-        train_adapter(_small(tmp_path / "nothing"), few.with_name("bad.jsonl").with_name("few.jsonl"),
-                      tmp_path / "y") if False else None
-        from ragtune.finetune.train import load_base_model
+    from ragtune.errors import ModelError
+    from ragtune.finetune.train import load_base_model
+
+    with pytest.raises(ModelError, match="no such model folder"):
         load_base_model(str(tmp_path / "nothing"))
+    with pytest.raises(ModelError, match="never downloads"):
+        load_base_model("nobody/no-such-model")

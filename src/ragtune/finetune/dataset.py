@@ -384,14 +384,14 @@ def _detect(obj: Any) -> str:
 
 def _from_alpaca(obj: Any) -> list[dict[str, str]]:
     if not isinstance(obj, dict):
-        raise ValueError("expected an object with instruction/input/output")
+        raise TypeError("expected an object with instruction/input/output")
     for key in ("instruction", "output"):
         if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise ValueError(f"Alpaca record needs a non-empty string {key!r}")
     user = obj["instruction"].strip()
     extra = obj.get("input") or ""
     if not isinstance(extra, str):
-        raise ValueError("'input' must be a string")
+        raise TypeError("'input' must be a string")
     if extra.strip():
         user += "\n\n" + extra.strip()
     msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": obj["output"].strip()}]
@@ -408,7 +408,7 @@ def _from_sharegpt(obj: Any) -> list[dict[str, str]]:
     msgs = []
     for i, turn in enumerate(conv, 1):
         if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
-            raise ValueError(f"turn {i} needs 'from' and a string 'value'")
+            raise TypeError(f"turn {i} needs 'from' and a string 'value'")
         role = _SHAREGPT_ROLES.get(str(turn.get("from", "")).lower())
         if role is None:
             raise ValueError(f"turn {i}: unknown speaker {turn.get('from')!r} (expected human, gpt or system)")
@@ -440,7 +440,7 @@ def convert_file(src: str | Path, dst: str | Path, fmt: str = "auto") -> dict[st
         try:
             msgs = {"alpaca": _from_alpaca, "sharegpt": _from_sharegpt,
                     "chat": lambda o: o.get("messages") if isinstance(o, dict) else None}[fmt](obj)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise InputError(str(src), str(e), line=n) from None
         _, issues = _check_line({"messages": msgs}, n)
         if issues:

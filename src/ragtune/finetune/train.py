@@ -25,8 +25,10 @@ Independently, logits are computed only at positions that have a label
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -39,7 +41,11 @@ from typing import Any
 
 from ragtune.errors import ConfigError, InputError, ModelError, RagtuneError
 from ragtune.finetune.dataset import (
-    MIN_EXAMPLES, as_dicts, dataset_hash, load_chat_jsonl, split_examples,
+    MIN_EXAMPLES,
+    as_dicts,
+    dataset_hash,
+    load_chat_jsonl,
+    split_examples,
 )
 from ragtune.types import ChatExample
 
@@ -95,11 +101,11 @@ class TrainConfig:
             (self.eval_steps >= 1 and self.save_steps >= 1, "eval_steps and save_steps must be >= 1"),
             (self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0"),
             (self.early_stopping_patience == 0 or self.val_fraction > 0,
-             f"early_stopping_patience={self.early_stopping_patience} needs val_fraction > 0 "
-             "(there is no validation loss to watch); set early_stopping_patience=0"),
+             (f"early_stopping_patience={self.early_stopping_patience} needs val_fraction > 0 "
+              "(there is no validation loss to watch); set early_stopping_patience=0")),
             (self.early_stopping_patience == 0 or self.save_steps % self.eval_steps == 0,
-             f"save_steps={self.save_steps} must be a multiple of eval_steps={self.eval_steps} "
-             "when early_stopping_patience > 0 (the best checkpoint must have been evaluated)"),
+             (f"save_steps={self.save_steps} must be a multiple of eval_steps={self.eval_steps} "
+              "when early_stopping_patience > 0 (the best checkpoint must have been evaluated)")),
         ]
         for ok, message in checks:
             if not ok:
@@ -196,7 +202,7 @@ def convert_gguf(gguf: Path) -> tuple[Path, str]:
         from ragtune.errors import MissingDependency
 
         raise MissingDependency("gguf", "train") from e
-    except Exception as e:  # noqa: BLE001 — many failure types; one clear message
+    except Exception as e:
         raise ModelError(f"{gguf}: cannot load this GGUF with transformers: {e}") from e
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -226,7 +232,7 @@ def load_base_model(name: str, *, qlora: bool = False) -> BaseModel:
         ident, source = "sha256:" + digest, folder
     elif path.is_dir():
         ident, source = "folder:" + folder_hash(path), path
-    elif "/" in name and not path.exists():
+    elif re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not path.exists():
         try:
             from huggingface_hub import snapshot_download
 
@@ -379,6 +385,9 @@ def _make_callback(on_step: StepCallback | None, stop: threading.Event, timing: 
                 control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
+            if stop.is_set():  # also here: on_step below may be where Ctrl-C arrived
+                control.should_save = True
+                control.should_training_stop = True
             if on_step is None or not logs or "loss" not in logs:
                 return
             trainer = timing.get("trainer_ref")
@@ -387,6 +396,9 @@ def _make_callback(on_step: StepCallback | None, stop: threading.Event, timing: 
             done = max(1, state.global_step - timing["step_before"])
             eta = (state.max_steps - state.global_step) * (timing["train_s"] - timing["train_before"]) / done
             on_step(state.global_step, state.max_steps, float(logs["loss"]), tps, max(0.0, eta))
+            if stop.is_set():
+                control.should_save = True
+                control.should_training_stop = True
 
         def on_save(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -499,6 +511,9 @@ def train_adapter(
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
+    from transformers import set_seed
+
+    set_seed(config.seed)  # LoRA A matrices are random: same seed, same adapter
     model = get_peft_model(model, LoraConfig(
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
@@ -662,7 +677,7 @@ def write_loss_png(path: Path, train: list[list[float]], val: list[list[float]],
         line((pad, pad), (pad, h - pad), (0, 0, 0))
         for series, color in ((train, (31, 119, 180)), (val, (214, 39, 40))):
             pts = [to_px(x, y) for x, y in series]
-            for a, b in zip(pts, pts[1:], strict=False):
+            for a, b in itertools.pairwise(pts):
                 line(a, b, color)
             if len(pts) == 1:
                 line(pts[0], pts[0], color)

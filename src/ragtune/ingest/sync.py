@@ -152,6 +152,8 @@ def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
     report = IngestReport()
     files, folders, missing = expand_paths(paths)
     report.failed.extend(missing)
+    for path, problem in missing:
+        store.log_ingest(path, "failed", problem)
     groups = tuple(sorted(set(groups)))
     seen: set[str] = set()
     with store.write_lock():

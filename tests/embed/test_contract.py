@@ -1,0 +1,95 @@
+"""Contract tests every Embedder backend passes: shape, dtype, norm, determinism."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from ragtune.embed.base import Embedder
+from ragtune.embed.fake import FakeEmbedder
+from ragtune.embed.http import HttpEmbedder
+from .test_http import serve
+
+TEXTS = [
+    "Employees may carry over five days of unused leave into the next year.",
+    "The VPN must be used on public Wi-Fi networks.",
+    "",
+    "Ünïcödé text — with dashes, emoji 🙂 and numbers 3.14!",
+    "leave leave leave",
+]
+
+
+@pytest.fixture(scope="module")
+def http_root() -> Iterator[str]:
+    with serve() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def local_model() -> Embedder:
+    from ragtune.embed.local import LocalEmbedder
+
+    e = LocalEmbedder()
+    e.embed_query("warm up")  # load once for the whole module
+    return e
+
+
+@pytest.fixture(
+    params=["fake", "http", pytest.param("local", marks=pytest.mark.integration)]
+)
+def embedder(request: pytest.FixtureRequest) -> Embedder:
+    if request.param == "fake":
+        return FakeEmbedder(dimension=64)
+    if request.param == "http":
+        return HttpEmbedder(f"{request.getfixturevalue('http_root')}/v1", "fake")
+    return request.getfixturevalue("local_model")
+
+
+def test_is_an_embedder(embedder: Embedder) -> None:
+    assert isinstance(embedder, Embedder)
+    assert isinstance(embedder.name, str) and embedder.name
+    assert embedder.dimension > 0
+
+
+def test_documents_have_shape_dtype_and_unit_norm(embedder: Embedder) -> None:
+    v = embedder.embed_documents(TEXTS)
+    assert v.shape == (len(TEXTS), embedder.dimension)
+    assert v.dtype == np.float32
+    assert np.all(np.isfinite(v))
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+
+
+def test_is_deterministic(embedder: Embedder) -> None:
+    np.testing.assert_allclose(
+        embedder.embed_documents(TEXTS), embedder.embed_documents(TEXTS), atol=1e-6
+    )
+
+
+def test_query_equals_single_document(embedder: Embedder) -> None:
+    q = embedder.embed_query(TEXTS[0])
+    assert q.shape == (embedder.dimension,) and q.dtype == np.float32
+    # Batched and single embeddings may differ by padding-dependent rounding only.
+    np.testing.assert_allclose(q, embedder.embed_documents([TEXTS[0]])[0], atol=1e-3)
+    np.testing.assert_allclose(q, embedder.embed_documents(TEXTS)[0], atol=2e-2)
+
+
+def test_empty_list_gives_zero_rows(embedder: Embedder) -> None:
+    v = embedder.embed_documents([])
+    assert v.shape == (0, embedder.dimension) and v.dtype == np.float32
+
+
+def test_related_text_scores_higher(embedder: Embedder) -> None:
+    docs = embedder.embed_documents(
+        ["How many vacation days can employees carry over to next year?",
+         "Configure the printer driver on Linux."]
+    )
+    q = embedder.embed_query(TEXTS[0])
+    assert q @ docs[0] > q @ docs[1]
+
+
+def test_count_tokens_grows_with_text(embedder: Embedder) -> None:
+    short, long = embedder.count_tokens("one two"), embedder.count_tokens("one two " * 50)
+    assert 0 < short < long
+    assert embedder.count_tokens("") >= 0

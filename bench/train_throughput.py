@@ -28,8 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("policy refund invoice laptop badge office travel expense approval manager days "
-         "request form team holiday security access printer contract budget").split()
+WORDS = ["policy", "refund", "invoice", "laptop", "badge", "office", "travel", "expense", "approval", "manager", "days", "request", "form", "team", "holiday", "security", "access", "printer", "contract", "budget"]
 
 
 def make_data(path: Path, n: int, seed: int = 0) -> Path:
@@ -78,7 +77,13 @@ def run_ragtune(opts: dict) -> dict:
 def run_baseline(opts: dict) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import (
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
 
     from ragtune.finetune.dataset import load_chat_jsonl, split_examples
     from ragtune.finetune.train import TrainConfig, load_base_model, tokenize_example

@@ -218,6 +218,10 @@ def llama_server() -> Iterator[str]:
     """``python -m llama_cpp.server`` on the packaged model (needs llama-cpp-python[server])."""
     for module in ("llama_cpp", "sse_starlette", "starlette_context", "pydantic_settings"):
         pytest.importorskip(module)
+    from ragtune.generate.llama_cpp import runnable_here
+
+    if problem := runnable_here():
+        pytest.skip(problem)
     import subprocess
     import sys
 

@@ -28,6 +28,63 @@ from ragtune.generate.base import Completion
 
 _TOO_LONG = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
+# llama.cpp feature name (llama_print_system_info) -> Linux /proc/cpuinfo flag.
+_CPU_FLAGS = {
+    "SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX_VNNI": "avx_vnni", "AVX2": "avx2",
+    "F16C": "f16c", "FMA": "fma", "BMI2": "bmi2", "AVX512": "avx512f",
+    "AVX512_VBMI": "avx512vbmi", "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16",
+    "AMX_INT8": "amx_int8",
+}
+
+
+def missing_cpu_features(system_info: str, cpu_flags: set[str]) -> list[str]:
+    """Instruction sets llama.cpp was compiled with that this CPU lacks.
+
+    A build with ``GGML_NATIVE=OFF`` and explicit ``-DGGML_AVX_VNNI=ON`` (for example) dies
+    with SIGILL on a CPU without AVX-VNNI, killing the whole process; checking first turns
+    that into an error message.
+
+    >>> missing_cpu_features("CPU : AVX = 1 | AVX_VNNI = 1 | AVX512_BF16 = 0 |", {"avx"})
+    ['AVX_VNNI']
+    """
+    compiled = re.findall(r"([A-Z0-9_]+) = 1", system_info)
+    return [f for f in compiled if f in _CPU_FLAGS and _CPU_FLAGS[f] not in cpu_flags]
+
+
+def _linux_cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None  # not Linux (or no flags line): nothing to check against
+
+
+def runnable_here() -> str | None:
+    """Why the installed llama-cpp-python cannot run on this CPU, or None if it can.
+
+    Raises MissingDependency when llama-cpp-python is not installed at all.
+    """
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingDependency("llama-cpp-python", "local") from None
+    flags = _linux_cpu_flags()
+    if flags is None:
+        return None
+    missing = missing_cpu_features(llama_cpp.llama_print_system_info().decode("utf-8", "replace"), flags)
+    if not missing:
+        return None
+    off = " ".join(f"-DGGML_{f}=OFF" for f in missing)
+    return (
+        f"llama-cpp-python was compiled for CPU instructions this machine lacks "
+        f"({', '.join(missing)}) and would crash; reinstall it for this CPU: "
+        f'CMAKE_ARGS="-DGGML_NATIVE=OFF {off} ..." pip install --force-reinstall '
+        "--no-cache-dir llama-cpp-python==0.3.36 (or build with -DGGML_NATIVE=ON)"
+    )
+
 
 class LlamaCppGenerator:
     """A Generator running a GGUF chat model in-process with llama.cpp."""
@@ -69,6 +126,9 @@ class LlamaCppGenerator:
             from llama_cpp import Llama
         except ImportError:
             raise MissingDependency("llama-cpp-python", "local") from None
+        problem = runnable_here()
+        if problem:
+            raise ModelError(problem)
         try:
             return Llama(
                 model_path=str(self.model_path),
@@ -88,8 +148,10 @@ class LlamaCppGenerator:
     # ------------------------------------------------------------------ generation
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                  temperature: float | None = None) -> Completion:
-        text = "".join(self.stream(messages, max_tokens=max_tokens, temperature=temperature))
-        assert self.last_completion is not None and self.last_completion.text == text
+        for _ in self.stream(messages, max_tokens=max_tokens, temperature=temperature):
+            pass  # the stream sets last_completion (text, counts, timings) when it ends
+        if self.last_completion is None:  # pragma: no cover - stream always sets it
+            raise ModelError(f"{self.model_path.name}: generation returned nothing")
         return self.last_completion
 
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,

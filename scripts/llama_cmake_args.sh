@@ -4,7 +4,9 @@
 # the shared Xeons we run on (see shared/MODELS.md), so we turn native detection off and
 # switch on exactly the instruction sets /proc/cpuinfo reports.
 flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
-args="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+# Only the library: no tests, examples, tools, server or multimodal (mtmd) — faster builds.
+args="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF"
+args+=" -DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF"
 has() { [[ " $flags " == *" $1 "* ]]; }
 has avx && args+=" -DGGML_AVX=ON"
 has avx2 && args+=" -DGGML_AVX2=ON"

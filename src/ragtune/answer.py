@@ -15,19 +15,13 @@ import time
 from collections.abc import Callable
 
 from ragtune.generate.base import Completion, Generator
-from ragtune.generate.citations import check_answer
+from ragtune.generate.citations import check_answer, is_refusal
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_plain_messages, build_rag_messages
 from ragtune.retrieve.search import Retriever
 from ragtune.store.base import SearchFilter
 from ragtune.types import Answer, Principal, Trace
 
 TokenFn = Callable[[str], None]
-
-
-def is_refusal(text: str) -> bool:
-    """True when the model said the knowledge base does not hold the answer."""
-    low = text.strip().lower()
-    return not low or NOT_FOUND_TEXT.lower().rstrip(".") in low or "could not find" in low
 
 
 def _render_prompt(messages: list[dict[str, str]]) -> str:
@@ -83,7 +77,7 @@ class AnswerPipeline:
         messages = build_rag_messages(question, result.hits)
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
-        refused = is_refusal(text)
+        refused = not text or is_refusal(text)
         citations, sentences = ([], []) if refused else check_answer(
             text, result.hits, threshold=self.support_threshold)
         trace.timings["total_s"] = time.perf_counter() - started
@@ -99,4 +93,4 @@ class AnswerPipeline:
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
         trace.timings["total_s"] = time.perf_counter() - started
-        return Answer(text, [], is_refusal(text), trace)
+        return Answer(text, [], not text or is_refusal(text), trace)

@@ -10,6 +10,7 @@ import pytest
 from ragtune.embed.base import Embedder
 from ragtune.embed.fake import FakeEmbedder
 from ragtune.embed.http import HttpEmbedder
+
 from .test_http import serve
 
 TEXTS = [

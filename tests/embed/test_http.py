@@ -18,12 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
+import pytest
 import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-
-import numpy as np
-import pytest
 
 from ragtune.embed.fake import FakeEmbedder
 from ragtune.embed.http import HttpEmbedder

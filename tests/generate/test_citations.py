@@ -186,6 +186,13 @@ def test_uncited_claims_checked_against_all_hits(hits: list[Hit]) -> None:
 def test_refusal_and_chatter_are_not_claims(hits: list[Hit]) -> None:
     assert check_answer(NOT_FOUND_TEXT, hits) == ([], [])
     assert check_answer("Here is the answer:", hits) == ([], [])
+    assert check_answer("[2]", hits) == ([], [])  # a bare marker (seen from the 0.5B model)
+
+
+def test_echoed_header_is_not_support() -> None:
+    hit = _hit("Bring the receipt and the item.", 1, "Store credit > Exchanges", "Exchanges")
+    _, checks = check_answer("[1] Exchanges — Store credit [1].", [hit])
+    assert not checks[0].supported and checks[0].score == 0.0
 
 
 def test_threshold(hits: list[Hit]) -> None:

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 
 import numpy as np
@@ -54,7 +55,7 @@ class FakeEmbedder:
         features = list(words)
         if self.bigrams:
             # Half weight: word overlap should dominate, phrase overlap only break ties.
-            features += [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+            features += [f"{a} {b}" for a, b in itertools.pairwise(words)]
         for i, feature in enumerate(features):
             slot, sign = _slot(feature, self.dimension)
             v[slot] += sign * (1.0 if i < len(words) else 0.5)

@@ -18,15 +18,16 @@ Rules (what "supported" means):
   ``returned`` both become ``return``), plus numbers in canonical form (``1,000`` → ``1000``,
   ``3.50`` → ``3.5``, ``thirty`` → ``30``).
 * A sentence's score against a source is the share of its content words found in the
-  source's title, section and text. If the sentence states a number the source does not
+  source's chunk text (not its title or section: echoing a header proves nothing). If the sentence states a number the source does not
   contain, the score is 0: "45 days" is never supported by a source saying "30 days".
 * A cited sentence scores the best of its cited sources. A marker outside ``1..len(hits)``
   makes the sentence unsupported (it cites something that was never shown) but never raises.
 * An uncited sentence that makes a claim is checked against every hit; it is returned with
   ``cited=()`` and is supported only if some hit reaches the threshold.
-* Refusals ("I could not find this in the knowledge base.") and uncited sentences with
-  fewer than 3 content words ("Sure!", "Here is the answer:") make no claim: they are not
-  checked and not returned.
+* Refusals ("I could not find this in the knowledge base."), sentences with no content
+  word at all (a bare "[2]") and uncited sentences with fewer than 3 content words
+  ("Sure!", "Here is the answer:") make no claim: they are not checked, not returned, and
+  their markers create no citation.
 """
 
 from __future__ import annotations
@@ -268,7 +269,9 @@ def _score(claim: _Bag, source: _Bag) -> float:
 
 
 def _source_bag(hit: Hit) -> _Bag:
-    return _bag(f"{hit.title}\n{hit.chunk.section}\n{hit.chunk.text}")
+    # Only the chunk text supports a claim: an answer that merely echoes the source header
+    # ("[1] Shipping — Delivery times", seen from the 0.5B model) must not count as supported.
+    return _bag(hit.chunk.text)
 
 
 def _best_quote(chunk_text: str, claim_words: frozenset[str]) -> str:
@@ -301,6 +304,8 @@ def check_answer(text: str, hits: list[Hit], *,
             continue
         claim = _bag(sentence)
         cited = parse_markers(sentence)
+        if not claim.words:
+            continue  # "[2]" alone or "Yes [1]." states nothing that a source could support
         if cited:
             valid = [n for n in cited if 1 <= n <= len(hits)]
             score = max((_score(claim, sources[n - 1]) for n in valid), default=0.0)

@@ -71,6 +71,7 @@ def _write_atomic(target: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -100,6 +101,7 @@ def assemble(parts: Sequence[Path], target: Path, sha256: str) -> Path:
                     raise ModelError(f"{part}: cannot read model part: {e.strerror or e}") from None
             out.flush()
             os.fsync(out.fileno())
+        tmp.chmod(0o644)  # mkstemp makes 0600; the cache may be shared by other users
         actual = digest.hexdigest()
         if actual != sha256:
             raise ModelError(

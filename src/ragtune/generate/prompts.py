@@ -23,17 +23,27 @@ from ragtune.types import Hit
 NOT_FOUND_TEXT = "I could not find this in the knowledge base."
 """The exact refusal sentence; the answer pipeline and the citation checker look for it."""
 
-# Tuned on the packaged Qwen2.5-Coder-0.5B-Instruct: short, imperative rules, the refusal
-# sentence quoted verbatim, and one worked example of the marker placement. Without the
-# example the 0.5B model mostly writes "(Source 1)" or no marker at all.
+# Tuned on the packaged Qwen2.5-Coder-0.5B-Instruct (greedy, 3 sources, 4 questions).
+# A one-line example inside the rules ("like this: Returns are free [2].") was copied
+# verbatim as the answer; an instruction appended to the user message made the model emit
+# bare "[1]" lines. A separate worked example with two sources, citing the second, gave the
+# most correct [n] markers (2 of 3 answerable questions; the third answered without one).
 RAG_SYSTEM_PROMPT = (
     "You answer questions using ONLY the numbered sources the user gives you.\n"
     "Rules:\n"
-    "- Use only facts stated in the sources. Do not add anything else.\n"
-    "- End every sentence with the number of its source in square brackets, "
-    "like this: Returns are free [2].\n"
+    "- Use only facts stated in the sources.\n"
+    "- Cite the source number in square brackets at the end of each sentence.\n"
     f'- If the sources do not contain the answer, reply exactly: "{NOT_FOUND_TEXT}"\n'
-    "- Be concise: one to three sentences."
+    "- Be concise: one to three sentences.\n"
+    "\n"
+    "Example:\n"
+    "Sources:\n"
+    "[1] Office — Hours\n"
+    "The office opens at 9 am on weekdays.\n"
+    "[2] Office — Parking\n"
+    "Visitors park in lot B behind the building.\n"
+    "Question: Where do visitors park?\n"
+    "Answer: Visitors park in lot B behind the building [2]."
 )
 
 PLAIN_SYSTEM_PROMPT = "You are a helpful assistant. Answer concisely."

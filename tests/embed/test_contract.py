@@ -73,7 +73,9 @@ def test_query_equals_single_document(embedder: Embedder) -> None:
     assert q.shape == (embedder.dimension,) and q.dtype == np.float32
     # Batched and single embeddings may differ by padding-dependent rounding only.
     np.testing.assert_allclose(q, embedder.embed_documents([TEXTS[0]])[0], atol=1e-3)
-    np.testing.assert_allclose(q, embedder.embed_documents(TEXTS)[0], atol=2e-2)
+    # In a batch of other texts: dynamic int8 picks its activation scale per batch, so the
+    # local int8 model moves a little (cosine ~0.99), the others not at all.
+    assert float(q @ embedder.embed_documents(TEXTS)[0]) > 0.97
 
 
 def test_empty_list_gives_zero_rows(embedder: Embedder) -> None:

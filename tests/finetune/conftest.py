@@ -110,3 +110,20 @@ def trained_adapter(tiny_model_dir: Path, style_data: Path, tmp_path_factory: py
     result = train_adapter(config, style_data, root / "style", on_step=lambda *a: steps.append(a),
                            lineage={"documents": [{"source": "handbook.md", "version": 3}]})
     return result, steps
+
+
+@pytest.fixture(scope="session")
+def adapters_root(trained_adapter, tiny_model_dir: Path, style_data: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry folder with two adapters on the tiny base: ``style`` (the shared 120-step
+    run, answers end with MARKER) and ``other`` (6 steps: different weights, same base)."""
+    import shutil
+
+    from ragtune.finetune.train import TrainConfig, train_adapter
+
+    root = tmp_path_factory.mktemp("registry")
+    shutil.copytree(trained_adapter[0].adapter_dir, root / "style")
+    config = TrainConfig(base_model=str(tiny_model_dir), max_steps=6, batch_size=4, max_length=96,
+                         learning_rate=1e-2, early_stopping_patience=0, seed=7)
+    train_adapter(config, style_data, root / "other")
+    return root

@@ -176,3 +176,12 @@ def test_not_a_database_is_a_clear_error(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open the store"):
         SQLiteStore(bad)
+
+
+def test_quoted_phrase_must_occur(store):
+    a, ac, av = make_doc("a.md", "error E-4012 means the VPN token expired", "other text")
+    b, bc, bv = make_doc("b.md", "error 4012 E is unrelated to tokens")
+    store.upsert_document(a, ac, av)
+    store.upsert_document(b, bc, bv)
+    assert {h.document for h in store.lexical_search("error 4012", 5, ANON)} == {"a.md", "b.md"}
+    assert [h.document for h in store.lexical_search('"E-4012" error', 5, ANON)] == ["a.md"]

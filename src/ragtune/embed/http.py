@@ -58,6 +58,11 @@ class HttpEmbedder:
             self._dimension = int(self._post(["dimension probe"]).shape[1])
         return self._dimension
 
+    @dimension.setter
+    def dimension(self, value: int) -> None:
+        # The Embedder protocol declares a plain attribute; allow setting it (a known size).
+        self._dimension = int(value)
+
     def _post(self, texts: list[str]) -> np.ndarray:
         url = self.url
         try:

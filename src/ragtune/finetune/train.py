@@ -215,24 +215,27 @@ def convert_gguf(gguf: Path) -> tuple[Path, str]:
     return folder, digest
 
 
-def load_base_model(name: str, *, qlora: bool = False) -> BaseModel:
-    """Load a causal LM and its tokenizer from a folder, a .gguf file or the local HF cache.
+def resolve_base_folder(name: str) -> tuple[Path, str]:
+    """``(HF folder, identity)`` for a base model name, without loading any weights.
 
-    Never downloads: a Hugging Face id must already be in the cache.
+    ``name`` is the packaged model's name (``qwen2.5-0.5b`` and its aliases), a .gguf file
+    (converted once and cached, see :func:`convert_gguf`), a model folder, or a Hugging Face
+    id already in the local cache. Never downloads.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ragtune.generate.models import PACKAGED_ALIASES, packaged_model_path
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if name.strip().lower() in PACKAGED_ALIASES:
+        name = str(packaged_model_path())
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelError(f"{path}: GGUF file not found")
         folder, digest = convert_gguf(path)
-        ident, source = "sha256:" + digest, folder
-    elif path.is_dir():
-        ident, source = "folder:" + folder_hash(path), path
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not path.exists():
+        return folder, "sha256:" + digest
+    if path.is_dir():
+        return path, "folder:" + folder_hash(path)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not path.exists():
         try:
             from huggingface_hub import snapshot_download
 
@@ -240,9 +243,20 @@ def load_base_model(name: str, *, qlora: bool = False) -> BaseModel:
         except Exception:  # noqa: BLE001
             raise ModelError(f"{name}: not a folder, a .gguf file, or a model in the local "
                              "Hugging Face cache (ragtune never downloads)") from None
-        ident = "folder:" + folder_hash(source)
-    else:
-        raise ModelError(f"{name}: no such model folder or .gguf file")
+        return source, "folder:" + folder_hash(source)
+    raise ModelError(f"{name}: no such model folder or .gguf file")
+
+
+def load_base_model(name: str, *, qlora: bool = False) -> BaseModel:
+    """Load a causal LM and its tokenizer from a folder, a .gguf file or the local HF cache.
+
+    Never downloads: a Hugging Face id must already be in the cache. See
+    :func:`resolve_base_folder` for the names accepted.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, ident = resolve_base_folder(name)
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if torch.cuda.is_available():
         kwargs = {"dtype": torch.bfloat16, "device_map": {"": 0}}

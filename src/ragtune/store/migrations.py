@@ -55,7 +55,8 @@ _M001_INITIAL = """
             tokens    INTEGER NOT NULL,
             text      TEXT NOT NULL,
             title     TEXT NOT NULL,
-            embedding BLOB NOT NULL
+            embedding BLOB NOT NULL,  -- float32 vector
+            terms     BLOB NOT NULL   -- uint32 hashes of the BM25 terms (store/bm25.py)
         );
         CREATE INDEX chunks_doc ON chunks(doc_id);
 

@@ -28,49 +28,83 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ragtune.errors import StoreError
+from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, WriteResult
 from ragtune.store.migrations import migrate
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
-# Words too common to help BM25; dropping them keeps FTS5 OR-queries fast on large stores.
-_STOPWORDS = frozenset(
-    "a an and are as at be but by can do does for from has have how i if in into is it its "
-    "me my of on or our so than that the their them then there these they this to was we "
-    "what when where which who why will with you your".split()
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
+_PHRASE = re.compile(r'"([^"]+)"')
 
 _CHUNK_COLS = "c.id, c.doc_id, c.text, c.section, c.ordinal, c.tokens, c.page, d.source, d.title"
 
 
-def fts_query(text: str) -> str:
-    """Turn free text into a safe FTS5 OR-query of quoted terms (stopwords dropped).
+def phrase_query(text: str) -> str | None:
+    """The FTS5 query for the quoted phrases in ``text`` (all must occur), or None.
 
-    >>> fts_query('What is the "return" window?')
-    '"return" OR "window"'
-    >>> fts_query("the a")
-    '"the" OR "a"'
+    >>> phrase_query('error "E-4012" on the "VPN client"')
+    '"E 4012" AND "VPN client"'
+    >>> phrase_query("no quotes") is None
+    True
     """
-    words = [w.lower() for w in _WORD.findall(text)]
-    kept = [w for w in words if w not in _STOPWORDS] or words
-    unique = list(dict.fromkeys(kept))
-    return " OR ".join(f'"{w}"' for w in unique)
+    phrases = [" ".join(re.findall(r"\w+", p)) for p in _PHRASE.findall(text)]
+    phrases = [p for p in phrases if p]
+    return " AND ".join(f'"{p}"' for p in phrases) or None
 
 
 @dataclass
-class _VectorIndex:
+class _SearchIndex:
+    """Everything a search needs in memory, valid for one store ``generation``.
+
+    Rows are chunks in rowid order; per-document arrays (indexed by ``doc_codes``) carry
+    what the ACL and filters test, so both searches mask rows in numpy instead of running
+    a per-query SQL join.
+    """
+
     generation: int
     rowids: np.ndarray  # int64, one per chunk
-    doc_codes: np.ndarray  # int32 index into doc_ids
+    doc_codes: np.ndarray  # int32, row -> document code
     doc_ids: list[str]
+    doc_sources: list[str]
+    doc_collections: list[str]
+    doc_updated: np.ndarray  # float64 per document
+    doc_groups: list[frozenset[str]]
     matrix: np.ndarray  # float32 (n, dim), L2-normalised rows
+    bm25: BM25Index
+    masks: dict[tuple, np.ndarray | None] = field(default_factory=dict)
+
+    def allowed_rows(self, principal: Principal, filters: SearchFilter | None) -> np.ndarray | None:
+        """Boolean row mask of what ``principal`` may read under ``filters`` (None: all rows)."""
+        key = (principal.admin, principal.groups, filters)
+        if key in self.masks:
+            return self.masks[key]
+        docs = np.ones(len(self.doc_ids), dtype=bool)
+        if not principal.admin:
+            docs &= np.fromiter((not g or bool(g & principal.groups) for g in self.doc_groups),
+                                dtype=bool, count=len(self.doc_ids))
+        if filters:
+            if filters.collections:
+                docs &= np.isin(np.array(self.doc_collections, dtype=object), filters.collections)
+            if filters.documents:
+                wanted = set(filters.documents)
+                docs &= np.fromiter((i in wanted or s in wanted
+                                     for i, s in zip(self.doc_ids, self.doc_sources)),
+                                    dtype=bool, count=len(self.doc_ids))
+            if filters.since is not None:
+                docs &= self.doc_updated >= filters.since
+            if filters.until is not None:
+                docs &= self.doc_updated <= filters.until
+        mask = None if docs.all() else docs[self.doc_codes]
+        if len(self.masks) > 64:
+            self.masks.clear()
+        self.masks[key] = mask
+        return mask
 
 
 class SQLiteStore:
@@ -95,7 +129,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: cannot open the store: {e}") from None
         self._lock = threading.RLock()
-        self._index: _VectorIndex | None = None
+        self._index: _SearchIndex | None = None
 
     # ----------------------------------------------------------------- transactions
     @contextmanager
@@ -259,10 +293,11 @@ class SQLiteStore:
             self._set_groups(db, doc.id, groups)
             db.executemany(
                 "INSERT INTO chunks (id, doc_id, ordinal, section, page, tokens, text, title, "
-                "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+                "embedding, terms) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text, doc.title,
-                     vectors[i].tobytes())
+                     vectors[i].tobytes(),
+                     term_hashes(f"{doc.title}\n{c.section}\n{c.text}").tobytes())
                     for i, c in enumerate(chunks)
                 ],
             )
@@ -355,54 +390,90 @@ class SQLiteStore:
                 out.update((r[0], self._scored(r, 0.0)) for r in rows)
         return [out[c] for c in ids if c in out]
 
-    def lexical_search(self, query: str, k: int, principal: Principal,
-                       filters: SearchFilter | None = None) -> list[ScoredChunk]:
-        """BM25 over text, section and title (FTS5); the score is -bm25 (higher is better)."""
-        q = fts_query(query)
-        if not q:
-            return []
-        where, params = self._acl_sql(principal, filters)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_CHUNK_COLS}, bm25(chunks_fts, 1.0, 0.6, 0.4) AS s "
-                f"FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-                f"JOIN documents d ON d.id = c.doc_id "
-                f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
-                [q, *params, k],
-            ).fetchall()
-        return [self._scored(r[:-1], -r[-1]) for r in rows]
-
     def _generation(self) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
-    def _vector_index(self) -> _VectorIndex:
+    def _search_index(self) -> _SearchIndex:
+        """The in-memory index, rebuilt from one consistent snapshot when the store changed."""
         generation = self._generation()
         if self._index is not None and self._index.generation == generation:
             return self._index
-        rows = self._db.execute("SELECT rowid, doc_id, embedding FROM chunks ORDER BY rowid").fetchall()
-        doc_ids: list[str] = []
-        code_of: dict[str, int] = {}
-        codes = np.empty(len(rows), dtype=np.int32)
-        for i, (_, doc_id, _) in enumerate(rows):
-            code = code_of.get(doc_id)
-            if code is None:
-                code = code_of[doc_id] = len(doc_ids)
-                doc_ids.append(doc_id)
-            codes[i] = code
+        db = self._db
+        db.execute("BEGIN")  # one read snapshot for the generation, chunks and documents
+        try:
+            generation = self._generation()
+            rows = db.execute(
+                "SELECT rowid, doc_id, embedding, terms FROM chunks ORDER BY rowid").fetchall()
+            docs = db.execute("SELECT id, source, collection, updated_at FROM documents").fetchall()
+            groups: dict[str, set[str]] = {}
+            for doc_id, grp in db.execute("SELECT doc_id, grp FROM document_groups"):
+                groups.setdefault(doc_id, set()).add(grp)
+        finally:
+            db.execute("COMMIT")
+        code_of = {d[0]: i for i, d in enumerate(docs)}
+        codes = np.fromiter((code_of[r[1]] for r in rows), dtype=np.int32, count=len(rows))
         if rows:
             matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
             matrix = matrix.reshape(len(rows), -1)
         else:
             matrix = np.zeros((0, 0), dtype=np.float32)
-        rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        self._index = _VectorIndex(generation, rowids, codes, doc_ids, matrix)
+        bm25 = BM25Index.from_terms([np.frombuffer(r[3], dtype=np.uint32) for r in rows])
+        self._index = _SearchIndex(
+            generation=generation,
+            rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            doc_codes=codes, doc_ids=[d[0] for d in docs], doc_sources=[d[1] for d in docs],
+            doc_collections=[d[2] for d in docs],
+            doc_updated=np.array([d[3] for d in docs], dtype=np.float64),
+            doc_groups=[frozenset(groups.get(d[0], ())) for d in docs],
+            matrix=matrix, bm25=bm25)
         return self._index
+
+    def _top_rows(self, index: _SearchIndex, scores: np.ndarray, k: int,
+                  positive_only: bool) -> list[ScoredChunk]:
+        """Fetch the k best rows (score order) with their chunk text and document."""
+        candidates = np.flatnonzero(scores > 0) if positive_only else np.flatnonzero(
+            np.isfinite(scores))
+        if len(candidates) == 0:
+            return []
+        k = min(k, len(candidates))
+        top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        top = top[np.lexsort((top, -scores[top]))]
+        rowids = [int(index.rowids[i]) for i in top]
+        found = {
+            r[0]: r[1:]
+            for r in self._db.execute(
+                f"SELECT c.rowid, {_CHUNK_COLS} FROM chunks c JOIN documents d "
+                f"ON d.id = c.doc_id WHERE c.rowid IN ({','.join('?' * len(rowids))})", rowids)
+        }
+        return [self._scored(found[r], float(scores[i])) for r, i in zip(rowids, top) if r in found]
+
+    def lexical_search(self, query: str, k: int, principal: Principal,
+                       filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        """BM25 over chunk text, section path and title, ACL-masked (store/bm25.py).
+
+        Quoted phrases must occur verbatim: the FTS5 index narrows the rows to those.
+        """
+        with self._lock:
+            index = self._search_index()
+            if len(index.rowids) == 0:
+                return []
+            scores = index.bm25.scores(query)
+            mask = index.allowed_rows(principal, filters)
+            if mask is not None:
+                scores = np.where(mask, scores, 0.0)
+            phrases = phrase_query(query)
+            if phrases:
+                hits = np.array([r for (r,) in self._db.execute(
+                    "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (phrases,))],
+                    dtype=np.int64)
+                scores = np.where(np.isin(index.rowids, hits), scores, 0.0)
+            return self._top_rows(index, scores, k, positive_only=True)
 
     def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
                      filters: SearchFilter | None = None) -> list[ScoredChunk]:
         """Exact inner-product search over the chunks ``principal`` may read."""
         with self._lock:
-            index = self._vector_index()
+            index = self._search_index()
             if len(index.rowids) == 0:
                 return []
             vector = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -413,28 +484,10 @@ class SQLiteStore:
                     "re-ingest with the original model or start a new workspace"
                 )
             scores = index.matrix @ vector
-            if not principal.admin or filters:
-                where, params = self._acl_sql(principal, filters)
-                allowed = {r[0] for r in self._db.execute(
-                    f"SELECT id FROM documents d WHERE {where}", params)}
-                by_code = np.fromiter((d in allowed for d in index.doc_ids), dtype=bool,
-                                      count=len(index.doc_ids))
-                scores = np.where(by_code[index.doc_codes], scores, -np.inf)
-            k = min(k, len(scores))
-            top = np.argpartition(-scores, k - 1)[:k]
-            top = top[np.argsort(-scores[top], kind="stable")]
-            top = [i for i in top if np.isfinite(scores[i])]
-            if not top:
-                return []
-            rowids = [int(index.rowids[i]) for i in top]
-            rows = {
-                r[0]: r[1:]
-                for r in self._db.execute(
-                    f"SELECT c.rowid, {_CHUNK_COLS} FROM chunks c JOIN documents d "
-                    f"ON d.id = c.doc_id WHERE c.rowid IN ({','.join('?' * len(rowids))})", rowids
-                )
-            }
-        return [self._scored(rows[r], float(scores[i])) for r, i in zip(rowids, top) if r in rows]
+            mask = index.allowed_rows(principal, filters)
+            if mask is not None:
+                scores = np.where(mask, scores, -np.inf)
+            return self._top_rows(index, scores, k, positive_only=False)
 
     # ----------------------------------------------------------------- log, stats
     def log_ingest(self, source: str, status: str, message: str = "") -> None:

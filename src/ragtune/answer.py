@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from ragtune.generate.base import Completion, Generator
-from ragtune.generate.citations import check_answer, is_refusal
+from ragtune.generate.citations import attribute_uncited, check_answer, is_refusal
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_plain_messages, build_rag_messages
 from ragtune.retrieve.search import Retriever
 from ragtune.store.base import SearchFilter
@@ -78,8 +78,13 @@ class AnswerPipeline:
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
         refused = not text or is_refusal(text)
-        citations, sentences = ([], []) if refused else check_answer(
-            text, result.hits, threshold=self.support_threshold)
+        citations, sentences = [], []
+        if not refused:
+            text, attributed = attribute_uncited(text, result.hits, threshold=self.support_threshold)
+            if attributed:
+                trace.notes.append(f"{len(attributed)} uncited sentence(s) attributed to the "
+                                   "source that supports them: " + " | ".join(attributed))
+            citations, sentences = check_answer(text, result.hits, threshold=self.support_threshold)
         trace.timings["total_s"] = time.perf_counter() - started
         return Answer(text, citations, refused, trace, sentences)
 

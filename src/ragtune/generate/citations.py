@@ -329,3 +329,38 @@ def check_answer(text: str, hits: list[Hit], *,
             supported=all(ok for _, ok in claims),
         ))
     return citations, checks
+
+
+def attribute_uncited(text: str, hits: list[Hit], *, threshold: float = 0.5) -> tuple[str, list[str]]:
+    """Add a ``[n]`` marker to each uncited claim that one retrieved source supports.
+
+    Small models often answer from the sources but forget the markers. Rather than show an
+    answer without citations, each uncited sentence is attributed to the source that
+    supports it best, if that support reaches ``threshold`` (the same test as
+    :func:`check_answer`); sentences no source supports stay uncited and are flagged by
+    it. Returns the new text and the sentences that were attributed (for the trace).
+
+    >>> from ragtune.types import Chunk, Hit
+    >>> h = Hit(Chunk("c1", "d", "Returns are accepted within 30 days.", "Returns", 0, 6), 1.0, "r.md", "R")
+    >>> attribute_uncited("Returns are accepted within 30 days.", [h])[0]
+    'Returns are accepted within 30 days [1].'
+    """
+    sources = [_source_bag(h) for h in hits]
+    attributed: list[str] = []
+    out = text
+    for sentence in split_sentences(text):
+        if parse_markers(sentence) or is_refusal(sentence):
+            continue
+        claim = _bag(sentence)
+        if len(claim.words) < _MIN_CLAIM_WORDS or not sources:
+            continue
+        scores = [_score(claim, s) for s in sources]
+        best = max(range(len(scores)), key=lambda i: scores[i])
+        if scores[best] < threshold:
+            continue
+        stripped = sentence.rstrip()
+        end = len(stripped.rstrip(".!?"))
+        marked = f"{stripped[:end]} [{best + 1}]{stripped[end:]}"
+        out = out.replace(sentence.rstrip(), marked, 1)
+        attributed.append(sentence.strip())
+    return out, attributed

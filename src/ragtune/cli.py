@@ -24,6 +24,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ground a language model in your documents, fine-tune it, and measure which serves you best.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate retrieval and answers.")
 app.add_typer(eval_app, name="eval")
+# The fine-tuning commands live beside their library; torch loads only when they run.
+from ragtune.finetune.cli import adapters_app, data_app, finetune_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
+app.add_typer(finetune_app, name="finetune")
+app.add_typer(adapters_app, name="adapters")
 
 console = Console()
 err = Console(stderr=True)
@@ -145,6 +151,9 @@ def print_answer(answer: Any, *, streamed: bool) -> None:
         console.print(answer.text)
     else:
         console.print()
+        if any("attributed" in n for n in answer.trace.notes):
+            # markers were added after streaming: show the answer as cited
+            console.print(f"[dim]with citations:[/] {answer.text}", highlight=False)
     if answer.refused:
         return
     for c in answer.citations:
@@ -159,12 +168,13 @@ def print_answer(answer: Any, *, streamed: bool) -> None:
 def ask(question: Annotated[str, typer.Argument()], as_user: AsOpt = None,
         k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
         collection: Annotated[list[str] | None, typer.Option(help="Only this collection (repeatable).")] = None,
+        adapter: Annotated[str | None, typer.Option(help="Answer with this LoRA adapter (see 'ragtune adapters list').")] = None,
         workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Answer a question from the knowledge base, with checked citations."""
     ws = _open(workspace)
     on_token = None if as_json else (lambda t: console.print(t, end="", highlight=False, markup=False))
     answer = ws.ask(question, as_user, k=k, filters=_filters(collection, None, None),
-                    on_token=on_token)
+                    on_token=on_token, adapter=adapter)
     if as_json:
         _print_json(answer.to_dict())
     else:

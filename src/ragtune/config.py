@@ -78,6 +78,10 @@ class RetrievalSettings:
     mode: str = _help("hybrid | dense | lexical", default="hybrid")
     top_k: int = _help("chunks given to the model", default=5)
     candidates: int = _help("candidates per method before fusion", default=50)
+    fusion: str = _help("how hybrid mode fuses the two rankings: weighted (min-max normalised "
+                        "scores) | rrf (reciprocal ranks)", default="weighted")
+    dense_weight: float = _help("weight of the dense score in weighted fusion (0..1); 0.7 was best "
+                                "on bench/retrieval_quality.py", default=0.7)
     rrf_k: int = _help("reciprocal-rank-fusion constant", default=60)
     min_similarity: float = _help(
         "relevance floor: if no retrieved chunk has a dense cosine similarity at least this "
@@ -90,6 +94,10 @@ class RetrievalSettings:
             raise ConfigError(f"retrieval.mode must be hybrid, dense or lexical, got {self.mode!r}")
         if self.top_k < 1:
             raise ConfigError(f"retrieval.top_k must be greater than 0, got {self.top_k}")
+        if self.fusion not in {"weighted", "rrf"}:
+            raise ConfigError(f"retrieval.fusion must be weighted or rrf, got {self.fusion!r}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"retrieval.dense_weight must be 0..1, got {self.dense_weight}")
         if self.candidates < self.top_k:
             raise ConfigError("retrieval.candidates must be >= retrieval.top_k")
         if not -1.0 <= self.min_similarity <= 1.0:

@@ -52,6 +52,7 @@ class Workspace:
         self.settings = settings or Settings.load(self.root / CONFIG_NAME, overrides=overrides)
         self._embedder: Embedder | None = None
         self._generator: Generator | None = None
+        self._adapter_generators: dict[str, Any] = {}  # base model -> HFGenerator
 
     @classmethod
     def init(cls, root: Path | str | None = None,
@@ -110,6 +111,30 @@ class Workspace:
         self._generator = value
 
     @property
+    def adapters_root(self) -> Path:
+        return self.root / "adapters"
+
+    def adapter_generator(self, adapter: str) -> Generator:
+        """A generator answering with LoRA adapter ``adapter`` (transformers + PEFT).
+
+        One base model is loaded per base and shared by all its adapters: switching
+        adapters does not reload it.
+        """
+        from ragtune.finetune.adapters import AdapterRegistry
+        from ragtune.generate.hf import HFGenerator
+
+        info = AdapterRegistry(self.adapters_root).get(adapter)
+        gen = self._adapter_generators.get(info.base_model)
+        if gen is None:
+            gen = HFGenerator(info.base_model, adapters_root=self.adapters_root,
+                              max_tokens=self.settings.generation.max_tokens,
+                              temperature=self.settings.generation.temperature,
+                              threads=self.settings.generation.threads)
+            self._adapter_generators[info.base_model] = gen
+        gen.use_adapter(adapter)
+        return gen
+
+    @property
     def retriever(self) -> Retriever:
         return Retriever(self.store, self.embedder, self.settings.retrieval)
 
@@ -160,9 +185,15 @@ class Workspace:
         return self.retriever.search(query, self.principal(user), k=k, mode=mode, filters=filters)
 
     def ask(self, question: str, user: str | None = None, *, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None) -> Answer:
-        return self.pipeline.ask(question, self.principal(user), filters=filters, k=k,
-                                 on_token=on_token)
+            k: int | None = None, on_token: TokenFn | None = None,
+            adapter: str | None = None) -> Answer:
+        """Answer from the knowledge base; with ``adapter``, the LoRA adapter generates."""
+        principal = self.principal(user)
+        generator = self.adapter_generator(adapter) if adapter else self.generator
+        pipeline = AnswerPipeline(self.retriever, generator)
+        answer = pipeline.ask(question, principal, filters=filters, k=k, on_token=on_token)
+        answer.trace.adapter = adapter
+        return answer
 
     def documents(self, user: str | None = None, *, all_users: bool = False) -> list[DocumentInfo]:
         return self.store.list_documents(None if all_users else self.principal(user))

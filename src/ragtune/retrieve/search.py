@@ -1,6 +1,5 @@
 """Retrieval: dense, lexical (BM25) and hybrid (reciprocal-rank fusion), ACL-filtered.
 
->>> from ragtune.config import RetrievalSettings
 >>> rrf_fuse([["a", "b"], ["b", "c"]], k=60)[0]
 ('b', 0.03252247488101534)
 """
@@ -28,6 +27,28 @@ def rrf_fuse(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, 
         for rank, key in enumerate(ranking, start=1):
             scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def weighted_fuse(rankings: Sequence[Sequence[tuple[str, float]]],
+                  weights: Sequence[float]) -> list[tuple[str, float]]:
+    """Convex combination of min-max normalised scores; a method that missed a key adds 0.
+
+    Unlike RRF it keeps how far apart the scores are, not only their order.
+
+    >>> weighted_fuse([[("a", 0.9), ("b", 0.5)], [("b", 12.0), ("c", 2.0)]], [0.5, 0.5])
+    [('a', 0.5), ('b', 0.5), ('c', 0.0)]
+    """
+    fused: dict[str, float] = {}
+    for ranking, w in zip(rankings, weights):
+        if not ranking:
+            continue
+        scores = [s for _, s in ranking]
+        lo, hi = min(scores), max(scores)
+        span = hi - lo
+        for key, s in ranking:
+            norm = (s - lo) / span if span > 0 else 1.0
+            fused[key] = fused.get(key, 0.0) + w * norm
+    return sorted(fused.items(), key=lambda kv: -kv[1])
 
 
 @dataclass
@@ -85,9 +106,13 @@ class Retriever:
             ranked = [(s.chunk.id, s.score) for s in dense]
         elif mode == "lexical":
             ranked = [(s.chunk.id, s.score) for s in lexical]
-        else:
+        elif self.settings.fusion == "rrf":
             ranked = rrf_fuse([[s.chunk.id for s in dense], [s.chunk.id for s in lexical]],
                               k=self.settings.rrf_k)
+        else:
+            w = self.settings.dense_weight
+            ranked = weighted_fuse([[(s.chunk.id, s.score) for s in dense],
+                                    [(s.chunk.id, s.score) for s in lexical]], [w, 1.0 - w])
         hits: list[Hit] = []
         for rank, (cid, score) in enumerate(ranked[:k], start=1):
             sc = dense_by_id.get(cid) or lexical_by_id[cid]

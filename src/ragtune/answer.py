@@ -19,9 +19,29 @@ from ragtune.generate.citations import attribute_uncited, check_answer, is_refus
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_plain_messages, build_rag_messages
 from ragtune.retrieve.search import Retriever
 from ragtune.store.base import SearchFilter
-from ragtune.types import Answer, Principal, Trace
+from ragtune.types import Answer, Hit, Principal, Trace
 
 TokenFn = Callable[[str], None]
+
+
+def within_budget(hits: list[Hit], budget: int | None) -> list[Hit]:
+    """The best hits whose chunks fit in ``budget`` tokens together (always the first).
+
+    >>> from ragtune.types import Chunk
+    >>> h = [Hit(Chunk(str(i), "d", "t", "s", i, 200), 1.0, "d", "t") for i in range(3)]
+    >>> len(within_budget(h, 450)), len(within_budget(h, 10)), len(within_budget(h, None))
+    (2, 1, 3)
+    """
+    if budget is None:
+        return hits
+    kept: list[Hit] = []
+    used = 0
+    for h in hits:
+        if kept and used + h.chunk.tokens > budget:
+            break
+        kept.append(h)
+        used += h.chunk.tokens
+    return kept
 
 
 def _render_prompt(messages: list[dict[str, str]]) -> str:
@@ -32,10 +52,11 @@ class AnswerPipeline:
     """Answers questions as a principal, with citations checked against their sources."""
 
     def __init__(self, retriever: Retriever, generator: Generator, *,
-                 support_threshold: float = 0.5) -> None:
+                 support_threshold: float = 0.5, source_tokens: int | None = None) -> None:
         self.retriever = retriever
         self.generator = generator
         self.support_threshold = support_threshold
+        self.source_tokens = source_tokens
 
     def _generate(self, messages: list[dict[str, str]], on_token: TokenFn | None,
                   trace: Trace) -> str:
@@ -64,7 +85,11 @@ class AnswerPipeline:
         result = self.retriever.search(question, principal, k=k, filters=filters)
         trace.timings.update(result.timings)
         trace.timings["retrieve_s"] = time.perf_counter() - started
-        trace.retrieved = [h.to_dict() for h in result.hits]
+        hits = within_budget(result.hits, self.source_tokens)
+        trace.retrieved = [h.to_dict() for h in hits]
+        if len(hits) < len(result.hits):
+            trace.notes.append(f"{len(result.hits) - len(hits)} lower-ranked hit(s) left out of "
+                               f"the prompt (generation.source_tokens = {self.source_tokens})")
         if not result.found:
             best = "none" if result.best_similarity is None else f"{result.best_similarity:.3f}"
             trace.notes.append(
@@ -74,17 +99,17 @@ class AnswerPipeline:
                 on_token(NOT_FOUND_TEXT)
             trace.timings["total_s"] = time.perf_counter() - started
             return Answer(NOT_FOUND_TEXT, [], True, trace)
-        messages = build_rag_messages(question, result.hits)
+        messages = build_rag_messages(question, hits)
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
         refused = not text or is_refusal(text)
         citations, sentences = [], []
         if not refused:
-            text, attributed = attribute_uncited(text, result.hits, threshold=self.support_threshold)
+            text, attributed = attribute_uncited(text, hits, threshold=self.support_threshold)
             if attributed:
                 trace.notes.append(f"{len(attributed)} uncited sentence(s) attributed to the "
                                    "source that supports them: " + " | ".join(attributed))
-            citations, sentences = check_answer(text, result.hits, threshold=self.support_threshold)
+            citations, sentences = check_answer(text, hits, threshold=self.support_threshold)
         trace.timings["total_s"] = time.perf_counter() - started
         return Answer(text, citations, refused, trace, sentences)
 

@@ -140,7 +140,8 @@ class Workspace:
 
     @property
     def pipeline(self) -> AnswerPipeline:
-        return AnswerPipeline(self.retriever, self.generator)
+        return AnswerPipeline(self.retriever, self.generator,
+                              source_tokens=self.settings.generation.source_tokens)
 
     # ------------------------------------------------------------------ principals
     def principal(self, user: str | None) -> Principal:
@@ -190,7 +191,8 @@ class Workspace:
         """Answer from the knowledge base; with ``adapter``, the LoRA adapter generates."""
         principal = self.principal(user)
         generator = self.adapter_generator(adapter) if adapter else self.generator
-        pipeline = AnswerPipeline(self.retriever, generator)
+        pipeline = AnswerPipeline(self.retriever, generator,
+                                  source_tokens=self.settings.generation.source_tokens)
         answer = pipeline.ask(question, principal, filters=filters, k=k, on_token=on_token)
         answer.trace.adapter = adapter
         return answer

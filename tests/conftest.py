@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Model caches (assembled GGUF, exported ONNX) are shared by every test session on the
+# machine: built once, reused; tests never write into the user's own home cache.
+os.environ.setdefault("RAGTUNE_CACHE", str(Path(__file__).resolve().parent.parent / ".cache" / "ragtune"))
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -1,4 +1,7 @@
-"""LocalEmbedder with the real packaged all-MiniLM-L6-v2 (offline), fp32 and int8."""
+"""LocalEmbedder with the real packaged all-MiniLM-L6-v2 (offline) on torch, fp32 and int8.
+
+The ONNX Runtime path (the default) is tested in test_onnx.py, against these torch vectors.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ def test_import_is_cheap_and_construction_loads_nothing() -> None:
     code = (
         "import sys, ragtune.embed.local as m; e = m.LocalEmbedder(); "
         "assert e.dimension == 384 and e._model is None; "
-        "print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+        "print('torch' in sys.modules, 'sentence_transformers' in sys.modules, "
+        "'onnxruntime' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
 
 
 def test_bad_arguments_are_refused() -> None:
@@ -39,8 +43,8 @@ def test_a_file_is_not_a_model_folder(tmp_path) -> None:  # type: ignore[no-unty
 
 @pytest.fixture(scope="module")
 def models() -> dict[bool, LocalEmbedder]:
-    """Both variants, loaded once for the module (loading costs seconds)."""
-    out = {q: LocalEmbedder(quantize=q) for q in (True, False)}
+    """Both torch variants, loaded once for the module (loading costs seconds)."""
+    out = {q: LocalEmbedder(runtime="torch", quantize=q) for q in (True, False)}
     for e in out.values():
         e.embed_query("warm up")
     return out
@@ -82,5 +86,6 @@ def test_count_tokens_uses_the_word_piece_tokenizer(models: dict[bool, LocalEmbe
 
 @pytest.mark.integration
 def test_unknown_hf_id_fails_offline_with_a_clear_error() -> None:
-    with pytest.raises(ModelError, match="no-such-org/no-such-model.*offline"):
-        LocalEmbedder("no-such-org/no-such-model").embed_query("x")
+    for runtime in ("onnx", "torch"):  # onnx finds no cached folder and falls back to torch
+        with pytest.raises(ModelError, match="no-such-org/no-such-model.*offline"):
+            LocalEmbedder("no-such-org/no-such-model", runtime=runtime).embed_query("x")

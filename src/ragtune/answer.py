@@ -77,10 +77,10 @@ class AnswerPipeline:
         return "".join(parts).strip()
 
     def ask(self, question: str, principal: Principal, *, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None) -> Answer:
+            k: int | None = None, on_token: TokenFn | None = None, mode: str = "rag") -> Answer:
         """Retrieve, generate with numbered sources and check citations."""
         started = time.perf_counter()
-        trace = Trace(question=question, principal=principal.user, mode="rag",
+        trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=getattr(self.generator, "name", "?"))
         result = self.retriever.search(question, principal, k=k, filters=filters)
         trace.timings.update(result.timings)
@@ -114,10 +114,10 @@ class AnswerPipeline:
         return Answer(text, citations, refused, trace, sentences)
 
     def ask_direct(self, question: str, principal: Principal, *,
-                   on_token: TokenFn | None = None) -> Answer:
-        """The model alone, no retrieval (the 'base' system of a comparison)."""
+                   on_token: TokenFn | None = None, mode: str = "base") -> Answer:
+        """The model alone, no retrieval (the 'base' and 'finetuned' systems)."""
         started = time.perf_counter()
-        trace = Trace(question=question, principal=principal.user, mode="base",
+        trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=getattr(self.generator, "name", "?"))
         messages = build_plain_messages(question)
         trace.prompt = _render_prompt(messages)

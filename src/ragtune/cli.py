@@ -154,6 +154,13 @@ def print_answer(answer: Any, *, streamed: bool) -> None:
         if any("attributed" in n for n in answer.trace.notes):
             # markers were added after streaming: show the answer as cited
             console.print(f"[dim]with citations:[/] {answer.text}", highlight=False)
+    route = answer.trace.route
+    if route:
+        console.print(f"[dim]route: {route['label']} ({route['kind']}, confidence "
+                      f"{route['confidence']:.2f}) — {route['reason']}[/]", highlight=False)
+    for note in answer.trace.notes:
+        if "stale" in note:
+            console.print(f"[yellow]{note}[/]", highlight=False)
     if answer.refused:
         return
     for c in answer.citations:
@@ -169,12 +176,13 @@ def ask(question: Annotated[str, typer.Argument()], as_user: AsOpt = None,
         k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
         collection: Annotated[list[str] | None, typer.Option(help="Only this collection (repeatable).")] = None,
         adapter: Annotated[str | None, typer.Option(help="Answer with this LoRA adapter (see 'ragtune adapters list').")] = None,
+        mode: Annotated[str | None, typer.Option(help="base | rag | finetuned | hybrid (default: answer.mode in ragtune.toml).")] = None,
         workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Answer a question from the knowledge base, with checked citations."""
     ws = _open(workspace)
     on_token = None if as_json else (lambda t: console.print(t, end="", highlight=False, markup=False))
-    answer = ws.ask(question, as_user, k=k, filters=_filters(collection, None, None),
-                    on_token=on_token, adapter=adapter)
+    answer = ws.ask(question, as_user, mode=mode, adapter=adapter, k=k,
+                    filters=_filters(collection, None, None), on_token=on_token)
     if as_json:
         _print_json(answer.to_dict())
     else:

@@ -152,6 +152,60 @@ class AccessSettings:
     admins: list[str] = _help("users who may read everything", default_factory=list)
 
 
+ANSWER_MODES = ("base", "rag", "finetuned", "hybrid")
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How ``ragtune ask`` answers when no ``--mode``/``--adapter`` is given."""
+
+    mode: str = _help("base (model alone) | rag (retrieve, base model answers) | finetuned "
+                      "(adapter alone) | hybrid (route, retrieve if needed, adapter answers)",
+                      default="rag")
+    adapter: str = _help("LoRA adapter for the finetuned and hybrid modes ('' = none)", default="")
+
+    def __post_init__(self) -> None:
+        if self.mode not in ANSWER_MODES:
+            raise ConfigError(f"answer.mode must be one of {', '.join(ANSWER_MODES)}, "
+                              f"got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """The intent router used by hybrid mode. ``[routing.routes] hr = ["hr"]``."""
+
+    router: str = _help("name of a router trained with 'ragtune route train' ('' = no routing: "
+                        "every question retrieves)", default="")
+    min_confidence: float = _help("below this confidence the question retrieves from every "
+                                  "collection the user may read", default=0.5)
+    routes: dict[str, list[str]] = _help(
+        "domain label -> collections it retrieves from (a label not listed maps to the "
+        "collection of the same name)", default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"routing.min_confidence must be 0..1, got {self.min_confidence}")
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """Prices used to report cost per query and set-up cost (``ragtune eval``/``compare``)."""
+
+    compute_per_hour: float = _help("price of one hour of the machine running local models "
+                                    "and training (USD)", default=0.10)
+    hosted: dict[str, list[float]] = _help(
+        "hosted model name -> [USD per million prompt tokens, USD per million completion "
+        "tokens]; models not listed are priced by compute time", default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.compute_per_hour < 0:
+            raise ConfigError(f"costs.compute_per_hour must be >= 0, got {self.compute_per_hour}")
+        for name, prices in self.hosted.items():
+            if len(prices) != 2 or any(not isinstance(p, int | float) or p < 0 for p in prices):
+                raise ConfigError(f"costs.hosted.{name} must be [prompt_usd_per_mtok, "
+                                  f"completion_usd_per_mtok], got {prices!r}")
+
+
 _AREAS = {
     "chunking": ChunkingSettings,
     "ingest": IngestSettings,
@@ -159,6 +213,9 @@ _AREAS = {
     "retrieval": RetrievalSettings,
     "generation": GenerationSettings,
     "access": AccessSettings,
+    "answer": AnswerSettings,
+    "routing": RoutingSettings,
+    "costs": CostSettings,
 }
 
 
@@ -200,6 +257,9 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    costs: CostSettings = field(default_factory=CostSettings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Settings:
@@ -239,7 +299,7 @@ class Settings:
             for area in _AREAS:
                 if rest.startswith(area + "_"):
                     key = rest[len(area) + 1:]
-                    if area == "access":
+                    if area in {"access"} or key in {"routes", "hosted"}:
                         continue  # users/groups are not scalars; set them in ragtune.toml
                     data.setdefault(area, {})[key] = value
         for area, values in (overrides or {}).items():

@@ -211,6 +211,7 @@ class Trace:
     model: str = ""
     adapter: str | None = None
     mode: str = "rag"
+    route: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -224,6 +225,7 @@ class Trace:
             "model": self.model,
             "adapter": self.adapter,
             "mode": self.mode,
+            "route": self.route,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "tokens": self.tokens,
             "notes": self.notes,

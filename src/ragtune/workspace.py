@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.answer import AnswerPipeline, TokenFn
-from ragtune.config import Settings
+from ragtune.config import ANSWER_MODES, Settings
 from ragtune.embed.base import Embedder
 from ragtune.errors import ConfigError, NotFound
 from ragtune.generate.base import Generator
+from ragtune.hybrid import Route, Staleness, answer_hybrid
 from ragtune.ingest.sync import IngestReport, ProgressFn, ingest_paths
 from ragtune.retrieve.search import RetrievalResult, Retriever
 from ragtune.store.base import SearchFilter
@@ -53,6 +54,7 @@ class Workspace:
         self._embedder: Embedder | None = None
         self._generator: Generator | None = None
         self._adapter_generators: dict[str, Any] = {}  # base model -> HFGenerator
+        self._routers: dict[str, Any] = {}  # router name -> loaded IntentRouter
 
     @classmethod
     def init(cls, root: Path | str | None = None,
@@ -140,8 +142,7 @@ class Workspace:
 
     @property
     def pipeline(self) -> AnswerPipeline:
-        return AnswerPipeline(self.retriever, self.generator,
-                              source_tokens=self.settings.generation.source_tokens)
+        return self._pipeline(self.generator)
 
     # ------------------------------------------------------------------ principals
     def principal(self, user: str | None) -> Principal:
@@ -185,17 +186,79 @@ class Workspace:
                mode: str | None = None, filters: SearchFilter | None = None) -> RetrievalResult:
         return self.retriever.search(query, self.principal(user), k=k, mode=mode, filters=filters)
 
-    def ask(self, question: str, user: str | None = None, *, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None,
-            adapter: str | None = None) -> Answer:
-        """Answer from the knowledge base; with ``adapter``, the LoRA adapter generates."""
+    def ask(self, question: str, user: str | None = None, *, mode: str | None = None,
+            adapter: str | None = None, filters: SearchFilter | None = None,
+            k: int | None = None, on_token: TokenFn | None = None) -> Answer:
+        """Answer ``question`` as ``user`` in one of the four modes.
+
+        ``base``: the model alone. ``rag``: retrieve, then the base model answers — or the
+        adapter, when one is given (how a RAFT adapter is served). ``finetuned``: the
+        adapter alone. ``hybrid``: the intent router picks out-of-scope / direct / a
+        knowledge route; knowledge routes retrieve in the routed collections and the
+        adapter answers with that context (the base model when the adapter is stale on the
+        topic). Defaults come from ``[answer]`` in ragtune.toml.
+        """
+        mode = mode or self.settings.answer.mode
+        if mode not in ANSWER_MODES:
+            raise ConfigError(f"unknown answer mode '{mode}' (known: {', '.join(ANSWER_MODES)})")
+        if adapter is None and mode in {"finetuned", "hybrid"}:
+            adapter = self.settings.answer.adapter or None
+            if adapter is None:
+                raise ConfigError(f"mode '{mode}' needs an adapter: pass --adapter NAME or set "
+                                  f"answer.adapter in {self.root / CONFIG_NAME}")
+        if mode == "base" and adapter:
+            raise ConfigError("mode 'base' answers with the base model alone; use mode "
+                              "'finetuned' to answer with an adapter")
         principal = self.principal(user)
-        generator = self.adapter_generator(adapter) if adapter else self.generator
-        pipeline = AnswerPipeline(self.retriever, generator,
-                                  source_tokens=self.settings.generation.source_tokens)
-        answer = pipeline.ask(question, principal, filters=filters, k=k, on_token=on_token)
+        base = self._pipeline(self.generator)
+        if mode == "base":
+            return base.ask_direct(question, principal, on_token=on_token)
+        tuned = self._pipeline(self.adapter_generator(adapter)) if adapter else base
+        if mode == "rag":
+            answer = tuned.ask(question, principal, filters=filters, k=k, on_token=on_token)
+        elif mode == "finetuned":
+            answer = tuned.ask_direct(question, principal, on_token=on_token, mode="finetuned")
+        else:
+            assert adapter is not None
+            return answer_hybrid(question, principal, route=self.route(question, principal),
+                                 base=base, tuned=tuned, adapter=adapter,
+                                 staleness=self.staleness(adapter), filters=filters, k=k,
+                                 on_token=on_token)
         answer.trace.adapter = adapter
         return answer
+
+    def _pipeline(self, generator: Generator) -> AnswerPipeline:
+        return AnswerPipeline(self.retriever, generator,
+                              source_tokens=self.settings.generation.source_tokens)
+
+    def route(self, question: str, principal: Principal) -> Route:
+        """The router's decision for ``question`` (every readable collection without one)."""
+        routing = self.settings.routing
+        if not routing.router:
+            return Route.everything("no router configured (routing.router): retrieve from "
+                                    "every collection you may read")
+        from ragtune.route.policy import decide, load_router
+
+        router = self._routers.get(routing.router)
+        if router is None:
+            router = self._routers[routing.router] = load_router(self.root, routing.router)
+        d = decide(router, question, routing=routing, principal=principal, store=self.store)
+        return Route(d.label, d.kind, d.confidence, d.collections, d.reason)
+
+    def staleness(self, adapter: str) -> Staleness:
+        """Which documents ``adapter`` was trained on have changed or gone since."""
+        from ragtune.finetune.adapters import AdapterRegistry
+        from ragtune.finetune.freshness import adapter_freshness
+
+        fresh = adapter_freshness(AdapterRegistry(self.adapters_root).get(adapter), self.store)
+        changed = [c[0] for c in fresh.changed]
+        collections = set()
+        for source in changed:
+            info = self.store.get_document(source)
+            if info is not None:
+                collections.add(info.collection)
+        return Staleness(tuple(changed + list(fresh.deleted)), frozenset(collections),
+                         unknown=bool(fresh.deleted))
 
     def documents(self, user: str | None = None, *, all_users: bool = False) -> list[DocumentInfo]:
         return self.store.list_documents(None if all_users else self.principal(user))

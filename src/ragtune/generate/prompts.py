@@ -23,6 +23,10 @@ from ragtune.types import Hit
 NOT_FOUND_TEXT = "I could not find this in the knowledge base."
 """The exact refusal sentence; the answer pipeline and the citation checker look for it."""
 
+OUT_OF_SCOPE_TEXT = ("I can only help with questions about this organisation's knowledge base "
+                     "and its documents.")
+"""What hybrid mode answers, without calling a model, when the router says out of scope."""
+
 # Tuned on the packaged Qwen2.5-Coder-0.5B-Instruct (greedy, 3 sources, 4 questions).
 # A one-line example inside the rules ("like this: Returns are free [2].") was copied
 # verbatim as the answer; an instruction appended to the user message made the model emit

@@ -1,0 +1,121 @@
+"""Hybrid answers: route the question, retrieve if the route needs it, the adapter answers.
+
+The architecture the RAG-vs-fine-tuning guides end on::
+
+    question → intent router → retrieval in the routed collection(s) if needed
+             → LoRA adapter answers with the retrieved context → checked citations
+
+Three safety rules shape it:
+
+* ``out_of_scope`` is answered with a fixed polite refusal; no model runs.
+* A knowledge question whose topic the adapter is *stale* on (a document it was trained on
+  changed or was deleted) is answered by the base model from the current documents: the
+  adapter may have memorised the old facts. The trace says which documents.
+* The route only narrows retrieval inside what the principal may read (the router's policy
+  never names a collection the principal cannot read), and the store applies the ACL as in
+  every other mode.
+
+>>> # answer = answer_hybrid(q, principal, decision=d, base=rag_pipeline, tuned=adapter_pipeline)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ragtune.answer import AnswerPipeline, TokenFn
+from ragtune.generate.prompts import OUT_OF_SCOPE_TEXT
+from ragtune.store.base import SearchFilter
+from ragtune.types import Answer, Principal, Trace
+
+
+@dataclass(frozen=True)
+class Route:
+    """What hybrid mode needs from a routing decision (ragtune.route.policy.RouteDecision
+    has these fields; a workspace without a router uses :meth:`everything`)."""
+
+    label: str
+    kind: str  # knowledge | direct | out_of_scope
+    confidence: float
+    collections: tuple[str, ...] | None
+    reason: str
+
+    @classmethod
+    def everything(cls, reason: str) -> Route:
+        return cls("knowledge", "knowledge", 1.0, None, reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind, "confidence": round(self.confidence, 4),
+                "collections": list(self.collections) if self.collections is not None else None,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """Documents an adapter was trained on that changed or were deleted since.
+
+    ``collections`` holds the collections of the changed documents still in the store;
+    ``unknown`` is True when a deleted document's collection can no longer be told, which
+    makes every knowledge route stale (the safe side).
+    """
+
+    documents: tuple[str, ...] = ()
+    collections: frozenset[str] = field(default_factory=frozenset)
+    unknown: bool = False
+
+    def affects(self, collections: tuple[str, ...] | None) -> bool:
+        if not self.documents:
+            return False
+        if self.unknown or collections is None:
+            return True
+        return bool(self.collections & set(collections))
+
+
+def _narrow(filters: SearchFilter | None, collections: tuple[str, ...] | None) -> SearchFilter | None:
+    """The caller's filters, restricted to the routed collections."""
+    if collections is None:
+        return filters
+    if filters is None:
+        return SearchFilter(collections=collections)
+    if filters.collections:
+        kept = tuple(c for c in filters.collections if c in collections)
+        # The user's explicit choice wins over the router when they do not overlap.
+        return filters if not kept else replace(filters, collections=kept)
+    return replace(filters, collections=collections)
+
+
+def answer_hybrid(question: str, principal: Principal, *, route: Route, base: AnswerPipeline,
+                  tuned: AnswerPipeline, adapter: str, staleness: Staleness | None = None,
+                  filters: SearchFilter | None = None, k: int | None = None,
+                  on_token: TokenFn | None = None) -> Answer:
+    """Answer ``question`` the hybrid way; ``trace.route`` records the decision and why."""
+    started = time.perf_counter()
+    used: str | None = adapter
+    if route.kind == "out_of_scope":
+        trace = Trace(question=question, principal=principal.user, mode="hybrid",
+                      model="none", adapter=adapter)
+        trace.notes.append(f"out of scope ({route.reason}): refused without retrieval or generation")
+        if on_token:
+            on_token(OUT_OF_SCOPE_TEXT)
+        answer = Answer(OUT_OF_SCOPE_TEXT, [], True, trace)
+    elif route.kind == "direct":
+        answer = tuned.ask_direct(question, principal, on_token=on_token, mode="hybrid")
+        answer.trace.notes.append(f"direct route ({route.reason}): answered by adapter "
+                                  f"'{adapter}' without retrieval")
+    else:
+        stale = staleness is not None and staleness.affects(route.collections)
+        pipeline = base if stale else tuned
+        answer = pipeline.ask(question, principal, filters=_narrow(filters, route.collections),
+                              k=k, on_token=on_token, mode="hybrid")
+        if stale:
+            assert staleness is not None
+            used = None
+            answer.trace.notes.append(
+                f"adapter '{adapter}' is stale for this topic (trained on an older version of: "
+                f"{', '.join(staleness.documents)}): answered by the base model from the "
+                "current documents")
+    answer.trace.adapter = used
+    answer.trace.route = route.to_dict()
+    answer.trace.timings["total_s"] = time.perf_counter() - started
+    return answer

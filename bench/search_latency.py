@@ -3,8 +3,10 @@
 Embedding 100k real passages would take over an hour on 2 cores, so the store is filled
 with synthetic chunks: text sampled (Zipf) from the vocabulary of the sample knowledge
 base, and random unit vectors. Queries are real questions, embedded by the real model on
-every call, so the timings include query embedding, the FTS5 query, the exact vector scan
-and fusion. The exact scan means recall@10 against exact search is 1.0 by construction.
+every call, so the timings include query embedding, BM25, the vector scan and fusion.
+Above 20k vectors the store scans an int8 copy and rescores the best 256 rows exactly
+(store/vector_scan.py); recall@10 of the ACL-filtered dense top 10 against an exact fp32
+scan is measured on every query.
 
     .venv/bin/python bench/search_latency.py [--chunks 100000] [--queries 200]
 
@@ -74,6 +76,24 @@ def build(path: Path, n_chunks: int, dim: int, per_doc: int = 10) -> None:
     store.close()
 
 
+def dense_recall(store: SQLiteStore, embedder, qs: list[str], principal: Principal) -> float:
+    """Mean recall@10 of the store's dense search against an exact fp32 scan (same ACL)."""
+    index = store._search_index()
+    mask = index.allowed_rows(principal, None)
+    found = []
+    for q in qs:
+        v = embedder.embed_query(q)
+        scores = index.matrix @ v
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        want = {int(index.rowids[i]) for i in np.argsort(-scores)[:10]}
+        got = {h.chunk.id for h in store.dense_search(v, 10, principal)}
+        want_ids = {r[0] for r in store._db.execute(
+            f"SELECT id FROM chunks WHERE rowid IN ({','.join(map(str, want))})")}
+        found.append(len(got & want_ids) / 10)
+    return float(np.mean(found))
+
+
 def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
@@ -104,17 +124,16 @@ def main() -> None:
             lat.append((time.perf_counter() - t) * 1000)
         out[mode] = {"p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95),
                      "mean_ms": statistics.fmean(lat)}
-    # Exact search by construction; verify the ACL-filtered top-10 against brute force once.
-    q = embedder.embed_query(qs[0])
-    got = [h.chunk.id for h in store.dense_search(q, 10, Principal.anonymous())]
+    recall = dense_recall(store, embedder, qs, principal)
     print(f"\n{args.chunks} chunks, {len(qs)} queries, first query (loads) {warm:.1f} s")
     print(f"{'mode':8} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
     for mode, m in out.items():
         print(f"{mode:8} {m['p50_ms']:8.1f} {m['p95_ms']:8.1f} {m['mean_ms']:8.1f}")
-    print("targets: p50 <= 20 ms, p95 <= 50 ms (hybrid); recall@10 vs exact = 1.0 (exact scan)")
+    print(f"dense recall@10 vs exact fp32 scan: {recall:.4f}")
+    print("targets: p50 <= 20 ms, p95 <= 50 ms (hybrid); recall@10 vs exact >= 0.98")
     (RESULTS / "search_latency.json").write_text(json.dumps(
         {"chunks": args.chunks, "queries": len(qs), "embedder": embedder.name, "modes": out,
-         "recall_at_10_vs_exact": 1.0, "top10_sample": got}, indent=2))
+         "recall_at_10_vs_exact": recall}, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ def make_doc(source: str, *texts: str, title: str = "T") -> tuple[Document, list
     return doc, chunks, vecs
 
 
-@pytest.fixture(params=["memory", "file"])
-def store(request, tmp_path):
+@pytest.fixture(params=["memory", "file", "int8-scan"])
+def store(request, tmp_path, monkeypatch):
+    if request.param == "int8-scan":  # large-store dense path (store/vector_scan.py) on a small store
+        monkeypatch.setattr("ragtune.store.sqlite.MIN_ROWS", 0)
     s = SQLiteStore(":memory:" if request.param == "memory" else tmp_path / "store.db")
     yield s
     s.close()

@@ -38,6 +38,7 @@ from ragtune.errors import StoreError
 from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, WriteResult
 from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.migrations import migrate
+from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
 _PHRASE = re.compile(r'"([^"]+)"')
@@ -56,6 +57,18 @@ def phrase_query(text: str) -> str | None:
     phrases = [" ".join(re.findall(r"\w+", p)) for p in _PHRASE.findall(text)]
     phrases = [p for p in phrases if p]
     return " AND ".join(f'"{p}"' for p in phrases) or None
+
+
+def _best(scores: np.ndarray, k: int, positive_only: bool) -> np.ndarray:
+    """Positions of the ``k`` best scores, best first (ties by position); only positive or
+    only finite scores count."""
+    candidates = np.flatnonzero(scores > 0) if positive_only else np.flatnonzero(
+        np.isfinite(scores))
+    if len(candidates) == 0:
+        return candidates
+    k = min(k, len(candidates))
+    top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+    return top[np.lexsort((top, -scores[top]))]
 
 
 @dataclass
@@ -78,6 +91,27 @@ class _SearchIndex:
     matrix: np.ndarray  # float32 (n, dim), L2-normalised rows
     bm25: BM25Index
     masks: dict[tuple, np.ndarray | None] = field(default_factory=dict)
+    scanner: Int8Scanner | None = None  # built on the first dense search of a large store
+
+    def dense_top(self, vector: np.ndarray, k: int,
+                  mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` rows by inner product (indices best first, exact scores).
+
+        Large stores scan an int8 copy first and rescore its best rows exactly
+        (store/vector_scan.py); small ones, or machines without ONNX Runtime, scan fp32.
+        """
+        if len(self.rowids) >= MIN_ROWS and self.scanner is None:
+            try:
+                self.scanner = Int8Scanner(self.matrix)
+            except ImportError:
+                pass
+        if self.scanner is not None:
+            return self.scanner.top(self.matrix, vector, k, mask)
+        scores = self.matrix @ vector
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        top = _best(scores, k, positive_only=False)
+        return top, scores[top]
 
     def allowed_rows(self, principal: Principal, filters: SearchFilter | None) -> np.ndarray | None:
         """Boolean row mask of what ``principal`` may read under ``filters`` (None: all rows)."""
@@ -428,16 +462,11 @@ class SQLiteStore:
             matrix=matrix, bm25=bm25)
         return self._index
 
-    def _top_rows(self, index: _SearchIndex, scores: np.ndarray, k: int,
-                  positive_only: bool) -> list[ScoredChunk]:
-        """Fetch the k best rows (score order) with their chunk text and document."""
-        candidates = np.flatnonzero(scores > 0) if positive_only else np.flatnonzero(
-            np.isfinite(scores))
-        if len(candidates) == 0:
+    def _fetch_rows(self, index: _SearchIndex, top: np.ndarray,
+                    scores: np.ndarray) -> list[ScoredChunk]:
+        """The chunks at row positions ``top`` (in that order) with their scores."""
+        if len(top) == 0:
             return []
-        k = min(k, len(candidates))
-        top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-        top = top[np.lexsort((top, -scores[top]))]
         rowids = [int(index.rowids[i]) for i in top]
         found = {
             r[0]: r[1:]
@@ -445,7 +474,7 @@ class SQLiteStore:
                 f"SELECT c.rowid, {_CHUNK_COLS} FROM chunks c JOIN documents d "
                 f"ON d.id = c.doc_id WHERE c.rowid IN ({','.join('?' * len(rowids))})", rowids)
         }
-        return [self._scored(found[r], float(scores[i])) for r, i in zip(rowids, top) if r in found]
+        return [self._scored(found[r], float(s)) for r, s in zip(rowids, scores) if r in found]
 
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]:
@@ -467,7 +496,8 @@ class SQLiteStore:
                     "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (phrases,))],
                     dtype=np.int64)
                 scores = np.where(np.isin(index.rowids, hits), scores, 0.0)
-            return self._top_rows(index, scores, k, positive_only=True)
+            top = _best(scores, k, positive_only=True)
+            return self._fetch_rows(index, top, scores[top])
 
     def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
                      filters: SearchFilter | None = None) -> list[ScoredChunk]:
@@ -483,11 +513,8 @@ class SQLiteStore:
                     f"{index.matrix.shape[1]}-dimensional vectors: the embedding model changed; "
                     "re-ingest with the original model or start a new workspace"
                 )
-            scores = index.matrix @ vector
-            mask = index.allowed_rows(principal, filters)
-            if mask is not None:
-                scores = np.where(mask, scores, -np.inf)
-            return self._top_rows(index, scores, k, positive_only=False)
+            top, scores = index.dense_top(vector, k, index.allowed_rows(principal, filters))
+            return self._fetch_rows(index, top, scores)
 
     # ----------------------------------------------------------------- log, stats
     def log_ingest(self, source: str, status: str, message: str = "") -> None:

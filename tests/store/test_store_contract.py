@@ -54,6 +54,8 @@ def test_add_get_and_versions(store):
     assert [v["version"] for v in store.document_versions(doc.id)] == [1, 2]
     assert store.lexical_search("gas", 5, ANON) == []
     assert [h.chunk.text for h in store.lexical_search("butane", 5, ANON)] == ["stoves need butane"]
+    assert [(h.chunk.id, h.score) for h in store.lexical_search("butane", 5, ANON)] == \
+        store.lexical_ranking("butane", 5, ANON)
     # the unchanged chunk kept its id and its vector
     assert store.existing_embeddings([chunks[0].id])[chunks[0].id] == pytest.approx(vecs[0])
     assert store.integrity_check() == []
@@ -119,6 +121,7 @@ def test_dense_search_is_exact(store):
     expected = sorted(all_vecs, key=lambda cid: -float(all_vecs[cid] @ q))[:7]
     got = store.dense_search(q, 7, ANON)
     assert [h.chunk.id for h in got] == expected
+    assert store.dense_ranking(q, 7, ANON) == [(h.chunk.id, h.score) for h in got]
     assert got[0].score == pytest.approx(float(all_vecs[expected[0]] @ q), abs=1e-5)
 
 

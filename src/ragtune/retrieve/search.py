@@ -1,4 +1,4 @@
-"""Retrieval: dense, lexical (BM25) and hybrid (reciprocal-rank fusion), ACL-filtered.
+"""Retrieval: dense, lexical (BM25) and hybrid (weighted or reciprocal-rank fusion), ACL-filtered.
 
 >>> rrf_fuse([["a", "b"], ["b", "c"]], k=60)[0]
 ('b', 0.03252247488101534)
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ragtune.config import RetrievalSettings
 from ragtune.embed.base import Embedder
 from ragtune.errors import InputError
-from ragtune.store.base import ScoredChunk, SearchFilter, Store
+from ragtune.store.base import SearchFilter, Store
 from ragtune.types import Hit, Principal
 
 
@@ -86,41 +86,43 @@ class Retriever:
         k = k or self.settings.top_k
         n = max(candidates or self.settings.candidates, k)
         timings: dict[str, float] = {}
-        dense: list[ScoredChunk] = []
-        lexical: list[ScoredChunk] = []
+        dense: list[tuple[str, float]] = []
+        lexical: list[tuple[str, float]] = []
         if mode in {"hybrid", "dense"}:
             t = time.perf_counter()
             vector = self.embedder.embed_query(query)
             timings["embed_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            dense = self.store.dense_search(vector, n, principal, filters)
+            dense = self.store.dense_ranking(vector, n, principal, filters)
             timings["dense_s"] = time.perf_counter() - t
         if mode in {"hybrid", "lexical"}:
             t = time.perf_counter()
-            lexical = self.store.lexical_search(query, n, principal, filters)
+            lexical = self.store.lexical_ranking(query, n, principal, filters)
             timings["lexical_s"] = time.perf_counter() - t
 
-        dense_by_id = {s.chunk.id: s for s in dense}
-        lexical_by_id = {s.chunk.id: s for s in lexical}
         if mode == "dense":
-            ranked = [(s.chunk.id, s.score) for s in dense]
+            ranked = dense
         elif mode == "lexical":
-            ranked = [(s.chunk.id, s.score) for s in lexical]
+            ranked = lexical
         elif self.settings.fusion == "rrf":
-            ranked = rrf_fuse([[s.chunk.id for s in dense], [s.chunk.id for s in lexical]],
+            ranked = rrf_fuse([[cid for cid, _ in dense], [cid for cid, _ in lexical]],
                               k=self.settings.rrf_k)
         else:
             w = self.settings.dense_weight
-            ranked = weighted_fuse([[(s.chunk.id, s.score) for s in dense],
-                                    [(s.chunk.id, s.score) for s in lexical]], [w, 1.0 - w])
+            ranked = weighted_fuse([dense, lexical], [w, 1.0 - w])
+        # Only the kept candidates' text is read from the store.
+        ranked = ranked[:k]
+        dense_by_id, lexical_by_id = dict(dense), dict(lexical)
+        chunks = {c.chunk.id: c for c in self.store.get_chunks([cid for cid, _ in ranked], principal)}
         hits: list[Hit] = []
-        for rank, (cid, score) in enumerate(ranked[:k], start=1):
-            sc = dense_by_id.get(cid) or lexical_by_id[cid]
-            d, lx = dense_by_id.get(cid), lexical_by_id.get(cid)
+        for cid, score in ranked:
+            sc = chunks.get(cid)
+            if sc is None:  # deleted between the ranking and the read
+                continue
             hits.append(Hit(sc.chunk, score, sc.document, sc.title,
-                            dense_score=d.score if d else None,
-                            lexical_score=lx.score if lx else None, rank=rank))
-        best = max((s.score for s in dense), default=None) if dense else None
+                            dense_score=dense_by_id.get(cid), lexical_score=lexical_by_id.get(cid),
+                            rank=len(hits) + 1))
+        best = max((score for _, score in dense), default=None) if dense else None
         if mode == "lexical":
             found = bool(hits)
         else:

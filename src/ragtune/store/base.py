@@ -104,6 +104,17 @@ class Store(Protocol):
     def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
                      filters: SearchFilter | None = None) -> list[ScoredChunk]: ...
 
+    def dense_ranking(self, vector: np.ndarray, k: int, principal: Principal,
+                      filters: SearchFilter | None = None) -> list[tuple[str, float]]:
+        """``dense_search`` as (chunk id, score) pairs, without reading chunk text: hybrid
+        search fuses candidates first and reads only the chunks it keeps."""
+        ...
+
+    def lexical_ranking(self, query: str, k: int, principal: Principal,
+                        filters: SearchFilter | None = None) -> list[tuple[str, float]]:
+        """``lexical_search`` as (chunk id, score) pairs."""
+        ...
+
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]: ...
 

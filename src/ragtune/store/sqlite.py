@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ class _SearchIndex:
 
     generation: int
     rowids: np.ndarray  # int64, one per chunk
+    chunk_ids: list[str]  # one per chunk
     doc_codes: np.ndarray  # int32, row -> document code
     doc_ids: list[str]
     doc_sources: list[str]
@@ -437,7 +438,7 @@ class SQLiteStore:
         try:
             generation = self._generation()
             rows = db.execute(
-                "SELECT rowid, doc_id, embedding, terms FROM chunks ORDER BY rowid").fetchall()
+                "SELECT rowid, doc_id, embedding, terms, id FROM chunks ORDER BY rowid").fetchall()
             docs = db.execute("SELECT id, source, collection, updated_at FROM documents").fetchall()
             groups: dict[str, set[str]] = {}
             for doc_id, grp in db.execute("SELECT doc_id, grp FROM document_groups"):
@@ -455,6 +456,7 @@ class SQLiteStore:
         self._index = _SearchIndex(
             generation=generation,
             rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            chunk_ids=[r[4] for r in rows],
             doc_codes=codes, doc_ids=[d[0] for d in docs], doc_sources=[d[1] for d in docs],
             doc_collections=[d[2] for d in docs],
             doc_updated=np.array([d[3] for d in docs], dtype=np.float64),
@@ -462,22 +464,14 @@ class SQLiteStore:
             matrix=matrix, bm25=bm25)
         return self._index
 
-    def _fetch_rows(self, index: _SearchIndex, top: np.ndarray,
-                    scores: np.ndarray) -> list[ScoredChunk]:
-        """The chunks at row positions ``top`` (in that order) with their scores."""
-        if len(top) == 0:
-            return []
-        rowids = [int(index.rowids[i]) for i in top]
-        found = {
-            r[0]: r[1:]
-            for r in self._db.execute(
-                f"SELECT c.rowid, {_CHUNK_COLS} FROM chunks c JOIN documents d "
-                f"ON d.id = c.doc_id WHERE c.rowid IN ({','.join('?' * len(rowids))})", rowids)
-        }
-        return [self._scored(found[r], float(s)) for r, s in zip(rowids, scores) if r in found]
+    def _with_scores(self, ranking: list[tuple[str, float]],
+                     principal: Principal) -> list[ScoredChunk]:
+        score = dict(ranking)
+        return [replace(c, score=score[c.chunk.id])
+                for c in self.get_chunks([cid for cid, _ in ranking], principal)]
 
-    def lexical_search(self, query: str, k: int, principal: Principal,
-                       filters: SearchFilter | None = None) -> list[ScoredChunk]:
+    def lexical_ranking(self, query: str, k: int, principal: Principal,
+                        filters: SearchFilter | None = None) -> list[tuple[str, float]]:
         """BM25 over chunk text, section path and title, ACL-masked (store/bm25.py).
 
         Quoted phrases must occur verbatim: the FTS5 index narrows the rows to those.
@@ -497,11 +491,17 @@ class SQLiteStore:
                     dtype=np.int64)
                 scores = np.where(np.isin(index.rowids, hits), scores, 0.0)
             top = _best(scores, k, positive_only=True)
-            return self._fetch_rows(index, top, scores[top])
+            return [(index.chunk_ids[i], float(scores[i])) for i in top]
 
-    def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
-                     filters: SearchFilter | None = None) -> list[ScoredChunk]:
-        """Exact inner-product search over the chunks ``principal`` may read."""
+    def lexical_search(self, query: str, k: int, principal: Principal,
+                       filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        """:meth:`lexical_ranking` with the chunks read."""
+        return self._with_scores(self.lexical_ranking(query, k, principal, filters), principal)
+
+    def dense_ranking(self, vector: np.ndarray, k: int, principal: Principal,
+                      filters: SearchFilter | None = None) -> list[tuple[str, float]]:
+        """Inner-product search over the chunks ``principal`` may read (exact, or int8 scan
+        plus exact rescoring on large stores)."""
         with self._lock:
             index = self._search_index()
             if len(index.rowids) == 0:
@@ -514,7 +514,12 @@ class SQLiteStore:
                     "re-ingest with the original model or start a new workspace"
                 )
             top, scores = index.dense_top(vector, k, index.allowed_rows(principal, filters))
-            return self._fetch_rows(index, top, scores)
+            return [(index.chunk_ids[i], float(s)) for i, s in zip(top, scores)]
+
+    def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
+                     filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        """:meth:`dense_ranking` with the chunks read."""
+        return self._with_scores(self.dense_ranking(vector, k, principal, filters), principal)
 
     # ----------------------------------------------------------------- log, stats
     def log_ingest(self, source: str, status: str, message: str = "") -> None:

@@ -12,7 +12,8 @@ from ragtune.answer import AnswerPipeline
 from ragtune.errors import ConfigError
 from ragtune.generate.fake import FakeGenerator
 from ragtune.generate.prompts import OUT_OF_SCOPE_TEXT
-from ragtune.hybrid import Route, Staleness, answer_hybrid
+from ragtune.finetune.freshness import ChangedDocument, Freshness
+from ragtune.hybrid import Route, answer_hybrid
 from ragtune.store.base import SearchFilter
 from tests.conftest import write
 
@@ -101,24 +102,17 @@ def test_hybrid_knowledge_route_retrieves_only_in_the_routed_collection(ws):
 def test_hybrid_stale_topic_is_answered_by_the_base_model_from_current_documents(ws):
     base, tuned = pipelines(ws)
     route = Route("policy", "knowledge", 0.9, ("policy",), "classifier: policy")
-    stale = Staleness(("returns.md",), frozenset({"policy"}))
+    stale = Freshness("style", True, 1, (ChangedDocument("returns.md", 1, 2, "policy"),))
     answer = answer_hybrid("Can customers return items for a refund?", ws.principal(None),
-                           route=route, base=base, tuned=tuned, adapter="style", staleness=stale)
+                           route=route, base=base, tuned=tuned, adapter="style", freshness=stale)
     assert len(base.generator.calls) == 1 and tuned.generator.calls == []
     assert answer.trace.adapter is None
     assert any("stale" in n and "returns.md" in n for n in answer.trace.notes)
     # the same adapter is still trusted on topics it is not stale on
     fresh = answer_hybrid("How do I connect to the VPN?", ws.principal(None),
                           route=Route("it", "knowledge", 0.9, ("it",), "classifier: it"),
-                          base=base, tuned=tuned, adapter="style", staleness=stale)
+                          base=base, tuned=tuned, adapter="style", freshness=stale)
     assert fresh.trace.adapter == "style" and len(tuned.generator.calls) == 1
-
-
-def test_staleness_rules():
-    assert not Staleness().affects(None)
-    s = Staleness(("a.md",), frozenset({"hr"}))
-    assert s.affects(("hr", "it")) and not s.affects(("it",)) and s.affects(None)
-    assert Staleness(("gone.md",), frozenset(), unknown=True).affects(("it",))
 
 
 def test_hybrid_keeps_access_control_inside_the_route(ws):

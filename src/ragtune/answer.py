@@ -52,8 +52,10 @@ class AnswerPipeline:
     """Answers questions as a principal, with citations checked against their sources."""
 
     def __init__(self, retriever: Retriever, generator: Generator, *,
-                 support_threshold: float = 0.5, source_tokens: int | None = None) -> None:
+                 support_threshold: float = 0.5, source_tokens: int | None = None,
+                 direct_system: str | None = None) -> None:
         self.retriever = retriever
+        self.direct_system = direct_system  # system prompt without retrieval (an adapter's own)
         self.generator = generator
         self.support_threshold = support_threshold
         self.source_tokens = source_tokens
@@ -119,7 +121,7 @@ class AnswerPipeline:
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=getattr(self.generator, "name", "?"))
-        messages = build_plain_messages(question)
+        messages = build_plain_messages(question, system=self.direct_system)
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
         trace.timings["total_s"] = time.perf_counter() - started

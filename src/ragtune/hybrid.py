@@ -21,8 +21,9 @@ Three safety rules shape it:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from ragtune.answer import AnswerPipeline, TokenFn
 from ragtune.generate.prompts import OUT_OF_SCOPE_TEXT
@@ -51,25 +52,13 @@ class Route:
                 "reason": self.reason}
 
 
-@dataclass(frozen=True)
-class Staleness:
-    """Documents an adapter was trained on that changed or were deleted since.
+class StaleCheck(Protocol):
+    """What hybrid mode asks of an adapter's freshness (ragtune.finetune.freshness.Freshness)."""
 
-    ``collections`` holds the collections of the changed documents still in the store;
-    ``unknown`` is True when a deleted document's collection can no longer be told, which
-    makes every knowledge route stale (the safe side).
-    """
-
-    documents: tuple[str, ...] = ()
-    collections: frozenset[str] = field(default_factory=frozenset)
-    unknown: bool = False
-
-    def affects(self, collections: tuple[str, ...] | None) -> bool:
-        if not self.documents:
-            return False
-        if self.unknown or collections is None:
-            return True
-        return bool(self.collections & set(collections))
+    def stale_in(self, collections: Iterable[str] | None) -> list[str]:
+        """Sources the adapter was trained on that changed or went, within ``collections``
+        (None: any collection)."""
+        ...
 
 
 def _narrow(filters: SearchFilter | None, collections: tuple[str, ...] | None) -> SearchFilter | None:
@@ -86,7 +75,7 @@ def _narrow(filters: SearchFilter | None, collections: tuple[str, ...] | None) -
 
 
 def answer_hybrid(question: str, principal: Principal, *, route: Route, base: AnswerPipeline,
-                  tuned: AnswerPipeline, adapter: str, staleness: Staleness | None = None,
+                  tuned: AnswerPipeline, adapter: str, freshness: StaleCheck | None = None,
                   filters: SearchFilter | None = None, k: int | None = None,
                   on_token: TokenFn | None = None) -> Answer:
     """Answer ``question`` the hybrid way; ``trace.route`` records the decision and why."""
@@ -104,17 +93,15 @@ def answer_hybrid(question: str, principal: Principal, *, route: Route, base: An
         answer.trace.notes.append(f"direct route ({route.reason}): answered by adapter "
                                   f"'{adapter}' without retrieval")
     else:
-        stale = staleness is not None and staleness.affects(route.collections)
+        stale = freshness.stale_in(route.collections) if freshness is not None else []
         pipeline = base if stale else tuned
         answer = pipeline.ask(question, principal, filters=_narrow(filters, route.collections),
                               k=k, on_token=on_token, mode="hybrid")
         if stale:
-            assert staleness is not None
             used = None
             answer.trace.notes.append(
                 f"adapter '{adapter}' is stale for this topic (trained on an older version of: "
-                f"{', '.join(staleness.documents)}): answered by the base model from the "
-                "current documents")
+                f"{', '.join(stale)}): answered by the base model from the current documents")
     answer.trace.adapter = used
     answer.trace.route = route.to_dict()
     answer.trace.timings["total_s"] = time.perf_counter() - started

@@ -25,7 +25,7 @@ from ragtune.config import ANSWER_MODES, Settings
 from ragtune.embed.base import Embedder
 from ragtune.errors import ConfigError, NotFound
 from ragtune.generate.base import Generator
-from ragtune.hybrid import Route, Staleness, answer_hybrid
+from ragtune.hybrid import Route, answer_hybrid
 from ragtune.ingest.sync import IngestReport, ProgressFn, ingest_paths
 from ragtune.retrieve.search import RetrievalResult, Retriever
 from ragtune.store.base import SearchFilter
@@ -213,7 +213,13 @@ class Workspace:
         base = self._pipeline(self.generator)
         if mode == "base":
             return base.ask_direct(question, principal, on_token=on_token)
-        tuned = self._pipeline(self.adapter_generator(adapter)) if adapter else base
+        tuned = base
+        if adapter:
+            dataset = self._adapter_info(adapter).dataset
+            # The system prompt the adapter was trained with ("" = none); older adapters
+            # did not record it and get the default one.
+            system = dataset.get("system_prompt") or "" if "system_prompt" in dataset else None
+            tuned = self._pipeline(self.adapter_generator(adapter), direct_system=system)
         if mode == "rag":
             answer = tuned.ask(question, principal, filters=filters, k=k, on_token=on_token)
         elif mode == "finetuned":
@@ -222,14 +228,25 @@ class Workspace:
             assert adapter is not None
             return answer_hybrid(question, principal, route=self.route(question, principal),
                                  base=base, tuned=tuned, adapter=adapter,
-                                 staleness=self.staleness(adapter), filters=filters, k=k,
+                                 freshness=self.freshness(adapter), filters=filters, k=k,
                                  on_token=on_token)
         answer.trace.adapter = adapter
         return answer
 
-    def _pipeline(self, generator: Generator) -> AnswerPipeline:
-        return AnswerPipeline(self.retriever, generator,
+    def _pipeline(self, generator: Generator, direct_system: str | None = None) -> AnswerPipeline:
+        return AnswerPipeline(self.retriever, generator, direct_system=direct_system,
                               source_tokens=self.settings.generation.source_tokens)
+
+    def _adapter_info(self, adapter: str) -> Any:
+        from ragtune.finetune.adapters import AdapterRegistry
+
+        return AdapterRegistry(self.adapters_root).get(adapter)
+
+    def freshness(self, adapter: str) -> Any:
+        """Which documents ``adapter`` was trained on changed or went since (a Freshness)."""
+        from ragtune.finetune.freshness import adapter_freshness
+
+        return adapter_freshness(self._adapter_info(adapter), self.store)
 
     def route(self, question: str, principal: Principal) -> Route:
         """The router's decision for ``question`` (every readable collection without one)."""
@@ -244,21 +261,6 @@ class Workspace:
             router = self._routers[routing.router] = load_router(self.root, routing.router)
         d = decide(router, question, routing=routing, principal=principal, store=self.store)
         return Route(d.label, d.kind, d.confidence, d.collections, d.reason)
-
-    def staleness(self, adapter: str) -> Staleness:
-        """Which documents ``adapter`` was trained on have changed or gone since."""
-        from ragtune.finetune.adapters import AdapterRegistry
-        from ragtune.finetune.freshness import adapter_freshness
-
-        fresh = adapter_freshness(AdapterRegistry(self.adapters_root).get(adapter), self.store)
-        changed = [c[0] for c in fresh.changed]
-        collections = set()
-        for source in changed:
-            info = self.store.get_document(source)
-            if info is not None:
-                collections.add(info.collection)
-        return Staleness(tuple(changed + list(fresh.deleted)), frozenset(collections),
-                         unknown=bool(fresh.deleted))
 
     def documents(self, user: str | None = None, *, all_users: bool = False) -> list[DocumentInfo]:
         return self.store.list_documents(None if all_users else self.principal(user))

@@ -470,6 +470,25 @@ def _check_hardware(config: TrainConfig) -> None:
             raise MissingDependency("bitsandbytes", "gpu") from None
 
 
+def shared_system_prompt(examples: list[ChatExample], share: float = 0.9) -> str | None:
+    """The system message at least ``share`` of the examples open with, if there is one.
+
+    Recorded in run.json: serving the adapter without it (finetuned mode) would ask a
+    question the adapter was never trained on.
+
+    >>> from ragtune.types import ChatMessage
+    >>> ex = ChatExample((ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")))
+    >>> shared_system_prompt([ex, ex]), shared_system_prompt([])
+    ('Be brief.', None)
+    """
+    counts: dict[str, int] = {}
+    for ex in examples:
+        if ex.messages and ex.messages[0].role == "system":
+            counts[ex.messages[0].content] = counts.get(ex.messages[0].content, 0) + 1
+    best = max(counts.items(), key=lambda kv: kv[1], default=None)
+    return best[0] if best and best[1] >= share * len(examples) else None
+
+
 def train_adapter(
     config: TrainConfig,
     data_path: str | Path,
@@ -620,6 +639,7 @@ def train_adapter(
             "val_examples": len(val_rows),
             "dropped_no_assistant_tokens_after_truncation": dropped,
             "truncated": sum(len(r["input_ids"]) == config.max_length for r in train_rows + val_rows),
+            "system_prompt": shared_system_prompt(examples),
         },
         "config": config.to_dict(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",

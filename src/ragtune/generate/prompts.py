@@ -85,10 +85,14 @@ def build_rag_messages(question: str, hits: list[Hit], *,
 def build_plain_messages(question: str, *, system: str | None = None) -> list[dict[str, str]]:
     """Messages for answering without retrieval (the fine-tuned-only mode of a bake-off).
 
+    ``system=""`` sends no system message (an adapter trained without one).
+
     >>> build_plain_messages("Hi?")[1]
     {'role': 'user', 'content': 'Hi?'}
+    >>> len(build_plain_messages("Hi?", system=""))
+    1
     """
-    return [
-        {"role": "system", "content": PLAIN_SYSTEM_PROMPT if system is None else system},
-        {"role": "user", "content": question.strip()},
-    ]
+    user = {"role": "user", "content": question.strip()}
+    if system == "":
+        return [user]
+    return [{"role": "system", "content": PLAIN_SYSTEM_PROMPT if system is None else system}, user]

@@ -1,0 +1,111 @@
+"""report.html in a real browser: headless Chromium opens a report built from a real
+compare run (fake models), renders the charts without errors or network access, and a
+screenshot is kept in the test's tmp dir.
+
+Needs Debian's chromium (``apt-get install -y chromium``) and the Python ``playwright``
+package (its bundled driver only; no ``playwright install``: the system Chromium is used).
+Without them the test skips, except in CI (``CI`` set), where it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAKE, write
+from tests.evaluate.conftest import KB, QUESTIONS, adapter_reply, add_adapter
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str:
+    """The Chromium executable, or skip (fail in CI) saying what to install."""
+    path = os.environ.get("RAGTUNE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    problem = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problem = "the 'playwright' package is missing: pip install playwright"
+    if problem is None and not Path(path).exists():
+        problem = "no Chromium: apt-get install -y chromium (or set RAGTUNE_CHROMIUM)"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser test cannot run in CI: {problem}")
+        pytest.skip(problem)
+    return path
+
+
+@pytest.fixture
+def report_html(tmp_path, monkeypatch) -> Path:
+    """report.html from a real compare over four systems (base, rag, adapter, RAFT)."""
+    from ragtune.evaluate.compare import parse_systems, run_compare
+    from ragtune.evaluate.evalset import load_evalset
+    from ragtune.evaluate.report import write_reports
+    from ragtune.generate.fake import FakeGenerator
+    from ragtune.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", overrides=FAKE)
+    for rel, text in KB.items():
+        write(tmp_path / "kb" / rel, text)
+    ws.ingest([tmp_path / "kb"])
+    add_adapter(ws)
+    gen = FakeGenerator(reply=adapter_reply, name="fake-adapter")
+    monkeypatch.setattr(ws, "adapter_generator", lambda adapter: gen)
+    evalset = write(tmp_path / "eval.jsonl", "".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    data = run_compare(ws, load_evalset(evalset), parse_systems("base,rag,finetuned:a,raft:a"),
+                       tmp_path / "out", index_seconds=20.0)
+    return write_reports(data, tmp_path / "out")["html"]
+
+
+def test_report_renders_in_headless_chromium(report_html, tmp_path) -> None:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    data = json.loads((report_html.parent / "report.json").read_text())
+    n_systems = len(data["systems"])
+    grid_lo, grid_hi = 10.0, data["break_even"]["max_volume"]
+    markers = sum(1 for p in data["break_even"]["pairs"]
+                  if p["volume"] and grid_lo <= p["volume"] <= grid_hi)
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(report_html.as_uri())
+            page.wait_for_load_state("load")
+            charts = page.evaluate("""() => [...document.querySelectorAll('svg.chart')].map(s => {
+                const r = s.getBoundingClientRect();
+                const marks = [...s.querySelectorAll('.mark')].map(el => {
+                    const b = el.getBBox(); return [el.tagName, b.width, b.height]; });
+                return {id: s.id, w: r.width, h: r.height, marks,
+                        breakEven: s.querySelectorAll('circle.break-even').length};
+            })""")
+            rows = page.locator("#questions tr").count()
+            headline = page.locator("#recommendation .headline").inner_text()
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert all(u.startswith("file://") for u in requests), requests  # self-contained
+    by_id = {c["id"]: c for c in charts}
+    assert set(by_id) == {"chart-accuracy-latency", "chart-cost", "chart-break-even"}
+    for c in charts:
+        assert c["w"] > 200 and c["h"] > 100, c["id"]
+        assert c["marks"] and all(w > 0 or h > 0 for _, w, h in c["marks"]), c
+    assert [m[0] for m in by_id["chart-accuracy-latency"]["marks"]] == ["circle"] * n_systems
+    assert [m[0] for m in by_id["chart-cost"]["marks"]] == ["rect"] * n_systems
+    lines = [m for m in by_id["chart-break-even"]["marks"] if m[0] == "polyline"]
+    assert len(lines) == n_systems and all(w > 100 for _, w, _ in lines)
+    assert by_id["chart-break-even"]["breakEven"] == markers
+    assert rows == len(QUESTIONS) + 1
+    assert headline == data["recommendation"]["headline"]
+    assert (tmp_path / "report.png").stat().st_size > 10_000

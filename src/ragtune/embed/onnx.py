@@ -264,6 +264,9 @@ def _pooling_mode(model_dir: Path) -> str:
         if kind == "Pooling":
             cfg = json.loads((model_dir / m["path"] / "config.json").read_text())
             modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v is True]
+            if isinstance(cfg.get("pooling_mode"), str):  # sentence-transformers 6 saves one key
+                new = {"mean": "mean_tokens", "cls": "cls_token"}.get(cfg["pooling_mode"])
+                modes = [f"pooling_mode_{new or cfg['pooling_mode']}"]
             if modes == ["pooling_mode_mean_tokens"]:
                 pooling = "mean"
             elif modes == ["pooling_mode_cls_token"]:

@@ -30,6 +30,18 @@ from ragtune.finetune.cli import adapters_app, data_app, finetune_app  # noqa: E
 app.add_typer(data_app, name="data")
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(adapters_app, name="adapters")
+from ragtune.finetune.raft_cli import raft_app  # noqa: E402
+
+app.add_typer(raft_app, name="raft")
+from ragtune.route.cli import route_app  # noqa: E402
+
+app.add_typer(route_app, name="route")
+# Evaluation: eval qa / eval synth, the compare bake-off and the advise questionnaire.
+from ragtune.evaluate.cli import advise_command, compare_command, register_eval_commands  # noqa: E402
+
+register_eval_commands(eval_app)
+app.command("compare")(compare_command)
+app.command("advise")(advise_command)
 
 console = Console()
 err = Console(stderr=True)

@@ -14,6 +14,7 @@ A workspace is a folder (``./.ragtune``, ``--workspace`` or ``$RAGTUNE_HOME``) h
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -53,7 +54,8 @@ class Workspace:
         self.settings = settings or Settings.load(self.root / CONFIG_NAME, overrides=overrides)
         self._embedder: Embedder | None = None
         self._generator: Generator | None = None
-        self._adapter_generators: dict[str, Any] = {}  # base model -> HFGenerator
+        # base model -> HFGenerator; 'lora:NAME' -> llama.cpp with that adapter's GGUF LoRA
+        self._adapter_generators: dict[str, Any] = {}
         self._routers: dict[str, Any] = {}  # router name -> loaded IntentRouter
 
     @classmethod
@@ -117,23 +119,61 @@ class Workspace:
         return self.root / "adapters"
 
     def adapter_generator(self, adapter: str) -> Generator:
-        """A generator answering with LoRA adapter ``adapter`` (transformers + PEFT).
+        """A generator answering with LoRA adapter ``adapter``.
 
-        One base model is loaded per base and shared by all its adapters: switching
-        adapters does not reload it.
+        On the local backend, an adapter trained on the very GGUF file the workspace
+        generates with is served by llama.cpp (exported once to ``adapter.gguf`` in its
+        folder): ~4x the tokens/s of transformers on a CPU. Any other adapter runs on
+        transformers + PEFT, one base model per base shared by all its adapters, so
+        switching adapters does not reload it.
         """
-        from ragtune.finetune.adapters import AdapterRegistry
+        gen = self._lora_generator(adapter)
+        if gen is not None:
+            return gen
         from ragtune.generate.hf import HFGenerator
 
-        info = AdapterRegistry(self.adapters_root).get(adapter)
-        gen = self._adapter_generators.get(info.base_model)
-        if gen is None:
-            gen = HFGenerator(info.base_model, adapters_root=self.adapters_root,
-                              max_tokens=self.settings.generation.max_tokens,
-                              temperature=self.settings.generation.temperature,
-                              threads=self.settings.generation.threads)
-            self._adapter_generators[info.base_model] = gen
-        gen.use_adapter(adapter)
+        info = self._adapter_info(adapter)
+        hf = self._adapter_generators.get(info.base_model)
+        if hf is None:
+            hf = HFGenerator(info.base_model, adapters_root=self.adapters_root,
+                             max_tokens=self.settings.generation.max_tokens,
+                             temperature=self.settings.generation.temperature,
+                             threads=self.settings.generation.threads)
+            self._adapter_generators[info.base_model] = hf
+        hf.use_adapter(adapter)
+        return hf
+
+    def _lora_generator(self, adapter: str) -> Generator | None:
+        """llama.cpp with the adapter's GGUF LoRA, when the adapter fits the workspace's GGUF."""
+        g = self.settings.generation
+        if g.backend != "local":
+            return None
+        key = f"lora:{adapter}"
+        if key in self._adapter_generators:
+            return self._adapter_generators[key]
+        from ragtune.errors import RagtuneError
+        from ragtune.finetune.adapters import AdapterRegistry
+        from ragtune.finetune.freshness import base_identity
+        from ragtune.generate.llama_cpp import lora_generator
+        from ragtune.generate.models import resolve_model
+
+        registry = AdapterRegistry(self.adapters_root)
+        base_gguf = resolve_model(g.model)
+        lora = registry.gguf_for(adapter, base_gguf)
+        if lora is None:
+            run = json.loads((registry.get(adapter).path / "run.json").read_text(encoding="utf-8"))
+            if run.get("base_model_hash") != base_identity(str(base_gguf)):
+                return None  # trained on another base: transformers + PEFT checks and says so
+            try:
+                registry.export_gguf(adapter)
+            except RagtuneError:
+                return None
+            lora = registry.gguf_for(adapter, base_gguf)
+            if lora is None:
+                return None
+        gen = lora_generator(base_gguf, lora, name=adapter, n_ctx=g.context_tokens,
+                             threads=g.threads, max_tokens=g.max_tokens, temperature=g.temperature)
+        self._adapter_generators[key] = gen
         return gen
 
     @property

@@ -88,5 +88,5 @@ def test_merge_matches_adapter_outputs(registry: AdapterRegistry, tiny_model_dir
 def test_export_peft_copy(registry: AdapterRegistry) -> None:
     out = registry.export("style", registry.root / "exported")
     assert {"adapter_config.json", "run.json", "loss.png"} <= {p.name for p in out.iterdir()}
-    with pytest.raises(InputError, match="'peft' or 'merged'"):
-        registry.export("style", registry.root / "x", fmt="gguf")
+    with pytest.raises(InputError, match="'peft', 'merged' or 'gguf'"):
+        registry.export("style", registry.root / "x", fmt="onnx")

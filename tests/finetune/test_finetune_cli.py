@@ -105,26 +105,24 @@ def test_synth_train_eval_probe_and_manage(ws, tiny_model_dir: Path, tmp_path: P
 
     r = cli("adapters", "export", "kb", tmp_path / "peft", "-w", ws.root)
     assert r.exit_code == 0 and (tmp_path / "peft" / "adapter_config.json").is_file()
-    r = cli("adapters", "export", "kb", tmp_path / "kb.gguf", "--format", "gguf", "-w", ws.root)
-    assert isinstance(r.exception, InputError)
-    assert "convert_lora_to_gguf.py --base" in str(r.exception) and str(tmp_path / "kb.gguf") in str(r.exception)
-    # With a llama.cpp folder the converter runs as a subprocess (a stand-in script here; the
-    # real convert_lora_to_gguf.py from the llama-cpp-python sdist was checked by hand).
-    llama = tmp_path / "llama.cpp"
-    llama.mkdir()
-    (llama / "convert_lora_to_gguf.py").write_text(
-        "import sys, pathlib\nargs = sys.argv[1:]\n"
-        "assert args[0] == '--base' and args[2] == '--outfile'\n"
-        "if not pathlib.Path(args[4], 'adapter_config.json').is_file(): sys.exit('no adapter')\n"
-        "pathlib.Path(args[3]).write_bytes(b'GGUF' + args[1].encode())\n")
-    r = cli("adapters", "export", "kb", tmp_path / "out", "--format", "gguf", "--llama-cpp", llama,
-            "-w", ws.root)
+    assert f"vllm serve {run['base_model_path']} --enable-lora --lora-modules kb={tmp_path / 'peft'}" in r.output
+    # GGUF LoRA for llama.cpp, written by ragtune itself (tensor details: test_gguf_export.py).
+    r = cli("adapters", "export", "kb", "--format", "gguf", "--out", tmp_path / "out", "-w", ws.root)
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "out" / "kb.gguf").read_bytes() == b"GGUF" + str(tiny_model_dir.resolve()).encode()
-    (llama / "convert_lora_to_gguf.py").write_text("import sys\nsys.exit('unsupported model')\n")
-    r = cli("adapters", "export", "kb", tmp_path / "o2.gguf", "--format", "gguf", "--llama-cpp", llama,
-            "-w", ws.root)
-    assert isinstance(r.exception, InputError) and "unsupported model" in str(r.exception)
+    assert f"--lora {tmp_path / 'out' / 'kb.gguf'}" in r.output and "lora_path=" in r.output
+    from ragtune.finetune.gguf_export import read_gguf_lora
+
+    lora = read_gguf_lora(tmp_path / "out" / "kb.gguf")
+    assert (lora["architecture"], lora["type"], lora["adapter_type"]) == ("llama", "adapter", "lora")
+    assert lora["metadata"]["base_model_hash"] == run["base_model_hash"]
+    assert sorted(lora["tensors"]) == sorted(f"blk.{i}.attn_{m}.weight.lora_{ab}" for i in range(2)
+                                             for m in "qv" for ab in "ab")
+    r = cli("adapters", "export", "kb", "--format", "gguf", "-w", ws.root)  # default: inside the adapter
+    assert r.exit_code == 0 and (ws.root / "adapters" / "kb" / "adapter.gguf").is_file()
+    r = cli("adapters", "export", "kb", "--format", "gguf", "--dtype", "q4", "-w", ws.root)
+    assert isinstance(r.exception, InputError) and "f32, f16" in str(r.exception)
+    r = cli("adapters", "export", "kb", "--format", "merged", "-w", ws.root)
+    assert isinstance(r.exception, InputError) and "needs an output folder" in str(r.exception)
     r = cli("adapters", "rm", "kb", "-w", ws.root)
     assert r.exit_code == 0 and not (ws.root / "adapters" / "kb").exists()
     assert isinstance(cli("adapters", "show", "kb", "-w", ws.root).exception, NotFound)

@@ -17,7 +17,12 @@ from ragtune.errors import MissingDependency, ModelError
 from ragtune.generate.base import Generator
 from ragtune.generate.citations import attribute_uncited, check_answer, parse_markers
 from ragtune.generate.factory import make_generator
-from ragtune.generate.llama_cpp import LlamaCppGenerator, missing_cpu_features, runnable_here
+from ragtune.generate.llama_cpp import (
+    LlamaCppGenerator,
+    lora_generator,
+    missing_cpu_features,
+    runnable_here,
+)
 from ragtune.generate.models import resolve_model
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_rag_messages
 from ragtune.types import Chunk, Hit
@@ -52,6 +57,22 @@ def test_missing_lora_and_bad_args(tmp_path: Path) -> None:
         LlamaCppGenerator(model, max_tokens=0)
     g = LlamaCppGenerator(model, threads=0)
     assert g.threads >= 1 and g.name == "m" and isinstance(g, Generator)
+
+
+def test_lora_generator_checks_the_adapter_file(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(ModelError, match="style.gguf: GGUF LoRA adapter file not found"):
+        lora_generator(model, tmp_path / "style.gguf")
+    (tmp_path / "style.gguf").write_bytes(b"PK\x03\x04")
+    with pytest.raises(ModelError, match="style.gguf: not a GGUF file"):
+        lora_generator(model, tmp_path / "style.gguf")
+    folder = tmp_path / "support-style"
+    folder.mkdir()
+    (folder / "adapter.gguf").write_bytes(b"GGUF")
+    g = lora_generator(model, folder / "adapter.gguf", scale=0.5, max_tokens=9)
+    assert (g.name, g.lora_scale, g.max_tokens) == ("m+support-style", 0.5, 9)
+    assert lora_generator(model, folder / "adapter.gguf", name="x").name == "m+x"
 
 
 def test_missing_llama_cpp_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,3 +159,25 @@ def test_factory_builds_local(qwen: LlamaCppGenerator) -> None:
                                           context_tokens=1024, max_tokens=7, threads=1))
     assert isinstance(g, LlamaCppGenerator)
     assert (g.n_ctx, g.max_tokens, g.threads, g.temperature) == (1024, 7, 1, 0.0)
+
+
+@pytest.mark.integration
+def test_lora_for_another_architecture_is_a_clear_error(qwen: LlamaCppGenerator, tmp_path: Path) -> None:
+    """llama.cpp refuses a LoRA made for a Llama base; the error names the adapter file."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    lora = tmp_path / "llama-lora.gguf"
+    w = gguf.GGUFWriter(str(lora), "llama")
+    w.add_type(gguf.GGUFType.ADAPTER)
+    w.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 16.0)
+    w.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((8, 896), np.float32))
+    w.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((896, 8), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    g = lora_generator(qwen.model_path, lora, n_ctx=256, threads=1)
+    with pytest.raises(ModelError, match=r"llama-lora.gguf: llama.cpp cannot apply this LoRA adapter"):
+        g.count_tokens("hi")

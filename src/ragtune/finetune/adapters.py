@@ -21,6 +21,9 @@ Export formats:
 - ``merged``: the base model with the adapter merged into its weights
   (``merge_and_unload``) plus the tokenizer: a standalone Hugging Face model folder that
   any transformers-compatible server loads without PEFT.
+- ``gguf``: a GGUF LoRA file for llama.cpp (:mod:`ragtune.finetune.gguf_export`); by default
+  ``<adapter folder>/adapter.gguf``, where :meth:`AdapterRegistry.gguf_for` finds it so the
+  local llama.cpp generator can answer with the adapter.
 """
 
 from __future__ import annotations
@@ -136,14 +139,80 @@ class AdapterRegistry:
         tmp.rename(out_dir)
         return out_dir
 
-    def export(self, name: str, out_dir: Path, fmt: str = "peft") -> Path:
-        """Write the adapter as ``peft`` (folder copy) or ``merged`` (standalone model)."""
+    def export(self, name: str, out_dir: Path | None = None, fmt: str = "peft") -> Path:
+        """Write the adapter as ``peft`` (folder copy), ``merged`` (standalone model) or
+        ``gguf`` (llama.cpp LoRA file; ``out_dir`` may then be a ``.gguf`` path or omitted)."""
+        if fmt == "gguf":
+            return self.export_gguf(name, out_dir)
+        if fmt not in {"peft", "merged"}:
+            raise InputError(fmt, "export format must be 'peft', 'merged' or 'gguf'")
+        if out_dir is None:
+            raise InputError(fmt, f"exporting as {fmt} needs an output folder")
         if fmt == "merged":
             return self.merge(name, out_dir)
-        if fmt != "peft":
-            raise InputError(fmt, "export format must be 'peft' or 'merged'")
         out_dir = Path(out_dir)
         if out_dir.exists() and any(out_dir.iterdir()):
             raise InputError(str(out_dir), "output folder exists and is not empty")
         shutil.copytree(self.get(name).path, out_dir, dirs_exist_ok=True)
         return out_dir
+
+    def export_gguf(self, name: str, out: Path | None = None, *, dtype: str = "f32") -> Path:
+        """Write the adapter as a GGUF LoRA for llama.cpp and return its path.
+
+        ``out`` is a ``.gguf`` file, a folder (``<folder>/<name>.gguf``) or None:
+        ``<adapter folder>/adapter.gguf``. The file records the base model and its hash
+        (``ragtune.base_model``, ``ragtune.base_model_hash``) beside llama.cpp's keys.
+        """
+        from ragtune.finetune.gguf_export import base_config_for, export_gguf_lora
+
+        info = self.get(name)
+        if out is None:
+            target = info.path / ADAPTER_GGUF
+        else:
+            target = Path(out) if Path(out).suffix == ".gguf" else Path(out) / f"{name}.gguf"
+        run = json.loads((info.path / "run.json").read_text(encoding="utf-8"))
+        try:
+            base_config = base_config_for(info.path)
+        except InputError:  # the cached HF copy of the base is gone: rebuild it (never downloads)
+            from ragtune.finetune.train import resolve_base_folder
+
+            folder, _ = resolve_base_folder(info.base_model)
+            base_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        meta = {"adapter": name, "base_model": info.base_model,
+                "base_model_hash": str(run.get("base_model_hash", ""))}
+        return export_gguf_lora(info.path, target, base_config=base_config, dtype=dtype,
+                                name=name, metadata=meta)
+
+    def gguf_for(self, name: str, base_gguf: Path) -> Path | None:
+        """``<adapter folder>/adapter.gguf`` if it exists and was trained on ``base_gguf``.
+
+        "Trained on" means ``run.json``'s ``base_model_hash`` is the sha256 of that very
+        file (the packaged model, or any .gguf used as ``--base``): then llama.cpp applies
+        the adapter to exactly the weights it learned on. Otherwise None: serve the adapter
+        with transformers + PEFT instead. The hash is read from a ``<file>.sha256`` sidecar
+        when there is one (the packaged model has), else computed once per file (~1 s/GB).
+        """
+        info = self.get(name)
+        lora = info.path / ADAPTER_GGUF
+        if not lora.is_file():
+            return None
+        run = json.loads((info.path / "run.json").read_text(encoding="utf-8"))
+        return lora if run.get("base_model_hash") == "sha256:" + _gguf_sha256(Path(base_gguf)) else None
+
+
+ADAPTER_GGUF = "adapter.gguf"
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _gguf_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        sidecar = path.with_name(path.name + ".sha256")
+        digest = sidecar.read_text(encoding="ascii").strip() if sidecar.is_file() else ""
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            from ragtune.finetune.train import file_sha256
+
+            digest = file_sha256(path)
+        _SHA_CACHE[key] = digest
+    return _SHA_CACHE[key]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -199,7 +199,7 @@ def finetune_train(
 ) -> None:
     """Train a LoRA adapter into <workspace>/adapters/NAME, with live progress."""
     from ragtune.finetune.adapters import AdapterRegistry
-    from ragtune.finetune.synth import lineage_from_file
+    from ragtune.finetune.raft import training_lineage
     from ragtune.finetune.train import TrainConfig, train_adapter
 
     ws = _workspace(workspace)
@@ -215,7 +215,7 @@ def finetune_train(
     if target_modules:
         options["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m.strip())
     config = TrainConfig(base_model=base, qlora=qlora, **options)
-    lineage = lineage_from_file(file)
+    lineage = training_lineage(file)  # RAFT's <file>.lineage.json, else per-line metadata
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
                TextColumn("ETA {task.fields[eta]}"))
@@ -327,28 +327,48 @@ def finetune_probe(
 # ================================================================ adapters
 
 
+def _freshness(ws: Any, infos: list[Any]) -> dict[str, Any]:
+    from ragtune.finetune.freshness import adapter_freshness
+
+    return {i.name: adapter_freshness(i, ws.store) for i in infos}
+
+
 @adapters_app.command("list")
 def adapters_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """Finished adapters with base model, data, metrics and age."""
-    infos = _registry(workspace).list()
+    """Finished adapters with base model, data, metrics, age, and whether they are stale.
+
+    STALE names the documents the adapter was trained on that have changed or been deleted
+    since (from its lineage); '-' means the data had no document lineage.
+    """
+    from ragtune.finetune.adapters import AdapterRegistry
+
+    ws = _workspace(workspace)
+    infos = AdapterRegistry(ws.root / "adapters").list()
+    fresh = _freshness(ws, infos)
     if as_json:
-        _print_json([i.to_dict() for i in infos])
+        _print_json([i.to_dict() | {"freshness": fresh[i.name].to_dict()} for i in infos])
         return
-    table = Table("name", "base", "data", "val loss", "steps", "age")
+    table = Table("name", "base", "data", "val loss", "steps", "age", "stale")
     for i in infos:
-        d, m = i.dataset, i.metrics
+        d, m, f = i.dataset, i.metrics, fresh[i.name]
         data = f"{Path(str(d.get('path', '?'))).name} ({d.get('examples', '?')} ex)"
         val = "-" if m.get("val_loss") is None else f"{m['val_loss']:.4f}"
+        stale = ("[red]STALE[/] " + escape(f.summary())) if f.stale else (
+            "fresh" if f.tracked else "-")
         table.add_row(i.name, Path(i.base_model).name or i.base_model, data, val,
-                      str(m.get("steps")), _age(i.created_at))
+                      str(m.get("steps")), _age(i.created_at), stale)
     console.print(table)
 
 
 @adapters_app.command("show")
 def adapters_show(name: Annotated[str, typer.Argument()], workspace: WorkspaceOpt = None) -> None:
-    """Everything recorded about an adapter (its run.json)."""
-    info = _registry(workspace).get(name)
-    _print_json(json.loads((info.path / "run.json").read_text(encoding="utf-8")) | {"path": str(info.path)})
+    """Everything recorded about an adapter (its run.json), plus its freshness now."""
+    from ragtune.finetune.adapters import AdapterRegistry
+
+    ws = _workspace(workspace)
+    info = AdapterRegistry(ws.root / "adapters").get(name)
+    run = json.loads((info.path / "run.json").read_text(encoding="utf-8"))
+    _print_json(run | {"path": str(info.path), "freshness": _freshness(ws, [info])[name].to_dict()})
 
 
 @adapters_app.command("rm")
@@ -367,46 +387,51 @@ def adapters_merge(name: Annotated[str, typer.Argument()],
     console.print(f"merged {name} into {path}", highlight=False)
 
 
-GGUF_HELP = (
-    "llama.cpp's convert_lora_to_gguf.py is not part of the llama-cpp-python wheel. Get a "
-    "llama.cpp checkout (or the llama-cpp-python source distribution, vendor/llama.cpp) and "
-    "pass it with --llama-cpp DIR or LLAMA_CPP_DIR, or run by hand: python "
-    "DIR/convert_lora_to_gguf.py --base {base} --outfile {out} {adapter}")
-
-
-def export_gguf(info: Any, out: Path, llama_cpp: Path | None) -> Path:
-    """Convert a PEFT adapter to a GGUF LoRA with llama.cpp's converter (a subprocess)."""
+def _serve_hints(info: Any, fmt: str, path: Path) -> list[str]:
+    """Commands that serve an exported adapter (printed after ``adapters export``)."""
     run = json.loads((info.path / "run.json").read_text(encoding="utf-8"))
-    base = run.get("base_model_path") or info.base_model
-    out = out if out.suffix == ".gguf" else out / f"{info.name}.gguf"
-    script = Path(llama_cpp) / "convert_lora_to_gguf.py" if llama_cpp else None
-    if script is None or not script.is_file():
-        raise InputError(str(script or "--format gguf"), GGUF_HELP.format(
-            base=base, out=out, adapter=info.path))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, str(script), "--base", str(base), "--outfile", str(out),
-                           str(info.path)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not out.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise InputError(str(script), f"conversion failed (exit {proc.returncode}): {tail[0]}")
-    return out
+    hf_base = run.get("base_model_path") or info.base_model
+    if fmt == "merged":
+        return [f"vllm serve {path}"]
+    if fmt == "peft":
+        rank = int((run.get("config") or {}).get("rank", 8))
+        return [f"vllm serve {hf_base} --enable-lora --lora-modules {info.name}={path}"
+                + (f" --max-lora-rank {rank}" if rank > 16 else "")]
+    from ragtune.generate.models import PACKAGED_ALIASES, packaged_model_path
+
+    base = info.base_model
+    if base.strip().lower() in PACKAGED_ALIASES:
+        base = str(packaged_model_path())
+    elif not base.endswith(".gguf"):
+        base = "BASE.gguf"  # trained on an HF folder: use a GGUF conversion of that model
+    return [f"llama-server -m {base} --lora {path}",
+            f'python -c "from llama_cpp import Llama; Llama(model_path=\'{base}\', lora_path=\'{path}\')"']
 
 
 @adapters_app.command("export")
 def adapters_export(
     name: Annotated[str, typer.Argument()],
-    out: Annotated[Path, typer.Argument(help="Folder (peft, merged) or .gguf file / folder (gguf).")],
+    out: Annotated[Path | None, typer.Argument(help="Folder (peft, merged); .gguf file or folder (gguf, default <adapter>/adapter.gguf).")] = None,
+    out_opt: Annotated[Path | None, typer.Option("--out", "-o", help="Same as OUT.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="peft, merged or gguf.")] = "peft",
-    llama_cpp: Annotated[Path | None, typer.Option("--llama-cpp", envvar="LLAMA_CPP_DIR", help="llama.cpp checkout holding convert_lora_to_gguf.py (gguf only).")] = None,
+    dtype: Annotated[str, typer.Option(help="gguf tensor type: f32 (exact) or f16 (half the size).")] = "f32",
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export an adapter: PEFT folder, merged model, or GGUF LoRA for llama.cpp."""
+    if out is not None and out_opt is not None and out != out_opt:
+        raise InputError("--out", f"given twice ({out} and {out_opt})")
+    out = out or out_opt
     registry = _registry(workspace)
     if fmt == "gguf":
-        path = export_gguf(registry.get(name), out, llama_cpp)
+        path = registry.export_gguf(name, out, dtype=dtype)
     elif fmt in {"peft", "merged"}:
+        if out is None:
+            raise InputError("OUT", f"exporting as {fmt} needs an output folder")
         path = registry.export(name, out, fmt)
     else:
         raise InputError("--format", f"must be peft, merged or gguf, got {fmt!r}")
     console.print(f"exported {name} ({fmt}) to {path}", highlight=False)
+    console.print("serve it with:", highlight=False)
+    for line in _serve_hints(registry.get(name), fmt, path):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 

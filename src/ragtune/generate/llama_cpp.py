@@ -8,6 +8,9 @@ The prompt is built with the chat template stored in the GGUF file. Decoding is 
 >>> g.complete([{"role": "user", "content": "Say hi."}]).timings      # doctest: +SKIP
 {'first_token_s': 0.21, 'total_s': 0.6, 'tokens_per_s': 14.2}
 
+A fine-tuned LoRA adapter exported to GGUF (``ragtune adapters export NAME --format gguf``)
+is applied on top of the base model with ``lora_path`` (see :func:`lora_generator`).
+
 The model loads on first use (about 1 s for the packaged 0.5B model). One instance
 generates one reply at a time (llama.cpp contexts are not thread-safe); a lock serialises
 callers, and a half-read stream holds it until it is exhausted or closed.
@@ -91,7 +94,7 @@ class LlamaCppGenerator:
 
     def __init__(self, model_path: Path, *, n_ctx: int = 4096, threads: int = 0,
                  max_tokens: int = 200, temperature: float = 0.0,
-                 lora_path: Path | None = None) -> None:
+                 lora_path: Path | None = None, lora_scale: float = 1.0) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ModelError(f"{self.model_path}: GGUF model file not found")
@@ -106,6 +109,7 @@ class LlamaCppGenerator:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.lora_path = Path(lora_path) if lora_path else None
+        self.lora_scale = lora_scale
         self.name = self.model_path.stem + (f"+{self.lora_path.stem}" if self.lora_path else "")
         self.last_completion: Completion | None = None
         self._llm: Any = None
@@ -136,9 +140,16 @@ class LlamaCppGenerator:
                 n_threads=self.threads,
                 n_threads_batch=self.threads,
                 lora_path=str(self.lora_path) if self.lora_path else None,
+                lora_scale=self.lora_scale,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as e:
+            if self.lora_path and "LoRA" in str(e):
+                raise ModelError(
+                    f"{self.lora_path}: llama.cpp cannot apply this LoRA adapter to "
+                    f"{self.model_path.name} (not a GGUF LoRA, or made for another base model "
+                    "or architecture): re-export it with ragtune adapters export NAME --format gguf"
+                ) from None
             raise ModelError(f"{self.model_path}: llama.cpp cannot load the model: {e}") from None
 
     def count_tokens(self, text: str) -> int:
@@ -205,3 +216,32 @@ class LlamaCppGenerator:
                 "shorter sources (retrieval.top_k) or raise generation.context_tokens"
             )
         return ModelError(f"{self.model_path.name}: generation failed: {e}")
+
+
+def lora_generator(model_path: Path, adapter_gguf: Path, *, name: str | None = None,
+                   scale: float = 1.0, **options: Any) -> LlamaCppGenerator:
+    """A :class:`LlamaCppGenerator` answering with a GGUF LoRA adapter on a GGUF base model.
+
+    ``adapter_gguf`` is what ``ragtune adapters export NAME --format gguf`` writes (by default
+    ``<workspace>/adapters/NAME/adapter.gguf``; ``AdapterRegistry.gguf_for`` finds it and
+    checks it was trained on ``model_path``). ``scale`` multiplies the adapter's effect
+    (1.0 = as trained, like PEFT); ``options`` are LlamaCppGenerator's (n_ctx, threads,
+    max_tokens, temperature). ``name`` (default: the adapter file's folder) becomes part
+    of :attr:`LlamaCppGenerator.name`. Each generator holds its own copy of the base model
+    in memory (llama-cpp-python does not memory-map the model when a LoRA is given).
+
+    >>> g = lora_generator(resolve_model("qwen2.5-0.5b"),                  # doctest: +SKIP
+    ...                    Path(".ragtune/adapters/support-style/adapter.gguf"))
+    >>> g.name                                                           # doctest: +SKIP
+    'qwen2.5-coder-0.5b-instruct-q4_k_m+support-style'
+    """
+    adapter_gguf = Path(adapter_gguf)
+    if not adapter_gguf.is_file():
+        raise ModelError(f"{adapter_gguf}: GGUF LoRA adapter file not found")
+    with open(adapter_gguf, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelError(f"{adapter_gguf}: not a GGUF file (it does not start with 'GGUF')")
+    gen = LlamaCppGenerator(model_path, lora_path=adapter_gguf, lora_scale=scale, **options)
+    label = name or (adapter_gguf.parent.name if adapter_gguf.stem == "adapter" else adapter_gguf.stem)
+    gen.name = f"{gen.model_path.stem}+{label}"
+    return gen

@@ -269,7 +269,19 @@ def eval_retrieval(beir: Annotated[Path, typer.Option("--beir", help="BEIR folde
                   f"indexed in {results['index_s']:.1f} s")
 
 
+def _quiet_libraries() -> None:
+    """ragtune draws its own progress bars; the model libraries' weight-loading bars and
+    deprecation warnings would only interleave with them."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main() -> None:
+    _quiet_libraries()
     try:
         # Non-standalone mode returns the code of typer.Exit instead of raising it.
         rc = app(standalone_mode=False)

@@ -134,7 +134,7 @@ class LlamaCppGenerator:
         if problem:
             raise ModelError(problem)
         try:
-            return Llama(
+            llm = Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.n_ctx,
                 n_threads=self.threads,
@@ -151,6 +151,17 @@ class LlamaCppGenerator:
                     "or architecture): re-export it with ragtune adapters export NAME --format gguf"
                 ) from None
             raise ModelError(f"{self.model_path}: llama.cpp cannot load the model: {e}") from None
+        # llama-cpp-python 0.3.36 compares the adapter pointer with None, so an adapter that
+        # llama.cpp rejects (wrong architecture or shapes) comes back as a NULL pointer and
+        # the model silently answers without it. A NULL ctypes pointer is falsy: check it.
+        if self.lora_path and not getattr(llm, "_lora_adapter", True):
+            llm.close()
+            raise ModelError(
+                f"{self.lora_path}: llama.cpp cannot apply this LoRA adapter to "
+                f"{self.model_path.name} ({llm.metadata.get('general.architecture', '?')}): it "
+                "was made for another base model or architecture; export it from an adapter "
+                "trained on this model (ragtune adapters export NAME --format gguf)")
+        return llm
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the model's own vocabulary (no BOS token)."""

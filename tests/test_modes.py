@@ -134,3 +134,18 @@ def test_user_filters_are_narrowed_by_the_route_not_widened(ws):
                            route=route, base=base, tuned=tuned, adapter="style",
                            filters=SearchFilter(collections=("it",)))
     assert {h["document"].rsplit("/", 1)[-1] for h in answer.trace.retrieved} <= {"vpn.md"}
+
+
+def test_a_raft_style_reply_is_shown_and_cited_from_its_conclusion(ws):
+    from ragtune.finetune.raft_quotes import final_answer
+
+    reply = ("Reasoning: source [1] (Returns) answers the question; the other sources do not. "
+             "It says: ##begin_quote##Customers may return items within 30 days of delivery "
+             "for a refund.##end_quote##\nAnswer: Customers may return items within 30 days of "
+             "delivery for a refund [1]")
+    pipeline = AnswerPipeline(ws.retriever, FakeGenerator(reply=reply), conclusion=final_answer)
+    answer = pipeline.ask("Can customers return items for a refund?", ws.principal(None))
+    assert answer.text == ("Customers may return items within 30 days of delivery for a "
+                           "refund [1]")
+    assert answer.citations and all(c.supported for c in answer.citations)
+    assert any("##begin_quote##" in n for n in answer.trace.notes)

@@ -53,8 +53,12 @@ class AnswerPipeline:
 
     def __init__(self, retriever: Retriever, generator: Generator, *,
                  support_threshold: float = 0.5, source_tokens: int | None = None,
-                 direct_system: str | None = None) -> None:
+                 direct_system: str | None = None,
+                 conclusion: Callable[[str], str] | None = None) -> None:
         self.retriever = retriever
+        # What of a reply is the answer (a RAFT adapter reasons and quotes first); the
+        # whole reply stays in the trace.
+        self.conclusion = conclusion
         self.direct_system = direct_system  # system prompt without retrieval (an adapter's own)
         self.generator = generator
         self.support_threshold = support_threshold
@@ -104,6 +108,11 @@ class AnswerPipeline:
         messages = build_rag_messages(question, hits)
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
+        if self.conclusion is not None:
+            reply, text = text, self.conclusion(text)
+            if text != reply:
+                trace.notes.append("reasoning before the answer, not shown or cited: "
+                                   + reply[: len(reply) - len(text)].strip()[:1000])
         refused = not text or is_refusal(text)
         citations, sentences = [], []
         if not refused:

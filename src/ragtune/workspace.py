@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -255,11 +255,15 @@ class Workspace:
             return base.ask_direct(question, principal, on_token=on_token)
         tuned = base
         if adapter:
-            dataset = self._adapter_info(adapter).dataset
+            from ragtune.finetune.raft_quotes import final_answer, is_raft_adapter
+
+            info = self._adapter_info(adapter)
             # The system prompt the adapter was trained with ("" = none); older adapters
             # did not record it and get the default one.
-            system = dataset.get("system_prompt") or "" if "system_prompt" in dataset else None
-            tuned = self._pipeline(self.adapter_generator(adapter), direct_system=system)
+            system = (info.dataset.get("system_prompt") or "") if "system_prompt" in info.dataset \
+                else None
+            tuned = self._pipeline(self.adapter_generator(adapter), direct_system=system,
+                                   conclusion=final_answer if is_raft_adapter(info) else None)
         if mode == "rag":
             answer = tuned.ask(question, principal, filters=filters, k=k, on_token=on_token)
         elif mode == "finetuned":
@@ -273,8 +277,10 @@ class Workspace:
         answer.trace.adapter = adapter
         return answer
 
-    def _pipeline(self, generator: Generator, direct_system: str | None = None) -> AnswerPipeline:
+    def _pipeline(self, generator: Generator, direct_system: str | None = None,
+                  conclusion: Callable[[str], str] | None = None) -> AnswerPipeline:
         return AnswerPipeline(self.retriever, generator, direct_system=direct_system,
+                              conclusion=conclusion,
                               source_tokens=self.settings.generation.source_tokens)
 
     def _adapter_info(self, adapter: str) -> Any:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.jsonl import write_jsonl_atomic
 from ragtune.errors import InputError
 from ragtune.types import DocumentInfo, Principal
 
@@ -258,12 +258,6 @@ class SourceResolver:
 
 # ----------------------------------------------------------------------------- synthesis
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    os.replace(tmp, path)
 
 
 def synth_evalset(store: Any, *, principal: Principal, out: Path, eval_fraction: float = 0.2,
@@ -298,7 +292,7 @@ def synth_evalset(store: Any, *, principal: Principal, out: Path, eval_fraction:
                      "tags": ["synth", meta.get("method", "extractive")],
                      "metadata": {k: meta.get(k) for k in ("doc_id", "chunk_id", "section",
                                                             "version", "content_hash")}})
-    _write_jsonl(Path(out), rows)
+    write_jsonl_atomic(Path(out), rows)
     del summary["train"]["path"]
     summary["eval"]["path"] = str(out)
     summary.update(out=str(out), questions=len(rows))

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.jsonl import jsonl_lines
 from ragtune.errors import InputError
 from ragtune.types import ChatExample, ChatMessage
 
@@ -198,18 +199,6 @@ def _check_line(obj: Any, line: int) -> tuple[ChatExample | None, list[Issue]]:
     return ChatExample(messages=tuple(parsed), line=line), issues
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), "file not found") from None
-    except UnicodeDecodeError as e:
-        raise InputError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    for n, raw in enumerate(text.splitlines(), 1):
-        if raw.strip():
-            yield n, raw
-
-
 def _decode(raw: str, line: int) -> tuple[Any, Issue | None]:
     try:
         return json.loads(raw), None
@@ -224,7 +213,7 @@ def load_chat_jsonl(path: str | Path) -> list[ChatExample]:
     """
     path = Path(path)
     out: list[ChatExample] = []
-    for n, raw in _lines(path):
+    for n, raw in jsonl_lines(path):
         obj, bad = _decode(raw, n)
         if bad:
             raise InputError(str(path), bad.message, line=n)
@@ -283,7 +272,7 @@ def validate_dataset(
     seen: dict[str, int] = {}
     lengths: list[int] = []
     n_lines = n_examples = n_assistant = n_trained = 0
-    for n, raw in _lines(path):
+    for n, raw in jsonl_lines(path):
         n_lines += 1
         obj, bad = _decode(raw, n)
         if bad:

@@ -54,14 +54,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.jsonl import write_jsonl_atomic
 from ragtune.errors import InputError, NotFound
 from ragtune.finetune.raft_questions import (
     RaftQuestion,
@@ -291,8 +290,8 @@ def build_raft(store: Any, retriever: Any, principal: Principal,
     assert not used_docs["train"] & used_docs["eval"], "a document fed both sides"
 
     out_train, out_eval = Path(out_train), Path(out_eval)
-    _write_jsonl(out_train, rows["train"])
-    _write_jsonl(out_eval, rows["eval"])
+    write_jsonl_atomic(out_train, rows["train"])
+    write_jsonl_atomic(out_eval, rows["eval"])
     with_oracle = sum(r["metadata"]["oracle_included"] for r in rows["train"])
     options = {"k": k, "p": p, "eval_p": eval_p, "seed": seed, "eval_fraction": eval_fraction,
                "limit": limit, "questions_from": questions_from}
@@ -364,13 +363,6 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Atomic: a temp file renamed over ``path``, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    os.replace(tmp, path)
 
 
 def _file_sha256(path: Path) -> str:

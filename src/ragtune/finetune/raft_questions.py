@@ -10,13 +10,13 @@ From a JSONL file (:func:`load_questions`) or the synth module's extractive pair
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
+from ragtune.jsonl import read_jsonl
 from ragtune.finetune.synth import extractive_pairs
 from ragtune.types import Chunk, DocumentInfo
 
@@ -87,20 +87,8 @@ def load_questions(path: str | Path) -> list[RaftQuestion]:
     as ``ragtune data synth`` writes them.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), "file not found") from None
-    except UnicodeDecodeError as e:
-        raise InputError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     out = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise InputError(str(path), f"not valid JSON ({e.msg} at column {e.colno})", line=n) from None
+    for n, obj in read_jsonl(path):
         out.append(as_question(obj, str(path), n))
     if not out:
         raise InputError(str(path), "no questions in the file")

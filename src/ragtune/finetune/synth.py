@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ragtune.jsonl import write_jsonl_atomic
 from ragtune.errors import InputError, NotFound
 from ragtune.types import Chunk, DocumentInfo, Principal
 
@@ -197,12 +196,6 @@ def _pick_chunks(chunks: list[Chunk], limit: int | None) -> list[Chunk]:
     return sorted(picked, key=lambda c: (c.doc_id, c.ordinal))
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    os.replace(tmp, path)
 
 
 def _doc_record(d: DocumentInfo) -> dict[str, Any]:
@@ -256,8 +249,8 @@ def synth_examples(store: Any, *, principal: Principal, out_train: Path, out_eva
                              "version": info.version, "content_hash": info.content_hash,
                              "chunk_id": chunk.id, "section": chunk.section, "method": method},
             })
-    _write_jsonl(Path(out_train), rows["train"])
-    _write_jsonl(Path(out_eval), rows["eval"])
+    write_jsonl_atomic(Path(out_train), rows["train"])
+    write_jsonl_atomic(Path(out_eval), rows["eval"])
     warnings = []
     if len(rows["train"]) < 10:
         warnings.append(f"only {len(rows['train'])} training examples; training needs at least 10")

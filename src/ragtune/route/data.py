@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
+from ragtune.jsonl import read_jsonl
 
 KINDS = ("knowledge", "direct", "out_of_scope")
 # Fewer examples than this per label still train, with a warning: 2 is the least a
@@ -79,23 +80,8 @@ def load_intents(path: str | Path) -> list[IntentExample]:
     Only the lines are checked here; :func:`check_labels` checks the label counts.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), "file not found") from None
-    except IsADirectoryError:
-        raise InputError(str(path), "is a folder, expected a JSONL file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     out = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise InputError(str(path), f"not valid JSON ({e.msg} at column {e.colno})",
-                             line=n) from None
+    for n, obj in read_jsonl(path):
         try:
             q, label = _parse(obj)
         except (TypeError, ValueError) as e:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragtune.cli_options import AsOpt, JsonOpt, WorkspaceOpt
 from ragtune.errors import RagtuneError
 from ragtune.store.base import SearchFilter
 
@@ -46,10 +47,6 @@ app.command("advise")(advise_command)
 console = Console()
 err = Console(stderr=True)
 
-WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="RAGTUNE_HOME",
-                                                   help="Workspace folder (default ./.ragtune).")]
-AsOpt = Annotated[str | None, typer.Option("--as", help="Act as this user (see [access.users]).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 def _open(workspace: Path | None):

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from typer.testing import CliRunner
 
-from tests.generate.test_http import _free_port
+from tests.generate.test_http import serve_in_thread
 
 API_KEY = "sk-judge"
 
@@ -49,18 +46,8 @@ def _judge_app() -> FastAPI:
 @pytest.fixture(scope="module")
 def judge() -> Iterator[tuple[str, FastAPI]]:
     app = _judge_app()
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("judge server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1", app
-    srv.should_exit = True
-    thread.join(timeout=5)
+    with serve_in_thread(app) as url:
+        yield url, app
 
 
 def test_eval_qa_with_an_http_judge(kb_ws, eval_file, judge, tmp_path) -> None:

@@ -6,6 +6,8 @@ real servers do (500s, malformed bodies, slow replies, errors inside a stream).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import asyncio
 import json
 import socket
@@ -33,6 +35,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """A real uvicorn server for ``app`` on a free loopback port; yields its /v1 base URL."""
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=5)
 
 
 def _app() -> FastAPI:
@@ -87,18 +108,8 @@ def _app() -> FastAPI:
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, FastAPI]]:
     app = _app()
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1", app
-    srv.should_exit = True
-    thread.join(timeout=5)
+    with serve_in_thread(app) as url:
+        yield url, app
 
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How long?"}]

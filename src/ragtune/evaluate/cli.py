@@ -26,15 +26,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragtune.cli_options import AsOpt, JsonOpt, WorkspaceOpt
 from ragtune.errors import InputError
 
 console = Console()
 err = Console(stderr=True)
 
-WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="RAGTUNE_HOME",
-                                                   help="Workspace folder (default ./.ragtune).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-AsOpt = Annotated[str | None, typer.Option("--as", help="Ask as this user (see [access.users]).")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N questions.")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only questions with this tag (repeatable).")]
 JudgeUrlOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge (e.g. http://127.0.0.1:8000/v1); adds judge_correct.")]

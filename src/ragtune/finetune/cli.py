@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from ragtune.cli_options import JsonOpt, WorkspaceOpt
 from ragtune.errors import InputError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no command here may reach the hub
@@ -38,9 +39,6 @@ adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, merge and 
 console = Console()
 err = Console(stderr=True)
 
-WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="RAGTUNE_HOME",
-                                                   help="Workspace folder (default ./.ragtune).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 AdapterOpt = Annotated[str, typer.Option("--adapter", "-a", help="Adapter name.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N examples.")]
 MaxTokOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens per generation.")]

@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragtune.cli_options import AsOpt, JsonOpt, WorkspaceOpt
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no command here may reach the hub
 
 route_app = typer.Typer(no_args_is_help=True,
@@ -32,10 +34,6 @@ route_app = typer.Typer(no_args_is_help=True,
 console = Console()
 err = Console(stderr=True)
 
-WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="RAGTUNE_HOME",
-                                                   help="Workspace folder (default ./.ragtune).")]
-AsOpt = Annotated[str | None, typer.Option("--as", help="Act as this user (see [access.users]).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 NameOpt = Annotated[str | None, typer.Option("--name", help="Router name (default: routing.router, "
                                                             "else 'intents').")]
 

@@ -127,3 +127,24 @@ def adapters_root(trained_adapter, tiny_model_dir: Path, style_data: Path,
                          learning_rate=1e-2, early_stopping_patience=0, seed=7)
     train_adapter(config, style_data, root / "other")
     return root
+
+
+PUBLIC = ["policies/returns-policy.md", "policies/warranty-policy.md", "it/helpdesk-faq.json",
+          "shipping/store-pickup.txt", "it/vpn-setup.md", "hr/remote-work.md"]
+
+
+@pytest.fixture()
+def kb_ws(fake_ws, tmp_path: Path):
+    """A fake-model workspace with six public sample documents and one restricted to hr
+    (collection hr); returns (workspace, the copied kb folder)."""
+    import shutil
+
+    from tests.conftest import EXAMPLES
+
+    kb = tmp_path / "kb"
+    for rel in PUBLIC + ["restricted/salary-bands-2025.md"]:
+        (kb / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(EXAMPLES / "kb" / rel, kb / rel)
+    fake_ws.ingest([kb / p for p in PUBLIC])
+    fake_ws.ingest([kb / "restricted"], groups=["hr"], collection="hr")
+    return fake_ws, kb

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,22 +24,6 @@ from ragtune.finetune.synth import split_documents, synth_examples
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_rag_messages
 from ragtune.store.base import SearchFilter
 from ragtune.types import Hit
-
-from ..conftest import EXAMPLES
-
-PUBLIC = ["policies/returns-policy.md", "policies/warranty-policy.md", "it/helpdesk-faq.json",
-          "shipping/store-pickup.txt", "it/vpn-setup.md", "hr/remote-work.md"]
-
-
-@pytest.fixture()
-def kb_ws(fake_ws, tmp_path: Path):
-    kb = tmp_path / "kb"
-    for rel in PUBLIC + ["restricted/salary-bands-2025.md"]:
-        (kb / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(EXAMPLES / "kb" / rel, kb / rel)
-    fake_ws.ingest([kb / p for p in PUBLIC])
-    fake_ws.ingest([kb / "restricted"], groups=["hr"], collection="hr")
-    return fake_ws, kb
 
 
 def _rows(path: Path) -> list[dict]:

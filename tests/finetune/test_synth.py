@@ -23,20 +23,8 @@ from ragtune.generate.fake import FakeGenerator
 from ragtune.types import Chunk
 
 from ..conftest import EXAMPLES
+from .conftest import PUBLIC
 
-PUBLIC = ["policies/returns-policy.md", "policies/warranty-policy.md", "it/helpdesk-faq.json",
-          "shipping/store-pickup.txt", "it/vpn-setup.md", "hr/remote-work.md"]
-
-
-@pytest.fixture()
-def kb_ws(fake_ws, tmp_path: Path):
-    kb = tmp_path / "kb"
-    for rel in PUBLIC + ["restricted/salary-bands-2025.md"]:
-        (kb / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(EXAMPLES / "kb" / rel, kb / rel)
-    fake_ws.ingest([kb / p for p in PUBLIC])
-    fake_ws.ingest([kb / "restricted"], groups=["hr"])
-    return fake_ws, kb
 
 
 def _rows(path: Path) -> list[dict]:

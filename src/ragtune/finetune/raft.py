@@ -77,7 +77,7 @@ from ragtune.finetune.raft_quotes import (
     raft_target,
     rank_quote,
 )
-from ragtune.finetune.synth import split_documents
+from ragtune.finetune.synth import readable_chunks, split_documents
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_rag_messages
 from ragtune.store.base import SearchFilter
 from ragtune.types import Chunk, DocumentInfo, Hit, Principal
@@ -170,11 +170,7 @@ def build_raft(store: Any, retriever: Any, principal: Principal,
             raise InputError(name, f"must be in [0, 1], got {value}")
     if limit is not None and limit < 1:
         raise InputError("--limit", f"must be >= 1, got {limit}")
-    docs = {d.id: d for d in store.list_documents(principal)}
-    chunks = [c for c in store.iter_chunks() if c.doc_id in docs]
-    if not chunks:
-        raise NotFound(f"no documents that '{principal.user}' may read: ingest some first "
-                       "(or pick a user with --as)")
+    docs, chunks = readable_chunks(store, principal)
     by_id = {c.id: c for c in chunks}
     by_doc: dict[str, list[Chunk]] = {}
     for c in chunks:

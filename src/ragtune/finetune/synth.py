@@ -203,6 +203,16 @@ def _doc_record(d: DocumentInfo) -> dict[str, Any]:
             "content_hash": d.content_hash}
 
 
+def readable_chunks(store: Any, principal: Principal) -> tuple[dict[str, DocumentInfo], list[Chunk]]:
+    """The documents ``principal`` may read (by id) and their chunks; none is a clear error."""
+    docs = {d.id: d for d in store.list_documents(principal)}
+    chunks = [c for c in store.iter_chunks() if c.doc_id in docs]
+    if not chunks:
+        raise NotFound(f"no documents that '{principal.user}' may read: ingest some first "
+                       "(or pick a user with --as)")
+    return docs, chunks
+
+
 def synth_examples(store: Any, *, principal: Principal, out_train: Path, out_eval: Path,
                    per_chunk: int = 1, eval_fraction: float = 0.2, seed: int = 0,
                    generator: Any = None, limit_chunks: int | None = None,
@@ -216,11 +226,7 @@ def synth_examples(store: Any, *, principal: Principal, out_train: Path, out_eva
         raise InputError("per_chunk", f"must be >= 1, got {per_chunk}")
     if limit_chunks is not None and limit_chunks < 1:
         raise InputError("--limit-chunks", f"must be >= 1, got {limit_chunks}")
-    docs = {d.id: d for d in store.list_documents(principal)}
-    chunks = [c for c in store.iter_chunks() if c.doc_id in docs]
-    if not chunks:
-        raise NotFound(f"no documents that '{principal.user}' may read: ingest some first "
-                       "(or pick a user with --as)")
+    docs, chunks = readable_chunks(store, principal)
     chunks = _pick_chunks(chunks, limit_chunks)
     train_ids, eval_ids = split_documents(sorted({c.doc_id for c in chunks}), eval_fraction, seed)
     held = set(eval_ids)

@@ -70,7 +70,7 @@ class EmbeddingSettings:
     model: str = _help("model name, folder or packaged model", default="all-MiniLM-L6-v2")
     base_url: str = _help("OpenAI-compatible base URL for the http backend", default="")
     api_key: str = _help("API key for the http backend", default="")
-    batch_size: int = _help("texts per embedding batch", default=32)
+    batch_size: int = _help("texts per embedding batch", default=8)
     runtime: str = _help("onnx | torch: how the local model runs (onnx int8: ~2x plain "
                          "sentence-transformers on CPU, bench/embed_speed.py)", default="onnx")
     quantize: bool = _help("int8 weights for the local model (onnx: -0.002 nDCG@10; "

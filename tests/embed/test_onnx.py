@@ -148,6 +148,20 @@ def test_contract(embedders: dict[str, LocalEmbedder], key: str) -> None:
 
 
 @pytest.mark.integration
+def test_parallel_batches_match_one_at_a_time(cache: Path) -> None:
+    """Batches run two at a time land in input order, bit-identical to a serial run."""
+    texts = [f"{t} (variant {i})" for i in range(5) for t in TEXTS if t]
+    parallel = LocalEmbedder(cache_dir=cache, batch_size=2, threads=2)
+    serial = LocalEmbedder(cache_dir=cache, batch_size=2, threads=1)
+    got = parallel.embed_documents(texts)
+    assert parallel._onnx.workers == 2 and serial.active_runtime == "onnx"
+    assert len(texts) > 2 * 2  # more batches than workers: the pool really runs
+    np.testing.assert_array_equal(got, serial.embed_documents(texts))
+    for i in (0, len(texts) // 2, len(texts) - 1):  # row i is text i's vector
+        assert float(got[i] @ serial.embed_documents([texts[i]])[0]) > 0.97
+
+
+@pytest.mark.integration
 def test_count_tokens_needs_no_torch_model(embedders: dict[str, LocalEmbedder]) -> None:
     e = embedders["int8"]
     assert e.count_tokens("hello world") == 2

@@ -107,7 +107,7 @@ class LocalEmbedder:
         model: str = PACKAGED,
         *,
         quantize: bool = True,
-        batch_size: int = 32,
+        batch_size: int = 8,
         max_seq_length: int = 512,
         threads: int | None = None,
         runtime: str = "onnx",

@@ -32,6 +32,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -333,15 +334,16 @@ class OnnxEncoder:
         self._truncating.enable_truncation(self.max_seq_length)
         self.path = cached_onnx_model(self.model_dir, quantize=quantize, cache_dir=cache_dir)
 
+        # One thread per run, and up to ``workers`` batches run at once (ONNX Runtime
+        # releases the GIL): on 2 cores this embeds ~1.3x faster than one run using two
+        # threads, whose small per-op work items leave the cores waiting on each other;
+        # a single short query is as fast on one thread (3.1 vs 3.2 ms).
+        self.workers = max(1, threads or len(os.sched_getaffinity(0)))
+        # threads start on first use; daemon-like, they end with the process
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ragtune-embed")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        # Spinning threads burn the cores between batches; on a shared 2-core machine
-        # that time is stolen from tokenization and from other processes.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # Smaller work blocks handed out dynamically: when another process holds a core,
-        # the other thread takes over its share instead of waiting for it.
-        options.add_session_config_entry("session.dynamic_block_base", "4")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(
@@ -355,18 +357,20 @@ class OnnxEncoder:
             raise UnsupportedModel(f"{self.path}: unexpected model inputs {sorted(unknown)}")
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
 
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 8) -> np.ndarray:
         """(len(texts), dimension) float32, rows of norm 1, in input order.
 
-        Longest texts first, so each batch pads only to its own longest text.
+        Longest texts first, so each batch pads only to its own longest text; batches run
+        ``workers`` at a time.
         """
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
         ids = [e.ids for e in self._truncating.encode_batch(list(texts))]
         order = np.argsort([-len(i) for i in ids], kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+        def run(rows: np.ndarray) -> None:
             width = max(len(ids[r]) for r in rows)
             input_ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -377,11 +381,17 @@ class OnnxEncoder:
             if "token_type_ids" in self.input_names:
                 feed["token_type_ids"] = np.zeros_like(input_ids)
             hidden = self.session.run(None, feed)[0]
-            out[rows] = self._pool(hidden, mask)
+            out[rows] = self._pool_rows(hidden, mask)  # disjoint rows: no lock needed
+
+        if len(batches) == 1 or self.workers == 1:
+            for rows in batches:
+                run(rows)
+        else:
+            list(self._pool.map(run, batches))  # list(): re-raise a worker's exception
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1.0, norms)
 
-    def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _pool_rows(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.pooling == "cls":
             return hidden[:, 0]
         m = mask[..., None].astype(np.float32)

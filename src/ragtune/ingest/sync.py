@@ -31,7 +31,7 @@ from ragtune.types import Chunk, Document
 
 # Chunks embedded together: big enough to keep the embedder's batches full across small
 # documents, small enough that a crash loses little work.
-_FLUSH_CHUNKS = 128
+_FLUSH_CHUNKS = 512
 
 
 @dataclass

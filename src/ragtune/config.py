@@ -128,8 +128,9 @@ class GenerationSettings:
     context_tokens: int = _help("model context window used", default=4096)
     source_tokens: int = _help(
         "most tokens of retrieved text put in a prompt (best hits first; at least one). "
-        "Prompt processing dominates time-to-first-token on a CPU: ~130 tokens/s for the "
-        "packaged 0.5B model", default=450)
+        "Prompt processing dominates time-to-first-token on a CPU: ~90 tokens/s for the "
+        "packaged 0.5B model on 2 cores. 300 instead of 450 cut the median first token by "
+        "~26% on the sample KB with the same answers found (bench/ask_latency.py)", default=300)
     threads: int = _help("CPU threads for local generation (0 = all cores)", default=0)
     timeout_s: float = _help("HTTP timeout", default=120.0)
 

@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.jsonl import jsonl_lines
 from ragtune.errors import InputError
+from ragtune.jsonl import jsonl_lines
 from ragtune.types import ChatExample, ChatMessage
 
 ROLES = ("system", "user", "assistant")

@@ -60,7 +60,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.jsonl import write_jsonl_atomic
 from ragtune.errors import InputError, NotFound
 from ragtune.finetune.raft_questions import (
     RaftQuestion,
@@ -79,6 +78,7 @@ from ragtune.finetune.raft_quotes import (
 )
 from ragtune.finetune.synth import readable_chunks, split_documents
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_rag_messages
+from ragtune.jsonl import write_jsonl_atomic
 from ragtune.store.base import SearchFilter
 from ragtune.types import Chunk, DocumentInfo, Hit, Principal
 

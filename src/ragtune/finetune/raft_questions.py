@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
-from ragtune.jsonl import read_jsonl
 from ragtune.finetune.synth import extractive_pairs
+from ragtune.jsonl import read_jsonl
 from ragtune.types import Chunk, DocumentInfo
 
 _CITATION = re.compile(r"\s*\[Source:[^\]]*\]\s*")  # synth's citation, stripped from its answers

@@ -40,8 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ragtune.jsonl import write_jsonl_atomic
 from ragtune.errors import InputError, NotFound
+from ragtune.jsonl import write_jsonl_atomic
 from ragtune.types import Chunk, DocumentInfo, Principal
 
 SYSTEM_PROMPT = ("You are a support assistant. Answer in 1-3 sentences using only the "

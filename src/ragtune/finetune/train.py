@@ -15,10 +15,10 @@ mistaken for a finished adapter; ``resume=True`` continues from its last checkpo
 
 Throughput: with ``packing=True`` (default) each batch is *padding-free*: examples are
 concatenated into one row with ``position_ids`` restarting at 0 for each example
-(``transformers.DataCollatorWithFlattening``). transformers >= 4.5x turns restarting
-position ids into a block-diagonal attention mask for sdpa/eager attention, so examples do
-not attend to each other; ``packing_is_exact`` checks this on the loaded model before use
-and falls back to padded, length-grouped batches when the model does not honour it.
+(``transformers.DataCollatorWithFlattening``), and attention runs causally per example
+(:mod:`ragtune.finetune.packed_attention`) rather than through a block-diagonal mask over
+the whole row; ``packing_is_exact`` checks on the loaded model that packed examples do not
+see each other, and falls back to padded, length-grouped batches when they would.
 Independently, logits are computed only at positions that have a label
 (``logits_to_keep``), which skips most of the vocabulary projection for prompt tokens.
 """
@@ -47,6 +47,7 @@ from ragtune.finetune.dataset import (
     load_chat_jsonl,
     split_examples,
 )
+from ragtune.finetune.packed_attention import use_packed_attention
 from ragtune.types import ChatExample
 
 StepCallback = Callable[[int, int, float, float, float], None]
@@ -532,6 +533,11 @@ def train_adapter(
             for r in rows:
                 del r["attention_mask"]
         batching = "packed: padding-free rows, position_ids reset per example"
+        stock = model.config._attn_implementation
+        if use_packed_attention(model) and packing_is_exact(model):
+            batching += ", causal attention per example"
+        elif model.config._attn_implementation != stock:  # not exact here: block-diagonal mask
+            model.set_attn_implementation(stock)
     else:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token

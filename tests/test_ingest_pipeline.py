@@ -170,3 +170,63 @@ def test_kill_9_mid_ingest_leaves_a_consistent_store(tmp_path):
     assert store.integrity_check() == []
     ids = [c.id for c in store.iter_chunks()]
     assert len(ids) == len(set(ids))
+
+
+class SlowThreadedEmbedder(CountingEmbedder):
+    """Embeds slowly and records which threads embedded and how many calls overlapped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.lock, self.running, self.most, self.threads = threading.Lock(), 0, 0, set()
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        import threading
+
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.get_ident())
+        time.sleep(0.05)
+        try:
+            return super().embed_documents(texts)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_background_flushes_write_every_document_with_its_own_vectors(tmp_path, monkeypatch):
+    """Flushes embed off the calling thread, two at a time; writes stay in order and complete."""
+    import threading
+
+    import ragtune.ingest.sync as sync
+
+    monkeypatch.setattr(sync, "_FLUSH_CHUNKS", 4)
+    store = SQLiteStore(tmp_path / "s.db")
+    emb = SlowThreadedEmbedder()
+    report = ingest(store, emb, corpus(tmp_path / "kb", n=24))
+    assert report.ok and len(report.added) == 24 and report.chunks_embedded == emb.calls
+    assert threading.get_ident() not in emb.threads and emb.most == 2
+    chunks = list(store.iter_chunks())
+    assert len(chunks) == report.chunks_written == emb.calls
+    titles = {d.id: d.title for d in store.list_documents()}
+    stored = store.existing_embeddings([c.id for c in chunks])
+    want = FakeEmbedder(dimension=64).embed_documents(
+        [sync.chunk_embedding_text(c, titles[c.doc_id]) for c in chunks])
+    np.testing.assert_allclose(np.stack([stored[c.id] for c in chunks]), want, atol=1e-6)
+    assert ingest(store, emb, tmp_path / "kb").chunks_embedded == 0
+
+
+def test_an_embedding_error_in_the_background_reaches_the_caller(tmp_path, monkeypatch):
+    import ragtune.ingest.sync as sync
+
+    class Broken(CountingEmbedder):
+        def embed_documents(self, texts: list[str]) -> np.ndarray:
+            raise RuntimeError("embedding server said 503")
+
+    monkeypatch.setattr(sync, "_FLUSH_CHUNKS", 4)
+    store = SQLiteStore(tmp_path / "s.db")
+    with pytest.raises(RuntimeError, match="503"):
+        ingest(store, Broken(), corpus(tmp_path / "kb", n=6))
+    assert store.count_documents() == 0  # nothing half-written

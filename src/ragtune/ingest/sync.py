@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +32,8 @@ from ragtune.store.base import Store
 from ragtune.types import Chunk, Document
 
 # Chunks embedded together: big enough to keep the embedder's batches full across small
-# documents, small enough that a crash loses little work.
-_FLUSH_CHUNKS = 512
+# documents, small enough that parsing overlaps embedding and a crash loses little work.
+_FLUSH_CHUNKS = 128
 
 
 @dataclass
@@ -102,30 +104,56 @@ class _Pending:
 
 
 class _Batch:
-    """Documents waiting for embeddings, flushed together to keep batches full."""
+    """Documents waiting for embeddings, flushed together to keep batches full.
+
+    A flush hands its texts to a background thread and returns, so the next files are
+    parsed and chunked while these embed (the embedder releases the GIL); up to two
+    flushes embed at once, which keeps the embedder's workers busy across the boundary.
+    Documents are written by the calling thread, in order, once their vectors are ready:
+    the store is only ever touched from one thread, and a crash loses only unwritten work.
+    """
+
+    IN_FLIGHT = 2
 
     def __init__(self, store: Store, embedder: Embedder, report: IngestReport,
                  collection: str, groups: Sequence[str]) -> None:
         self.store, self.embedder, self.report = store, embedder, report
         self.collection, self.groups = collection, tuple(groups)
         self.items: list[_Pending] = []
+        self._pool = ThreadPoolExecutor(self.IN_FLIGHT, thread_name_prefix="ragtune-ingest")
+        self._inflight: deque[tuple[list[_Pending], dict[str, np.ndarray], list[str], Future[np.ndarray] | None]] = deque()
 
     @property
     def size(self) -> int:
         return sum(len(p.chunks) for p in self.items)
 
-    def flush(self) -> None:
-        if not self.items:
-            return
-        all_chunks = [(p, c) for p in self.items for c in p.chunks]
-        known = self.store.existing_embeddings([c.id for _, c in all_chunks])
-        todo = [(p, c) for p, c in all_chunks if c.id not in known]
-        if todo:
-            vecs = self.embedder.embed_documents(
-                [chunk_embedding_text(c, p.doc.title) for p, c in todo])
-            known.update((c.id, vecs[i]) for i, (_, c) in enumerate(todo))
+    def flush(self, wait: bool = False) -> None:
+        """Start embedding the waiting documents; write those whose vectors are ready.
+
+        ``wait=True`` (the end of a run) writes everything before returning.
+        """
+        if self.items:
+            all_chunks = [(p, c) for p in self.items for c in p.chunks]
+            known = self.store.existing_embeddings([c.id for _, c in all_chunks])
+            todo = [(p, c) for p, c in all_chunks if c.id not in known]
+            future = (self._pool.submit(self.embedder.embed_documents,
+                                        [chunk_embedding_text(c, p.doc.title) for p, c in todo])
+                      if todo else None)
+            self._inflight.append((self.items, known, [c.id for _, c in todo], future))
+            self.items = []
+        while self._inflight and (wait or len(self._inflight) >= self.IN_FLIGHT
+                                  or self._inflight[0][3] is None or self._inflight[0][3].done()):
+            self._write(*self._inflight.popleft())
+        if wait:
+            self._pool.shutdown()
+
+    def _write(self, items: list[_Pending], known: dict[str, np.ndarray], todo: list[str],
+               future: Future[np.ndarray] | None) -> None:
+        if future is not None:
+            vecs = future.result()  # re-raises the embedder's error here, in the caller
+            known.update(zip(todo, vecs, strict=True))
             self.report.chunks_embedded += len(todo)
-        for p in self.items:
+        for p in items:
             dim = self.embedder.dimension
             vectors = (np.stack([known[c.id] for c in p.chunks]) if p.chunks
                        else np.zeros((0, dim), dtype=np.float32))
@@ -138,7 +166,6 @@ class _Batch:
             bucket.append(p.doc.source)
             self.report.chunks_written += len(p.chunks) if result.status in {"added", "updated"} else 0
             self.store.log_ingest(p.doc.source, result.status, f"version {result.version}")
-        self.items.clear()
 
 
 def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
@@ -171,7 +198,7 @@ def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
                 store.log_ingest(source, "failed", e.problem)
             if batch.size >= _FLUSH_CHUNKS:
                 batch.flush()
-        batch.flush()
+        batch.flush(wait=True)
         if sync:
             for folder in folders:
                 for source in store.sources_under(str(folder) + os.sep):

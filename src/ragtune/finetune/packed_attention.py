@@ -5,8 +5,9 @@ for each. transformers' own ``sdpa`` path turns that into a block-diagonal mask 
 whole row, so a row of 740 tokens costs 740x740 attention scores although the examples
 in it need only the sum of their own squares (about a quarter here), and a masked SDPA
 call cannot use the causal fast path. This implementation cuts the row at each restart
-and runs causal SDPA per example (``is_causal=True``, no mask tensor at all); on the
-packaged Qwen 0.5B it takes a 4-example training step from 14.9 s to ~13 s on 2 cores.
+and runs causal SDPA per example (``is_causal=True``, no mask tensor at all). On the
+packaged Qwen 0.5B (a 740-token row of 4 examples, 2 cores) attention fell from 14% to 6%
+of a training step, and the step from 13.3-14.9 s to 12.1-12.5 s.
 
 >>> import torch
 >>> segments(torch.tensor([[0, 1, 2, 0, 1, 0]]))

@@ -192,6 +192,7 @@ def finetune_train(
     max_length: Annotated[int | None, typer.Option(help="Tokens per example (default 512).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     qlora: Annotated[bool, typer.Option("--qlora", help="4-bit base model (CUDA + bitsandbytes).")] = False,
+    int8_base: Annotated[bool, typer.Option("--int8-base/--fp32-base", help="CPU: the frozen base's forward in int8 (faster; default) or fp32.")] = True,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
     workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -212,7 +213,7 @@ def finetune_train(
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if target_modules:
         options["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m.strip())
-    config = TrainConfig(base_model=base, qlora=qlora, **options)
+    config = TrainConfig(base_model=base, qlora=qlora, int8_base=int8_base, **options)
     lineage = training_lineage(file)  # RAFT's <file>.lineage.json, else per-line metadata
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),

@@ -61,7 +61,7 @@ def test_run_record_and_progress(trained_adapter, style_data: Path) -> None:
     assert run["config"]["target_modules"] == list(ALL_LINEAR)
     assert run["batching"].startswith("packed") and run["train_tokens_per_s"] > 0
     assert "causal attention per example" in run["batching"]
-    assert run["int8_base_layers"] == 2 * 7  # the tiny Llama: q k v o gate up down per layer
+    assert run["int8_base_layers"] == 0  # opt-in
     assert run["lineage"] == {"documents": [{"source": "handbook.md", "version": 3}]}
     assert run["peak_rss_mb"] > 50
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -113,6 +113,14 @@ def test_early_stopping_on_validation_loss(tiny_model_dir: Path, style_data: Pat
     run = train_adapter(cfg, style_data, tmp_path / "es").run
     assert run["stopped_early"] and run["steps"] < 40
     assert len(run["val_curve"]) >= 3
+
+
+def test_int8_base_trains_and_reports_fp32_validation_loss(
+        tiny_model_dir: Path, style_data: Path, tmp_path: Path) -> None:
+    run = train_adapter(_small(tiny_model_dir, max_steps=6, int8_base=True), style_data,
+                        tmp_path / "i8").run
+    assert run["int8_base_layers"] > 0 and "int8 forward" in run["batching"]
+    assert run["loss_curve"][-1][1] < run["loss_curve"][0][1] and run["val_loss"] is not None
 
 
 def test_padded_path_still_trains(tiny_model_dir: Path, style_data: Path, tmp_path: Path) -> None:

@@ -192,7 +192,7 @@ def finetune_train(
     max_length: Annotated[int | None, typer.Option(help="Tokens per example (default 512).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     qlora: Annotated[bool, typer.Option("--qlora", help="4-bit base model (CUDA + bitsandbytes).")] = False,
-    int8_base: Annotated[bool, typer.Option("--int8-base/--fp32-base", help="CPU: the frozen base's forward in int8 (faster; default) or fp32.")] = True,
+    int8_base: Annotated[bool, typer.Option("--int8-base/--fp32-base", help="CPU: the frozen base's forward in int8 (~25% faster steps, opt-in) or fp32 (default).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
     workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
 ) -> None:

@@ -8,7 +8,9 @@ per token (each token's own scale, so packed examples still cannot affect each o
 The backward pass (the gradient flowing to the LoRA weights below) uses the exact fp32
 weights. Like QLoRA's 4-bit base, the adapter learns on a slightly perturbed base: the
 fp32 validation loss the run reports afterwards is computed with the int8 forward
-switched off (:func:`restore`).
+switched off (:func:`restore`). Opt-in (``TrainConfig.int8_base``, ``--int8-base``): on the
+packaged Qwen 0.5B the adapter's fp32 validation loss was unchanged, but a tiny random model
+trained this way answered in loops when served in fp32.
 
 >>> import torch
 >>> lin = torch.nn.Linear(64, 32).requires_grad_(False)

@@ -86,7 +86,8 @@ class TrainConfig:
     group_by_length: bool = _h("batch similar lengths together when not packing", default=True)
     int8_base: bool = _h(
         "CPU only: the frozen base layers' forward runs in int8 (finetune/int8_base.py; steps "
-        "~25% faster, validation loss reported in fp32)", default=True)
+        "~25% faster, validation loss reported in fp32). Opt-in: a tiny random model trained "
+        "this way answered badly when served in fp32", default=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_modules", tuple(self.target_modules))

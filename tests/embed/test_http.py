@@ -12,29 +12,20 @@ Routes (all under the server's root URL):
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ragtune.embed.fake import FakeEmbedder
 from ragtune.embed.http import HttpEmbedder
 from ragtune.errors import ModelError
+from tests.conftest import free_port, serve_in_thread
 
 DIMENSION = 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_app() -> FastAPI:
@@ -74,21 +65,8 @@ def make_app() -> FastAPI:
 @contextmanager
 def serve() -> Iterator[str]:
     """Run the app on a free port; yields the root URL, e.g. ``http://127.0.0.1:54321``."""
-    port = free_port()
-    config = uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test embedding server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
+    with serve_in_thread(make_app(), path="") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

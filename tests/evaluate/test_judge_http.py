@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI, Request
 from typer.testing import CliRunner
 
-from tests.generate.test_http import serve_in_thread
+from tests.conftest import serve_in_thread
 
 API_KEY = "sk-judge"
 

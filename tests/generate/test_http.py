@@ -6,17 +6,12 @@ real servers do (500s, malformed bodies, slow replies, errors inside a stream).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
@@ -26,34 +21,10 @@ from ragtune.generate.base import Generator
 from ragtune.generate.factory import make_generator
 from ragtune.generate.fake import FakeGenerator
 from ragtune.generate.http import HttpGenerator
+from tests.conftest import free_port, serve_in_thread
 
 API_KEY = "sk-test"
 REPLY = "Returns are accepted within 30 days [1]."
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """A real uvicorn server for ``app`` on a free loopback port; yields its /v1 base URL."""
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=5)
 
 
 def _app() -> FastAPI:
@@ -203,7 +174,7 @@ def test_error_inside_stream(server: tuple[str, FastAPI]) -> None:
 
 
 def test_connection_refused() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(ModelError, match=rf"{url}/chat/completions: cannot connect.*server running"):
         HttpGenerator(url, "qwen").complete(MSGS)
     with pytest.raises(ModelError, match="cannot connect"):
@@ -235,14 +206,13 @@ def llama_server() -> Iterator[str]:
         pytest.skip(problem)
     import subprocess
     import sys
+    import tempfile
 
     import httpx
 
     from ragtune.generate.models import resolve_model
 
-    import tempfile
-
-    port = _free_port()
+    port = free_port()
     # A file, not a pipe: the server logs a lot and would block once a pipe buffer fills.
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(

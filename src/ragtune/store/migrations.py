@@ -86,22 +86,49 @@ _M001_INITIAL = """
 MIGRATIONS: list[str] = [_M001_INITIAL]
 
 
-def migrate(db: sqlite3.Connection, path: str) -> int:
-    """Bring ``db`` to the newest schema; returns the version. Each step is one transaction."""
-    current = db.execute("PRAGMA user_version").fetchone()[0]
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (trigger bodies keep their inner ``;``)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+def _check_known(current: int, path: str) -> None:
     if current > len(MIGRATIONS):
         raise StoreError(
             f"{path}: schema version {current} is newer than this ragtune knows "
             f"({len(MIGRATIONS)}); upgrade ragtune"
         )
-    for number in range(current + 1, len(MIGRATIONS) + 1):
-        # executescript commits any open transaction first, so BEGIN/COMMIT live in the script.
-        try:
-            db.executescript(
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;"
-            )
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring ``db`` to the newest schema in one transaction; returns the version.
+
+    The version is read again under the write lock (``BEGIN IMMEDIATE``): two processes
+    opening a fresh store at once would otherwise both see version 0, and the second
+    would fail on tables the first had just created.
+    """
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    _check_known(current, path)
+    if current == len(MIGRATIONS):
+        return current  # the common case takes no lock
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        current = db.execute("PRAGMA user_version").fetchone()[0]
+        _check_known(current, path)
+        for number in range(current + 1, len(MIGRATIONS) + 1):
+            for statement in _statements(MIGRATIONS[number - 1]):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
     return len(MIGRATIONS)

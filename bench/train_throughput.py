@@ -155,7 +155,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--rounds", type=int, default=2, help="runs per path, alternating order; best counts")
     ap.add_argument("--no-packing", action="store_true", help="ragtune path with length-grouped padding")
-    ap.add_argument("--int8-base", action="store_true", help="ragtune path with the int8 frozen base (CPU)")
+    ap.add_argument("--fp32-base", action="store_true",
+                    help="ragtune path without the int8 frozen-base forward (CPU default: first 75%% of steps)")
     ap.add_argument("--child", choices=["ragtune", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--opts", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -167,7 +168,8 @@ def main() -> None:
     data = make_data(work / "data.jsonl", a.examples)
     config = {"base_model": model, "max_steps": a.steps, "batch_size": a.batch_size,
               "max_length": a.max_length, "eval_steps": max(a.steps, 1), "save_steps": max(a.steps, 1),
-              "early_stopping_patience": 0, "packing": not a.no_packing, "int8_base": a.int8_base, "learning_rate": 2e-4 if a.model != "tiny" else 1e-2}
+              "early_stopping_patience": 0, "packing": not a.no_packing, "int8_base": not a.fp32_base,
+              "learning_rate": 2e-4 if a.model != "tiny" else 1e-2}
     opts = {"config": config, "data": str(data), "threads": a.threads}
     runs: dict[str, list[dict]] = {"baseline": [], "ragtune": []}
     for r in range(a.rounds):  # alternating order: a load spike does not favour one path

@@ -23,7 +23,7 @@ def _lora_model(folder: Path):  # type: ignore[no-untyped-def]
     for name, p in model.named_parameters():  # non-zero B, so LoRA A gets a gradient
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.02)
-    return model
+    return model.train()  # the int8 forward is for training steps only (dropout is 0 here)
 
 
 def _run(model, ids):  # type: ignore[no-untyped-def]
@@ -48,6 +48,9 @@ def test_int8_forward_is_close_and_restore_is_exact(tiny_model_dir: Path) -> Non
     assert set(got_grads) == set(want_grads) and all("lora_" in n for n in got_grads)
     for name, g in got_grads.items():
         assert F.cosine_similarity(g.flatten(), want_grads[name].flatten(), dim=0) > 0.95, name
+    with torch.no_grad():  # eval mode (validation loss, generation) is the exact fp32 product
+        torch.testing.assert_close(model.eval()(input_ids=ids, use_cache=False).logits, want)
+    model.train()
     assert restore(model) == 14
     again, _ = _run(model, ids)
     torch.testing.assert_close(again, want)

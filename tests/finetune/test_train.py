@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ragtune.errors import ConfigError, InputError
+from ragtune.finetune.int8_base import int8_matmul_available
 from ragtune.finetune.train import TrainConfig, TrainingInterrupted, train_adapter
 
 from .conftest import ALL_LINEAR, MARKER, STYLE_STEPS, style_examples, write_jsonl
@@ -61,7 +62,9 @@ def test_run_record_and_progress(trained_adapter, style_data: Path) -> None:
     assert run["config"]["target_modules"] == list(ALL_LINEAR)
     assert run["batching"].startswith("packed") and run["train_tokens_per_s"] > 0
     assert "causal attention per example" in run["batching"]
-    assert run["int8_base_layers"] == 0  # opt-in
+    if int8_matmul_available():  # CPU default: int8 base forward for the first 75% of steps
+        assert run["int8_base_layers"] == 2 * 7 and run["int8_steps"] == 90
+        assert "int8 forward in 14 frozen base layers for 75% of the steps" in run["batching"]
     assert run["lineage"] == {"documents": [{"source": "handbook.md", "version": 3}]}
     assert run["peak_rss_mb"] > 50
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -102,6 +105,8 @@ def test_interrupt_leaves_no_finished_adapter_and_resume_matches(
     for step, loss in resumed.run["loss_curve"]:
         assert loss == pytest.approx(losses[step], rel=1e-4)
     assert resumed.run["val_loss"] == pytest.approx(straight.run["val_loss"], rel=1e-4)
+    # the int8 -> fp32 switch (after 4 of 6 steps) happens at the same step when resumed
+    assert resumed.run["int8_steps"] == straight.run["int8_steps"] == (4 if int8_matmul_available() else 0)
     with pytest.raises(ConfigError, match="already exists"):
         train_adapter(cfg, style_data, out)
 
@@ -115,12 +120,12 @@ def test_early_stopping_on_validation_loss(tiny_model_dir: Path, style_data: Pat
     assert len(run["val_curve"]) >= 3
 
 
-def test_int8_base_trains_and_reports_fp32_validation_loss(
+def test_fp32_base_option_turns_the_int8_forward_off(
         tiny_model_dir: Path, style_data: Path, tmp_path: Path) -> None:
-    run = train_adapter(_small(tiny_model_dir, max_steps=6, int8_base=True), style_data,
-                        tmp_path / "i8").run
-    assert run["int8_base_layers"] > 0 and "int8 forward" in run["batching"]
-    assert run["loss_curve"][-1][1] < run["loss_curve"][0][1] and run["val_loss"] is not None
+    run = train_adapter(_small(tiny_model_dir, max_steps=3, int8_base=False), style_data,
+                        tmp_path / "fp32").run
+    assert run["int8_base_layers"] == 0 and run["int8_steps"] == 0
+    assert "int8" not in run["batching"] and run["val_loss"] is not None
 
 
 def test_padded_path_still_trains(tiny_model_dir: Path, style_data: Path, tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ products. On a CPU with AVX-512 VNNI, ``torch._int_mm`` runs 2.9x the fp32 GEMM 
 ``nn.Linear`` in the decoder layers runs in int8: weights per output channel, activations
 per token (each token's own scale, so packed examples still cannot affect each other).
 The backward pass (the gradient flowing to the LoRA weights below) uses the exact fp32
-weights. Like QLoRA's 4-bit base, the adapter learns on a slightly perturbed base: the
-fp32 validation loss the run reports afterwards is computed with the int8 forward
-switched off (:func:`restore`). Opt-in (``TrainConfig.int8_base``, ``--int8-base``): on the
-packaged Qwen 0.5B the adapter's fp32 validation loss was unchanged, but a tiny random model
-trained this way answered in loops when served in fp32.
+weights. Like QLoRA's 4-bit base, the adapter learns on a slightly perturbed base, so the
+int8 forward is used only while a module is in training mode: evaluation (validation loss,
+generation) always runs the exact fp32 product, and the trainer switches it off for good
+(:func:`restore`) for the last steps of a run so the adapter finishes on the base it is
+served with (``TrainConfig.int8_share``).
 
 >>> import torch
 >>> lin = torch.nn.Linear(64, 32).requires_grad_(False)
@@ -69,7 +69,8 @@ def _function() -> Any:
 def _int8_forward(self: Any, x: Any) -> Any:
     import torch.nn.functional as F
 
-    if x.numel() // x.shape[-1] < _MIN_ROWS or x.dtype != self.weight.dtype:
+    # eval mode (validation, generation) is always the exact fp32 product
+    if not self.training or x.numel() // x.shape[-1] < _MIN_ROWS or x.dtype != self.weight.dtype:
         return F.linear(x, self.weight, self.bias)
     return self._ragtune_int8_fn.apply(x, self._ragtune_wq_t, self._ragtune_w_scale,
                                        self.weight, self.bias)

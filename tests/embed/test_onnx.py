@@ -121,6 +121,28 @@ def test_default_is_onnx_int8(embedders: dict[str, LocalEmbedder]) -> None:
 
 
 @pytest.mark.integration
+def test_graph_leaves_out_the_slow_fused_cpu_kernels(embedders: dict[str, LocalEmbedder],
+                                                     tmp_path: Path) -> None:
+    # SkipLayerNorm and BiasGelu were 30% of the int8 model's time (see onnx._fuse); the
+    # saved graph must not hold them, nor the graph the session optimises at load.
+    import onnx
+    import onnxruntime as ort
+
+    from ragtune.embed.onnx import _SLOW_FUSIONS
+
+    path = embedders["int8"]._onnx.path
+    saved = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "QAttention" in saved and "LayerNormalization" in saved and "Gelu" in saved
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=_SLOW_FUSIONS)
+    loaded = {n.op_type for n in onnx.load(str(tmp_path / "loaded.onnx")).graph.node}
+    for ops in (saved, loaded):
+        assert not ops & {"SkipLayerNormalization", "BiasGelu"}, ops
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize(("key", "floor"), [("fp32", 0.999), ("int8", 0.98)])
 def test_matches_torch_fp32(embedders: dict[str, LocalEmbedder], key: str, floor: float) -> None:
     ref = embedders["torch"].embed_documents(TEXTS)

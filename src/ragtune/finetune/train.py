@@ -427,7 +427,7 @@ def _make_callback(on_step: StepCallback | None, stop: threading.Event, timing: 
         def on_save(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             trainer = timing.get("trainer_ref")
-            progress = {"train_s": timing["train_s"], "int8_steps": timing.get("int8_steps", 0),
+            progress = {"train_s": timing["train_s"],
                         "tokens": getattr(trainer, "tokens_seen", 0) + timing["tokens_before"]}
             if ckpt.is_dir():
                 (ckpt / "ragtune_progress.json").write_text(json.dumps(progress))
@@ -435,23 +435,26 @@ def _make_callback(on_step: StepCallback | None, stop: threading.Event, timing: 
     return Progress()
 
 
-def _make_int8_switch(model: Any, share: float, timing: dict[str, Any]) -> Any:
+def _int8_steps(max_steps: int, share: float) -> int:
+    """How many of the first steps run with the int8 forward."""
+    return round(max_steps * share)
+
+
+def _make_int8_switch(model: Any, share: float) -> Any:
     """A callback that removes the int8 forward once ``share`` of the steps are done.
 
     The last steps then train on the exact fp32 base, so the adapter ends where it will be
-    served; ``timing["int8_steps"]`` counts the steps that ran in int8.
+    served. A resumed run past that step switches before its first step.
     """
     from transformers import TrainerCallback
 
     class Int8Switch(TrainerCallback):
+        on = True
+
         def on_step_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
-            if not timing["int8_on"]:
-                return
-            if state.global_step >= round(state.max_steps * share):
+            if self.on and state.global_step >= _int8_steps(state.max_steps, share):
                 restore(model)
-                timing["int8_on"] = False
-            else:
-                timing["int8_steps"] += 1
+                self.on = False
 
     return Int8Switch()
 
@@ -625,15 +628,14 @@ def train_adapter(
         dataloader_pin_memory=False,
     )
     stop = threading.Event()
-    timing: dict[str, Any] = {"train_s": 0.0, "tokens_before": 0, "train_before": 0.0, "step_before": 0,
-                              "int8_on": int8_layers > 0, "int8_steps": 0}
+    timing: dict[str, Any] = {"train_s": 0.0, "tokens_before": 0, "train_before": 0.0, "step_before": 0}
     if last_ckpt is not None and (last_ckpt / "ragtune_progress.json").exists():
         prev = json.loads((last_ckpt / "ragtune_progress.json").read_text())
         timing.update(train_s=prev["train_s"], train_before=prev["train_s"], tokens_before=prev["tokens"],
-                      step_before=int(last_ckpt.name.split("-")[-1]), int8_steps=prev.get("int8_steps", 0))
+                      step_before=int(last_ckpt.name.split("-")[-1]))
     callbacks = [_make_callback(on_step, stop, timing)]
     if int8_layers:
-        callbacks.append(_make_int8_switch(model, config.int8_share, timing))
+        callbacks.append(_make_int8_switch(model, config.int8_share))
     if early:
         from transformers import EarlyStoppingCallback
 
@@ -693,7 +695,8 @@ def train_adapter(
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "batching": batching,
         "int8_base_layers": int8_layers,
-        "int8_steps": timing["int8_steps"],
+        "int8_steps": (min(trainer.state.global_step, _int8_steps(trainer.state.max_steps, config.int8_share))
+                       if int8_layers else 0),
         "steps": trainer.state.global_step,
         "epochs_done": round(float(trainer.state.epoch or 0), 3),
         "stopped_early": trainer.state.global_step < trainer.state.max_steps,

@@ -230,3 +230,6 @@ def test_an_embedding_error_in_the_background_reaches_the_caller(tmp_path, monke
     with pytest.raises(RuntimeError, match="503"):
         ingest(store, Broken(), corpus(tmp_path / "kb", n=6))
     assert store.count_documents() == 0  # nothing half-written
+    import threading  # and no embedding thread is left running
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("ragtune-ingest")]

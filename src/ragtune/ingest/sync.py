@@ -144,8 +144,10 @@ class _Batch:
         while self._inflight and (wait or len(self._inflight) >= self.IN_FLIGHT
                                   or self._inflight[0][3] is None or self._inflight[0][3].done()):
             self._write(*self._inflight.popleft())
-        if wait:
-            self._pool.shutdown()
+
+    def close(self) -> None:
+        """Stop the embedding threads; flushes not yet written are dropped (nothing stored)."""
+        self._pool.shutdown(cancel_futures=True)
 
     def _write(self, items: list[_Pending], known: dict[str, np.ndarray], todo: list[str],
                future: Future[np.ndarray] | None) -> None:
@@ -185,20 +187,23 @@ def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
     seen: set[str] = set()
     with store.write_lock():
         batch = _Batch(store, embedder, report, collection, groups)
-        for i, path in enumerate(files):
-            if progress:
-                progress(i, len(files), str(path))
-            source = str(path.resolve())
-            seen.add(source)
-            try:
-                _ingest_one(path, source, store, embedder, chunking, ingest, collection, groups,
-                            batch, report)
-            except InputError as e:
-                report.failed.append((str(path), e.problem))
-                store.log_ingest(source, "failed", e.problem)
-            if batch.size >= _FLUSH_CHUNKS:
-                batch.flush()
-        batch.flush(wait=True)
+        try:  # an error or Ctrl-C must not leave embedding threads running on
+            for i, path in enumerate(files):
+                if progress:
+                    progress(i, len(files), str(path))
+                source = str(path.resolve())
+                seen.add(source)
+                try:
+                    _ingest_one(path, source, store, embedder, chunking, ingest, collection,
+                                groups, batch, report)
+                except InputError as e:
+                    report.failed.append((str(path), e.problem))
+                    store.log_ingest(source, "failed", e.problem)
+                if batch.size >= _FLUSH_CHUNKS:
+                    batch.flush()
+            batch.flush(wait=True)
+        finally:
+            batch.close()
         if sync:
             for folder in folders:
                 for source in store.sources_under(str(folder) + os.sep):

@@ -62,10 +62,18 @@ class ChunkingSettings:
 @dataclass(frozen=True)
 class IngestSettings:
     max_file_mb: float = _help("files larger than this are refused with a clear error", default=50.0)
+    text_types: list[str] = _help(
+        "further file types read as plain text, e.g. [\".rst\", \".adoc\"] (types no loader "
+        "reads are skipped and counted, never failed)", default_factory=list)
 
     def __post_init__(self) -> None:
         if self.max_file_mb <= 0:
             raise ConfigError(f"ingest.max_file_mb must be > 0, got {self.max_file_mb}")
+        if any(not isinstance(t, str) or not t.strip(". ") for t in self.text_types):
+            raise ConfigError(f"ingest.text_types must be file types like \".rst\", got "
+                              f"{self.text_types!r}")
+        object.__setattr__(self, "text_types", [  # ".RST", "rst" -> ".rst"
+            "." + t.strip().lower().lstrip(".") for t in self.text_types])
 
 
 @dataclass(frozen=True)

@@ -189,11 +189,12 @@ class Workspace:
 
     # ------------------------------------------------------------------ operations
     def ingest(self, paths: Sequence[Path | str], *, collection: str = "default",
-               groups: Sequence[str] = (), sync: bool = False,
+               groups: Sequence[str] = (), sync: bool = False, exclude: Sequence[str] = (),
                progress: ProgressFn | None = None) -> IngestReport:
         return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
                             chunking=self.settings.chunking, ingest=self.settings.ingest,
-                            collection=collection, groups=groups, sync=sync, progress=progress)
+                            collection=collection, groups=groups, sync=sync, exclude=exclude,
+                            progress=progress)
 
     def remove(self, ref: str) -> DocumentInfo:
         """Delete a document (by id, source or path) and everything derived from it."""

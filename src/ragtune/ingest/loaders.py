@@ -20,7 +20,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -583,11 +583,13 @@ _LOADERS: dict[str, _Loader] = {
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_LOADERS)
 
 
-def load_file(path: Path, *, max_bytes: int = 50 * _MB, source: str | None = None) -> Document:
+def load_file(path: Path, *, max_bytes: int = 50 * _MB, source: str | None = None,
+              text_types: Sequence[str] = ()) -> Document:
     """Load one file into a Document; raise InputError naming the file and the problem.
 
     ``source`` is the document's identity (its id hashes it); by default the resolved path.
-    The size limit is checked before anything is read.
+    The size limit is checked before anything is read. ``text_types`` (``[".rst"]``) are
+    further suffixes read as plain text.
 
     >>> load_file(Path("notes.xyz"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -595,7 +597,7 @@ def load_file(path: Path, *, max_bytes: int = 50 * _MB, source: str | None = Non
     """
     where = str(path)
     ext = path.suffix.lower()
-    loader = _LOADERS.get(ext)
+    loader = _LOADERS.get(ext) or (_load_txt if ext in {t.lower() for t in text_types} else None)
     if loader is None:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
         raise InputError(where, f"unsupported file type '{ext}' (supported: {supported})")

@@ -26,6 +26,7 @@ from ragtune.config import ChunkingSettings, IngestSettings
 from ragtune.embed.base import Embedder
 from ragtune.errors import InputError
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
+from ragtune.ingest.ignore import Selection, document_types, walk_folder
 from ragtune.ingest.loaders import load_file
 from ragtune.store.base import Store
 from ragtune.types import Chunk, Document, ProgressFn, file_sha256
@@ -44,6 +45,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+    left_out: Selection = field(default_factory=Selection)  # ignored and non-document files
     chunks_written: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
@@ -57,6 +59,7 @@ class IngestReport:
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
             "removed": self.removed,
             "failed": [{"path": p, "error": e} for p, e in self.failed],
+            **self.left_out.to_dict(),
             "chunks_written": self.chunks_written, "chunks_embedded": self.chunks_embedded,
             "seconds": round(self.seconds, 3),
         }
@@ -64,25 +67,27 @@ class IngestReport:
 
 
 
-def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
+def expand_paths(paths: Iterable[Path], left_out: Selection | None = None, *,
+                 text_types: Sequence[str] = (), exclude: Sequence[str] = (),
+                 ) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
     """Files to ingest, folders walked (for sync), and paths that do not exist.
 
-    Hidden files and folders (starting with '.') are skipped inside folders.
+    Which files of a folder are documents (ignore files, types no loader reads, hidden
+    names) is :mod:`ragtune.ingest.ignore`'s call; ``left_out`` counts what it left out.
     """
-    files: list[Path] = []
+    sel = left_out if left_out is not None else Selection()
+    types = document_types(text_types)
     folders: list[Path] = []
     missing: list[tuple[str, str]] = []
     for p in paths:
         if p.is_dir():
             folders.append(p.resolve())
-            for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+            walk_folder(p, sel, types, exclude)
         elif p.exists() or p.is_symlink():
-            files.append(p)
+            sel.add_named(p, types)
         else:
             missing.append((str(p), "no such file or folder"))
-    return files, folders, missing
+    return sel.files, folders, missing
 
 
 @dataclass
@@ -163,13 +168,16 @@ class _Batch:
 def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
                  chunking: ChunkingSettings | None = None, ingest: IngestSettings | None = None,
                  collection: str = "default", groups: Sequence[str] = (), sync: bool = False,
+                 exclude: Sequence[str] = (),
                  progress: ProgressFn | None = None) -> IngestReport:
-    """Ingest files and folders. Bad files are reported in ``failed``; the rest go in."""
+    """Ingest files and folders. Bad files are reported in ``failed``; the rest go in;
+    ignored and non-document files are counted in ``left_out``."""
     chunking = chunking or ChunkingSettings()
     ingest = ingest or IngestSettings()
     started = time.perf_counter()
     report = IngestReport()
-    files, folders, missing = expand_paths(paths)
+    files, folders, missing = expand_paths(paths, report.left_out, text_types=ingest.text_types,
+                                           exclude=exclude)
     report.failed.extend(missing)
     for path, problem in missing:
         store.log_ingest(path, "failed", problem)
@@ -197,7 +205,9 @@ def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
         if sync:
             for folder in folders:
                 for source in store.sources_under(str(folder) + os.sep):
-                    if source not in seen and store.delete_document(source):
+                    # only files that are gone: an ignored file's document stays (ragtune rm)
+                    if (source not in seen and not os.path.lexists(source)
+                            and store.delete_document(source)):
                         report.removed.append(source)
                         store.log_ingest(source, "removed", "file is gone (--sync)")
         if progress:
@@ -221,7 +231,7 @@ def _ingest_one(path: Path, source: str, store: Store, embedder: Embedder,
             and existing.collection == collection and existing.groups == groups):
         report.unchanged.append(source)
         return
-    doc = load_file(path, max_bytes=max_bytes, source=source)
+    doc = load_file(path, max_bytes=max_bytes, source=source, text_types=ingest.text_types)
     chunks = chunk_document(doc, max_tokens=chunking.max_tokens, overlap=chunking.overlap,
                             count_tokens=embedder.count_tokens)
     if not chunks:

@@ -56,11 +56,22 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("false_refusal_rate", "Refuses answerable questions", "pct"),
     ("unsupported_claims_rate", "Unsupported claims", "pct"),
     ("format_compliance", "Follows the format", "pct"),
-    ("latency_p50_s", "Median time (s)", "sec"), ("latency_p95_s", "Slowest 5% from (s)", "sec"),
+    ("latency_p50_s", "Median time (s)", "sec"), ("latency_p95_s", "95% answered within (s)", "sec"),
     ("prompt_tokens_mean", "Prompt tokens (mean)", "int"),
     ("completion_tokens_mean", "Answer tokens (mean)", "int"),
     ("cost_per_query_usd", "Cost per 1,000 questions", "usd1k"),
 )
+
+
+LEGEND_EXTRA = {
+    "latency_p50_s": "half of the answers took at most this long, from question to full answer.",
+    "latency_p95_s": "95% of the answers took at most this long, from question to full answer.",
+    "prompt_tokens_mean": "tokens the model read per question: instructions, the question and "
+                          "the retrieved sources (what a hosted model charges for).",
+    "completion_tokens_mean": "tokens the model wrote per answer.",
+    "cost_per_query_usd": "what 1,000 answers cost at the mean cost of one: tokens x price for "
+                          "hosted models, seconds x costs.compute_per_hour / 3600 for local ones.",
+}
 
 
 def legend_text(key: str) -> str:
@@ -69,12 +80,8 @@ def legend_text(key: str) -> str:
     >>> legend_text("unsupported_claims_rate").split(";")[0]
     'lower is better'
     """
-    definition = DEFINITIONS.get(key) or next(
+    definition = LEGEND_EXTRA.get(key) or DEFINITIONS.get(key) or next(
         (v for k, v in DEFINITIONS.items() if key in k.split(" / ")), "")
-    if key == "latency_p95_s":
-        definition = "95% of answers took at most this long. " + definition
-    if key == "cost_per_query_usd":
-        definition = "the mean cost of one answer times 1,000: " + definition
     better = higher_is_better(key)
     way = "" if better is None else ("higher is better; " if better else "lower is better; ")
     return way + definition
@@ -321,14 +328,14 @@ class _Plot:
         for t in xticks:
             x = self.px(t)
             p.append(f'<line x1="{x:.1f}" y1="{y_a}" x2="{x:.1f}" y2="{y_b}" stroke="#eee"/>')
-            p.append(f'<text x="{x:.1f}" y="{y_b + 16}" text-anchor="middle" class="tick">'
+            p.append(f'<text x="{x:.1f}" y="{y_b + 19}" text-anchor="middle" class="tick">'
                      f'{html.escape(xfmt(t))}</text>')
         for t in yticks:
             y = self.py(t)
             p.append(f'<line x1="{x_a}" y1="{y:.1f}" x2="{x_b}" y2="{y:.1f}" stroke="#eee"/>')
-            p.append(f'<text x="{x_a - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+            p.append(f'<text x="{x_a - 9}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
                      f'{html.escape(yfmt(t))}</text>')
-        p.append(f'<text x="{(x_a + x_b) / 2:.1f}" y="{self.h - 12}" text-anchor="middle" '
+        p.append(f'<text x="{(x_a + x_b) / 2:.1f}" y="{self.h - 8}" text-anchor="middle" '
                  f'class="axis">{html.escape(xlabel)}</text>')
         p.append(f'<text transform="translate(14 {(y_a + y_b) / 2:.1f}) rotate(-90)" '
                  f'text-anchor="middle" class="axis">{html.escape(ylabel)}</text>')
@@ -434,6 +441,19 @@ def chart_cost(data: dict[str, Any]) -> str:
     return plot.svg("chart-cost", title)
 
 
+def _volume(v: float) -> str:
+    """A query volume for an axis tick.
+
+    >>> _volume(1000), _volume(1e7), _volume(2.5e9)
+    ('1,000', '10M', '2.5B')
+    """
+    if v >= 1e9:
+        return f"{v / 1e9:g}B"
+    if v >= 1e7:
+        return f"{v / 1e6:g}M"
+    return f"{v:,.0f}"
+
+
 def chart_break_even(data: dict[str, Any]) -> str:
     """Log-log lines: monthly cost against monthly queries, break-even points marked."""
     be = data["break_even"]
@@ -452,15 +472,16 @@ def chart_break_even(data: dict[str, Any]) -> str:
     if ymax <= ymin:
         ymax = ymin * 10
     legend = round(40 + _text_px(max(systems, key=len)))
-    plot = _Plot(480 + legend, 360, (grid[0], grid[-1]), (ymin, ymax), xlog=True, ylog=True,
-                 margin=(20, legend, 50, 72))
-    xt = [10.0 ** e for e in range(int(math.log10(grid[0])), int(math.log10(grid[-1])) + 1)]
-    xt = xt[::max(1, math.ceil(len(xt) * 75 / (plot.w - plot.left - plot.right)))]  # 75 px apart
     ye = range(int(math.log10(ymin)), int(math.log10(ymax)) + 1)
     step = max(1, math.ceil(len(ye) / 7))
     yt = [10.0 ** e for e in ye][::step]
+    left = round(36 + max(_text_px(format_usd(v)) for v in yt) * 0.95)  # ticks are 11 px
+    plot = _Plot(430 + left + legend, 360, (grid[0], grid[-1]), (ymin, ymax), xlog=True,
+                 ylog=True, margin=(20, legend, 50, left))
+    xt = [10.0 ** e for e in range(int(math.log10(grid[0])), int(math.log10(grid[-1])) + 1)]
+    xt = xt[::max(1, math.ceil(len(xt) * 75 / (plot.w - plot.left - plot.right)))]  # 75 px apart
     plot.axes(xt, yt, "queries per month (log)", "USD per month (log)",
-              lambda v: f"{v:,.0f}" if v < 1e7 else f"{v:.0e}", lambda v: f"${v:g}")
+              _volume, format_usd)
     colors = _colors(data)
     for name, pts in curves.items():
         d = " ".join(f"{plot.px(v):.1f},{plot.py(max(c, ymin)):.1f}" for v, c in pts)

@@ -93,7 +93,7 @@ def add_user(path: Path, name: str, groups: Sequence[str] = (), *,
     access, users = _access(doc)
     have = [str(g) for g in users.get(name, [])]
     merged = have + [g for g in dict.fromkeys(new) if g not in have]
-    if name not in users or merged != have:
+    if (name not in users and (merged or not admin)) or (name in users and merged != have):
         array = tomlkit.array()
         array.extend(merged)
         users[name] = array

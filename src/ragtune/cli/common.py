@@ -42,6 +42,11 @@ class CliConsole(Console):
         err = CliConsole(stderr=True)     # progress, warnings, errors
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if "width" not in kwargs:
+            self._width = None  # read $COLUMNS when printing, not once at import
+
     @property
     def size(self) -> ConsoleDimensions:
         dims = Console.size.fget(self)  # type: ignore[attr-defined]

@@ -156,6 +156,13 @@ def docs(as_user: AsOpt = None,
                             optional=["chunks", "version", "collection", "updated", "groups"]))
 
 
+def _generation(ws: Any) -> str:
+    from ragtune.generate.models import describe_model
+
+    g = ws.settings.generation
+    return f"{g.backend}: {describe_model(g.model) if g.backend == 'local' else g.model}"
+
+
 def current_failures(ws: Any, limit: int = 10) -> list[dict[str, Any]]:
     """Files whose latest ingest failed (newest first): a file that failed once and went in
     later is no longer a problem."""
@@ -186,7 +193,7 @@ def status(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
                    f"schema {info['schema_version']})")],
         ["last ingest", when(info["last_ingest"])],
         ["embedding", escape(info["embedding"])],
-        ["generation", escape(info["generation"])],
+        ["generation", escape(_generation(ws))],
     ], fold=[""])
     summary.show_header = False
     console.print(summary)

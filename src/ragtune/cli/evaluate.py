@@ -34,6 +34,7 @@ from ragtune.cli.common import (
 )
 from ragtune.cli.progress import Progress
 from ragtune.errors import InputError
+from ragtune.evaluate.advise import BUDGETS, DATA_CHANGE
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate retrieval and answers.")
 
@@ -337,9 +338,68 @@ def compare_command(
 
 # ================================================================ advise
 
-def _ask_choice(text: str, choices: tuple[str, ...], err_prompt: bool) -> str:
+QUESTIONS = {  # the questionnaire, in the order it is asked (and piped answers are read)
+    "data_change": "How often does the knowledge change?",
+    "citations": "Must answers cite their sources?",
+    "format_required": "Is a specific output format, style or tone required?",
+    "prompt_tokens": "Typical prompt length in tokens",
+    "monthly_queries": "Expected queries per month",
+    "access_control": "Do different users see different documents?",
+    "deletion": "Must data be deletable on request?",
+    "training_budget": "Training budget?",
+    "gpu": "Is a GPU available for training?",
+    "labelled_examples": "Labelled examples in the wanted style",
+}
+# What an empty answer means, as in the terminal's prompts (a yes/no question: no).
+DEFAULTS = {"prompt_tokens": 800, "monthly_queries": 10_000, "labelled_examples": 0}
+CHOICES = {"data_change": DATA_CHANGE, "training_budget": BUDGETS}
+
+
+def _parse_answer(key: str, text: str) -> Any:
+    """A piped answer in the type of its question; ValueError names what is expected."""
+    text = text.strip().lower()
+    if key in CHOICES:
+        choices = CHOICES[key]
+        if text not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return text
+    if key in DEFAULTS:
+        if not text:
+            return DEFAULTS[key]
+        try:
+            return int(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise ValueError("a whole number") from None
+    if text in {"", "n", "no", "false", "0"}:
+        return False
+    if text in {"y", "yes", "true", "1"}:
+        return True
+    raise ValueError("y or n")
+
+
+def _read_piped_answers(given: dict[str, Any]) -> None:
+    """Fill the unanswered questions from stdin, one line each, in questionnaire order,
+    until the input ends; each answer taken is echoed on stderr."""
+    line_no = 0
+    for key, question in QUESTIONS.items():
+        if given[key] is not None:
+            continue
+        line = sys.stdin.readline()
+        if not line:
+            break  # the piped answers ran out: the rest stay unanswered
+        line_no += 1
+        try:
+            given[key] = _parse_answer(key, line)
+        except ValueError as e:
+            raise InputError(f"stdin line {line_no}", f"{question} expects {e}, got "
+                                                       f"{line.strip()!r}") from None
+        shown = {True: "yes", False: "no"}.get(given[key], given[key])
+        err.print(f"{question} {shown}", highlight=False, markup=False)
+
+
+def _ask_choice(text: str, choices: tuple[str, ...]) -> str:
     while True:
-        value = typer.prompt(f"{text} [{'/'.join(choices)}]", err=err_prompt).strip().lower()
+        value = typer.prompt(f"{text} [{'/'.join(choices)}]").strip().lower()
         if value in choices:
             return value
         err.print(f"please answer one of: {', '.join(choices)}")
@@ -378,7 +438,7 @@ def advise_command(
     order of the questions (printf 'weekly\\ny\\nn\\n' | ragtune advise). With nothing
     answered it says there is no basis to decide (exit 0).
     """
-    from ragtune.evaluate.advise import BUDGETS, DATA_CHANGE, LABEL, Answers, advise, reconcile
+    from ragtune.evaluate.advise import LABEL, Answers, advise, reconcile
     from ragtune.evaluate.report import load_report
 
     given: dict[str, Any] = {
@@ -389,30 +449,19 @@ def advise_command(
     piped = not sys.stdin.isatty()
     if interactive is None:
         interactive = piped or not as_json
-    if interactive and (not piped or _stdin_has_answers()):
-        e = piped  # questions go to stderr when answers are piped: stdout stays the advice
-        prompts: dict[str, Any] = {
-            "data_change": lambda: _ask_choice("How often does the knowledge change?", DATA_CHANGE, e),
-            "citations": lambda: typer.confirm("Must answers cite their sources?", err=e),
-            "format_required": lambda: typer.confirm("Is a specific output format, style or tone required?", err=e),
-            "prompt_tokens": lambda: typer.prompt("Typical prompt length in tokens", default=800, type=int, err=e),
-            "monthly_queries": lambda: typer.prompt("Expected queries per month", default=10_000, type=int, err=e),
-            "access_control": lambda: typer.confirm("Do different users see different documents?", err=e),
-            "deletion": lambda: typer.confirm("Must data be deletable on request?", err=e),
-            "training_budget": lambda: _ask_choice("Training budget?", BUDGETS, e),
-            "gpu": lambda: typer.confirm("Is a GPU available for training?", err=e),
-            "labelled_examples": lambda: typer.prompt("Labelled examples in the wanted style", default=0, type=int, err=e),
-        }
-        try:
-            for key, ask in prompts.items():
-                if given[key] is None:
-                    given[key] = ask()
-        except typer.Abort:
-            if not piped:
-                raise
-            # the piped answers ran out: the rest stay unanswered
-        if piped:
-            err.print("")  # end the last question's line
+    if interactive and piped:
+        if _stdin_has_answers():
+            _read_piped_answers(given)
+    elif interactive:
+        for key, question in QUESTIONS.items():
+            if given[key] is not None:
+                continue
+            if key in CHOICES:
+                given[key] = _ask_choice(question, CHOICES[key])
+            elif key in DEFAULTS:
+                given[key] = typer.prompt(question, default=DEFAULTS[key], type=int)
+            else:
+                given[key] = typer.confirm(question)
     answers = Answers(**given)
     advice = advise(answers)
     if report is not None:

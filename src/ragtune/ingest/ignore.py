@@ -93,7 +93,7 @@ class Selection:
         """One line for people, or None when nothing was left out.
 
         >>> Selection(ignored=2, skipped=Counter({".png": 3, ".css": 1, ".rst": 2})).summary()
-        'skipped 6 files that are not documents (3 images, 1 stylesheets, 2 .rst); ignored 2 files (.gitignore, .ragtuneignore, --exclude)'
+        'skipped 6 files that are not documents (3 images, 2 .rst, 1 stylesheets); ignored 2 files (.gitignore, .ragtuneignore, --exclude)'
         """
         parts = []
         if self.skipped:
@@ -101,7 +101,8 @@ class Selection:
             for t, n in self.skipped.items():
                 family = next((f for f, types in FAMILIES.items() if t in types), t)
                 families[family] += n
-            shown = ", ".join(f"{n} {f}" for f, n in families.items())
+            shown = ", ".join(f"{n} {f}" for f, n in
+                              sorted(families.items(), key=lambda fn: (-fn[1], fn[0])))
             parts.append(f"skipped {sum(self.skipped.values())} files that are not documents "
                          f"({shown})")
         if self.ignored or self.ignored_folders:

@@ -6,7 +6,6 @@ import dataclasses
 
 from ragtune import config_docs
 from ragtune.config import _AREAS, Settings
-
 from tests.conftest import ROOT
 
 PAGE = ROOT / "docs" / "configuration.md"

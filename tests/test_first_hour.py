@@ -194,7 +194,7 @@ def test_readme_access_example_is_what_init_and_users_add_write(home) -> None:
     from ragtune.config import Settings
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.DOTALL)
     access = next(b for b in blocks if "[access" in b)
     assert "users = {" not in readme  # the form that broke the generated file
     # the same shape init writes ([access] admins + [access.users]), so it can be copied

@@ -46,7 +46,7 @@ def readme_commands(text: str) -> list[list[str]]:
     [['ragtune', 'init'], ['ragtune', 'a', 'b c'], ['ragtune', 'd']]
     """
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
         for line in block.splitlines():
             words = shlex.split(line, comments=True)
             while words:

@@ -169,8 +169,8 @@ NEXT_STEPS = {
 
 
 NO_BASIS_STEPS = [
-    "ragtune advise   # in a terminal it asks; or pipe one answer per line; or pass "
-    "--data-change, --citations, ...",
+    ("ragtune advise   # in a terminal it asks; or pipe one answer per line; or pass "
+     "--data-change, --citations, ..."),
     "ragtune compare --eval eval.jsonl --systems base,rag   # or measure on your own questions",
 ]
 
@@ -358,9 +358,10 @@ def _measurements_only(advice: Advice, report: dict[str, Any], answers: Answers)
         kind = next(s["kind"] for s in report["systems"] if s["name"] == measured_system)
         measured = KIND_TO_APPROACH.get(kind)
     if measured_system:
-        notes = [f"With no answers to weigh, the measurements are the only basis: on {n} "
-                 f"questions the bake-off recommends {rec.get('headline', measured_system)}. It "
-                 "cannot see data churn, privacy or budget; answer the questions to weigh those."]
+        notes = [(f"With no answers to weigh, the measurements are the only basis: on {n} "
+                  f"questions the bake-off recommends {rec.get('headline', measured_system)}. "
+                  "It cannot see data churn, privacy or budget; answer the questions to weigh "
+                  "those.")]
     else:
         notes = ["The report makes no measured recommendation (no answer metrics) either."]
     notes += [cost_note(p, answers.monthly_queries, None) for p in

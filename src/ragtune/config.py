@@ -96,6 +96,11 @@ class RetrievalSettings:
     dense_weight: float = _help("weight of the dense score in weighted fusion (0..1); 0.7 was best "
                                 "on bench/retrieval_quality.py", default=0.7)
     rrf_k: int = _help("reciprocal-rank-fusion constant", default=60)
+    bm25_stemmer: str = _help("BM25 stemming: snowball (Snowball English, as bm25s) | light "
+                              "(plurals, -ing, -ed) | none", default="snowball")
+    bm25_stopwords: str = _help("BM25 stopword list: english | short | none", default="english")
+    bm25_k1: float = _help("BM25 term-frequency saturation k1", default=1.2)
+    bm25_b: float = _help("BM25 length normalisation b (0..1)", default=0.75)
     min_similarity: float = _help(
         "relevance floor: if no retrieved chunk has a dense cosine similarity at least this "
         "high, the answer is 'not found in the knowledge base'",
@@ -107,14 +112,25 @@ class RetrievalSettings:
             raise ConfigError(f"retrieval.mode must be hybrid, dense or lexical, got {self.mode!r}")
         if self.top_k < 1:
             raise ConfigError(f"retrieval.top_k must be greater than 0, got {self.top_k}")
-        if self.fusion not in {"weighted", "rrf"}:
-            raise ConfigError(f"retrieval.fusion must be weighted or rrf, got {self.fusion!r}")
+        if self.fusion not in {"weighted", "rrf", "zscore"}:
+            raise ConfigError(f"retrieval.fusion must be weighted, rrf or zscore, "
+                              f"got {self.fusion!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"retrieval.dense_weight must be 0..1, got {self.dense_weight}")
         if self.candidates < self.top_k:
             raise ConfigError("retrieval.candidates must be >= retrieval.top_k")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise ConfigError(f"retrieval.min_similarity must be -1..1, got {self.min_similarity}")
+        if self.bm25_stemmer not in {"snowball", "light", "none"}:
+            raise ConfigError(f"retrieval.bm25_stemmer must be snowball, light or none, "
+                              f"got {self.bm25_stemmer!r}")
+        if self.bm25_stopwords not in {"english", "short", "none"}:
+            raise ConfigError(f"retrieval.bm25_stopwords must be english, short or none, "
+                              f"got {self.bm25_stopwords!r}")
+        if not 0.0 <= self.bm25_k1 <= 10.0:
+            raise ConfigError(f"retrieval.bm25_k1 must be 0..10, got {self.bm25_k1}")
+        if not 0.0 <= self.bm25_b <= 1.0:
+            raise ConfigError(f"retrieval.bm25_b must be 0..1, got {self.bm25_b}")
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,10 @@ class Workspace:
     # ------------------------------------------------------------------ components
     @cached_property
     def store(self) -> SQLiteStore:
-        return SQLiteStore(self.root / STORE_NAME)
+        from ragtune.store.bm25 import BM25Params
+
+        return SQLiteStore(self.root / STORE_NAME,
+                           bm25=BM25Params.from_settings(self.settings.retrieval))
 
     @property
     def embedder(self) -> Embedder:

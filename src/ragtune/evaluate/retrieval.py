@@ -23,6 +23,7 @@ from ragtune.evaluate.beir import BeirDataset, load_beir
 from ragtune.evaluate.metrics import evaluate_run
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
 from ragtune.retrieve.search import Retriever
+from ragtune.store.bm25 import BM25Params
 from ragtune.store.sqlite import SQLiteStore
 from ragtune.types import Document, Principal, Section
 
@@ -80,7 +81,7 @@ def evaluate_beir(folder: Path, embedder: Embedder, settings: Settings, *,
                   progress: StageFn | None = None, store_path: str = ":memory:") -> dict[str, Any]:
     """Index ``folder``'s corpus and report METRICS per retrieval mode."""
     data = load_beir(folder)
-    store = SQLiteStore(store_path)
+    store = SQLiteStore(store_path, bm25=BM25Params.from_settings(settings.retrieval))
     t = time.perf_counter()
     source_to_id = index_beir(data, store, embedder, settings, progress)
     index_s = time.perf_counter() - t

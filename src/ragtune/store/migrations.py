@@ -83,7 +83,14 @@ _M001_INITIAL = """
         );
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL]
+# BM25 analysis became configurable (store/analysis.py): the store records which analysis
+# its term hashes were made with. Stores from before were all hashed with the light
+# stemmer and the short stopword list; the store re-analyses when settings differ.
+_M002_BM25_ANALYZER = """
+        INSERT OR IGNORE INTO meta VALUES ('bm25_analyzer', 'light/short/v1');
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_BM25_ANALYZER]
 
 
 def _statements(script: str) -> list[str]:

@@ -107,9 +107,14 @@ class BM25Index:
         k1 = self.params.k1
         out = np.zeros(self.size, dtype=np.float32)
         hashes = self.params.analyzer.term_hashes(query)
-        ids = sorted({self.columns[int(h)] for h in hashes if int(h) in self.columns})
+        # A word the question repeats counts as often as it occurs (Okapi's query-term
+        # frequency with k3 = infinity, as bm25s does): long, paragraph-like questions
+        # weigh their recurring words more.
+        ids, repeats = np.unique(np.fromiter(
+            (self.columns[int(h)] for h in hashes if int(h) in self.columns), dtype=np.int64),
+            return_counts=True)
         tf = self.tf
-        for j in ids:
+        for j, qtf in zip(ids.tolist(), repeats.tolist()):
             start, end = tf.indptr[j], tf.indptr[j + 1]
             rows, freq = tf.indices[start:end], tf.data[start:end]
             if stats.rows is not None:
@@ -119,7 +124,7 @@ class BM25Index:
                 continue
             # Lucene's BM25 idf: always positive, so a very common word never lowers a score.
             idf = math.log(1.0 + (stats.n - len(rows) + 0.5) / (len(rows) + 0.5))
-            out[rows] += idf * freq * (k1 + 1.0) / (freq + stats.norm[rows])
+            out[rows] += qtf * idf * freq * (k1 + 1.0) / (freq + stats.norm[rows])
         return out
 
     @staticmethod

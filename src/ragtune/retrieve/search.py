@@ -58,9 +58,9 @@ def zscore_fuse(rankings: Sequence[Sequence[tuple[str, float]]],
 
     Unlike min-max scaling, one outlying top score does not squash the rest of a list.
 
-    >>> [k for k, _ in zscore_fuse([[("a", 3.0), ("b", 1.0)], [("b", 5.0), ("c", 1.0)]],
-    ...                            [0.5, 0.5])]
-    ['b', 'a', 'c']
+    >>> [k for k, _ in zscore_fuse([[("a", 3.0), ("b", 2.0), ("c", 1.0)],
+    ...                             [("b", 9.0), ("c", 1.0), ("d", 0.5)]], [0.5, 0.5])]
+    ['b', 'a', 'c', 'd']
     """
     fused: dict[str, float] = {}
     floors: list[float] = []

@@ -41,18 +41,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from retrieval_sets_data import SETS, data_root, ensure_beir  # noqa: E402
+from retrieval_sets_data import SETS, data_root, ensure_beir
 
-from ragtune.config import RetrievalSettings, Settings  # noqa: E402
-from ragtune.embed.base import Embedder  # noqa: E402
-from ragtune.evaluate.beir import BeirDataset, load_beir  # noqa: E402
-from ragtune.evaluate.metrics import evaluate_per_query, evaluate_run  # noqa: E402
-from ragtune.evaluate.retrieval import index_beir  # noqa: E402
-from ragtune.retrieve.search import fuse, rrf_fuse  # noqa: E402
-from ragtune.store.analysis import Analyzer  # noqa: E402
-from ragtune.store.bm25 import BM25Index, BM25Params  # noqa: E402
-from ragtune.store.sqlite import SQLiteStore  # noqa: E402
-from ragtune.types import Principal  # noqa: E402
+from ragtune.config import RetrievalSettings, Settings
+from ragtune.embed.base import Embedder
+from ragtune.evaluate.beir import BeirDataset, load_beir
+from ragtune.evaluate.metrics import evaluate_per_query, evaluate_run
+from ragtune.evaluate.retrieval import index_beir
+from ragtune.retrieve.search import fuse, rrf_fuse
+from ragtune.store.analysis import Analyzer
+from ragtune.store.bm25 import BM25Index, BM25Params
+from ragtune.store.sqlite import SQLiteStore
+from ragtune.types import Principal
 
 METRICS = ("ndcg@10", "recall@100")
 DEPTH = 100  # documents per run
@@ -125,7 +125,7 @@ def doc_run(ranking: list[tuple[str, float]], chunk_doc: dict[str, str],
 
 
 def ragtune_arms(data: BeirDataset, embedder: Embedder, settings: Settings) -> Arms:
-    store = SQLiteStore(":memory:", bm25=BM25Params.from_settings(settings.retrieval))
+    store = SQLiteStore(":memory:", bm25=BM25Params.from_settings(settings.store))
     source_to_id = index_beir(data, store, embedder, settings)
     docs = {d.id: d.source for d in store.list_documents()}
     chunk_doc, chunk_text = {}, {}
@@ -343,12 +343,13 @@ def main() -> None:
         m = r["metrics"]
         print(f"{name}: {r['documents']} docs, {r['queries']} queries, {r['seconds']} s  "
               + "  ".join(f"{k}={m[k]['ndcg@10']:.3f}" for k, _ in COLUMNS), flush=True)
-    lines = [f"retrieval_sets: embedder {embedder.name}; ragtune defaults "
-             f"{dataclasses.asdict(settings.retrieval)}", "", "nDCG@10", *table(results, "ndcg@10"),
+    header = (f"retrieval_sets: embedder {embedder.name}; ragtune defaults "
+              f"{dataclasses.asdict(settings.retrieval)} {dataclasses.asdict(settings.store)}")
+    lines = [header, "", "nDCG@10", *table(results, "ndcg@10"),
              "", "Recall@100", *table(results, "recall@100"), "", *wins(results)]
     if args.sweep:
-        lines += ["", "Sweep (public sets only; fusion variants use ragtune's dense and BM25 "
-                  "arms; candidates = chunks per arm)", *sweep_summary(results)]
+        lines += ["", ("Sweep (public sets only; fusion variants use ragtune's dense and BM25 "
+                       "arms; candidates = chunks per arm)"), *sweep_summary(results)]
     print("\n".join(lines))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,9 @@ def sha256_file(path: Path) -> str:
 # ----------------------------------------------------------------- SMART-style readers
 def _smart_records(text: str) -> Iterator[tuple[str, dict[str, str]]]:
     """Records of the SMART format (``.I id`` then ``.X`` fields) as (id, {field: text})."""
-    for block in re.split(r"^\.I\s+", text, flags=re.M)[1:]:
+    for block in re.split(r"^\.I\s+", text, flags=re.MULTILINE)[1:]:
         head, _, body = block.partition("\n")
-        parts = re.split(r"^\.([A-Z])[ \t]*\n?", body, flags=re.M)
+        parts = re.split(r"^\.([A-Z])[ \t]*\n?", body, flags=re.MULTILINE)
         # parts = [before, key1, text1, key2, text2, ...]
         fields: dict[str, str] = {}
         for key, value in zip(parts[1::2], parts[2::2]):
@@ -123,10 +123,10 @@ def convert_cacm(raw: Path) -> tuple[dict, dict, dict]:
 
 def convert_npl(raw: Path) -> tuple[dict, dict, dict]:
     """NPL (Vaswani): 11,429 physics abstracts (lower-cased, no title) and 93 queries."""
-    docs = re.findall(r"<DOCNO>\s*(\d+)\s*</DOCNO>(.*?)</DOC>", _read(raw, "doc-text.trec"), re.S)
+    docs = re.findall(r"<DOCNO>\s*(\d+)\s*</DOCNO>(.*?)</DOC>", _read(raw, "doc-text.trec"), re.DOTALL)
     corpus = {str(int(i)): {"title": "", "text": " ".join(t.split())} for i, t in docs}
     tops = re.findall(r"<num>\s*(\d+)\s*</num>\s*<title>(.*?)</title>",
-                      _read(raw, "query-text.trec"), re.S | re.I)
+                      _read(raw, "query-text.trec"), re.DOTALL | re.IGNORECASE)
     # The topics are upper case; lower-case them like the documents (a cased model
     # tokenizer would otherwise split them into letters).
     queries = {str(int(i)): " ".join(t.split()).lower() for i, t in tops}
@@ -180,7 +180,7 @@ def ensure_raw(spec: RetrievalSet, fetch: bool) -> Path:
             if not fetch:
                 raise SystemExit(f"{spec.name}: {target} is missing; run with --fetch to download "
                                  f"it from {url}, or copy that file there (bench/DATASETS.md)")
-            with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 — pinned https URL
+            with urllib.request.urlopen(url, timeout=60) as resp:
                 target.write_bytes(resp.read())
         digest = sha256_file(target)
         if digest != f.sha256:

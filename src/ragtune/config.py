@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -35,6 +36,9 @@ def cache_root() -> Path:
     """
     root = os.environ.get("RAGTUNE_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "ragtune"
+
+
+_BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -65,6 +69,39 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where the documents, chunks, vectors and traces live (``ragtune.store.factory``)."""
+
+    backend: str = _help("sqlite (one embedded file, the default); more backends register by "
+                         "name (ragtune.stores entry points)", default="sqlite")
+    path: str = _help("file or folder of an embedded backend, relative to the workspace "
+                      "('' = the backend's default: store.db for sqlite)", default="")
+    url: str = _help("address of a database server backend ('' = none)", default="")
+    # BM25 lives in the store (terms are analysed at ingest). Defaults chosen by the average
+    # nDCG@10 over the public sets of bench/retrieval_sets.py (docs/retrieval-quality.md).
+    bm25_stemmer: str = _help("BM25 stemming: snowball (Snowball English, as bm25s) | light "
+                              "(plurals, -ing, -ed) | none; a change re-analyses the store",
+                              default="snowball")
+    bm25_stopwords: str = _help("BM25 stopword list: english | short | none", default="english")
+    bm25_k1: float = _help("BM25 term-frequency saturation k1", default=1.2)
+    bm25_b: float = _help("BM25 length normalisation b (0..1)", default=0.75)
+
+    def __post_init__(self) -> None:
+        if not _BACKEND_NAME.fullmatch(self.backend):
+            raise ConfigError(f"store.backend must be a backend name like 'sqlite', got {self.backend!r}")
+        if self.bm25_stemmer not in {"snowball", "light", "none"}:
+            raise ConfigError(f"store.bm25_stemmer must be snowball, light or none, "
+                              f"got {self.bm25_stemmer!r}")
+        if self.bm25_stopwords not in {"english", "short", "none"}:
+            raise ConfigError(f"store.bm25_stopwords must be english, short or none, "
+                              f"got {self.bm25_stopwords!r}")
+        if not 0.0 <= self.bm25_k1 <= 10.0:
+            raise ConfigError(f"store.bm25_k1 must be 0..10, got {self.bm25_k1}")
+        if not 0.0 <= self.bm25_b <= 1.0:
+            raise ConfigError(f"store.bm25_b must be 0..1, got {self.bm25_b}")
+
+
+@dataclass(frozen=True)
 class EmbeddingSettings:
     backend: str = _help("local | http | fake", default="local")
     model: str = _help("model name, folder or packaged model", default="all-MiniLM-L6-v2")
@@ -78,29 +115,32 @@ class EmbeddingSettings:
     dimension: int = _help("vector size of the fake backend", default=384)
 
     def __post_init__(self) -> None:
-        if self.backend not in {"local", "http", "fake"}:
-            raise ConfigError(f"embedding.backend must be local, http or fake, got {self.backend!r}")
+        if not _BACKEND_NAME.fullmatch(self.backend):  # known names: ragtune.embed.factory
+            raise ConfigError(f"embedding.backend must be a backend name like local, http or "
+                              f"fake, got {self.backend!r}")
         if self.batch_size < 1:
             raise ConfigError(f"embedding.batch_size must be >= 1, got {self.batch_size}")
         if self.runtime not in {"onnx", "torch"}:
             raise ConfigError(f"embedding.runtime must be onnx or torch, got {self.runtime!r}")
 
 
+RETRIEVAL_MODES = ("fused", "dense", "lexical")
+# 'hybrid' named the dense + BM25 fusion until it was renamed, so that 'hybrid' means one
+# thing: the router + adapter answer mode.
+RETRIEVAL_MODE_ALIASES = {"hybrid": "fused"}
+
+
 @dataclass(frozen=True)
 class RetrievalSettings:
-    mode: str = _help("hybrid | dense | lexical", default="hybrid")
+    mode: str = _help("fused (dense + BM25 fused: what other tools call hybrid search) | dense | "
+                      "lexical; 'hybrid' is the old name of fused", default="fused")
     top_k: int = _help("chunks given to the model", default=5)
     candidates: int = _help("candidates per method before fusion", default=50)
-    fusion: str = _help("how hybrid mode fuses the two rankings: weighted (min-max normalised "
+    fusion: str = _help("how fused mode fuses the two rankings: weighted (min-max normalised "
                         "scores) | rrf (reciprocal ranks)", default="weighted")
     dense_weight: float = _help("weight of the dense score in weighted fusion (0..1); 0.7 was best "
                                 "on bench/retrieval_quality.py", default=0.7)
     rrf_k: int = _help("reciprocal-rank-fusion constant", default=60)
-    bm25_stemmer: str = _help("BM25 stemming: snowball (Snowball English, as bm25s) | light "
-                              "(plurals, -ing, -ed) | none", default="snowball")
-    bm25_stopwords: str = _help("BM25 stopword list: english | short | none", default="english")
-    bm25_k1: float = _help("BM25 term-frequency saturation k1", default=1.2)
-    bm25_b: float = _help("BM25 length normalisation b (0..1)", default=0.75)
     min_similarity: float = _help(
         "relevance floor: if no retrieved chunk has a dense cosine similarity at least this "
         "high, the answer is 'not found in the knowledge base'",
@@ -108,8 +148,10 @@ class RetrievalSettings:
     )
 
     def __post_init__(self) -> None:
-        if self.mode not in {"hybrid", "dense", "lexical"}:
-            raise ConfigError(f"retrieval.mode must be hybrid, dense or lexical, got {self.mode!r}")
+        if self.mode in RETRIEVAL_MODE_ALIASES:  # the old name keeps working
+            object.__setattr__(self, "mode", RETRIEVAL_MODE_ALIASES[self.mode])
+        if self.mode not in RETRIEVAL_MODES:
+            raise ConfigError(f"retrieval.mode must be fused, dense or lexical, got {self.mode!r}")
         if self.top_k < 1:
             raise ConfigError(f"retrieval.top_k must be greater than 0, got {self.top_k}")
         if self.fusion not in {"weighted", "rrf", "zscore"}:
@@ -121,16 +163,6 @@ class RetrievalSettings:
             raise ConfigError("retrieval.candidates must be >= retrieval.top_k")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise ConfigError(f"retrieval.min_similarity must be -1..1, got {self.min_similarity}")
-        if self.bm25_stemmer not in {"snowball", "light", "none"}:
-            raise ConfigError(f"retrieval.bm25_stemmer must be snowball, light or none, "
-                              f"got {self.bm25_stemmer!r}")
-        if self.bm25_stopwords not in {"english", "short", "none"}:
-            raise ConfigError(f"retrieval.bm25_stopwords must be english, short or none, "
-                              f"got {self.bm25_stopwords!r}")
-        if not 0.0 <= self.bm25_k1 <= 10.0:
-            raise ConfigError(f"retrieval.bm25_k1 must be 0..10, got {self.bm25_k1}")
-        if not 0.0 <= self.bm25_b <= 1.0:
-            raise ConfigError(f"retrieval.bm25_b must be 0..1, got {self.bm25_b}")
 
 
 @dataclass(frozen=True)
@@ -151,8 +183,9 @@ class GenerationSettings:
     timeout_s: float = _help("HTTP timeout", default=120.0)
 
     def __post_init__(self) -> None:
-        if self.backend not in {"local", "http", "fake"}:
-            raise ConfigError(f"generation.backend must be local, http or fake, got {self.backend!r}")
+        if not _BACKEND_NAME.fullmatch(self.backend):  # known names: ragtune.generate.factory
+            raise ConfigError(f"generation.backend must be a backend name like local, http or "
+                              f"fake, got {self.backend!r}")
         if self.max_tokens < 1:
             raise ConfigError(f"generation.max_tokens must be >= 1, got {self.max_tokens}")
         if self.source_tokens < 1:
@@ -224,6 +257,7 @@ class CostSettings:
 
 
 _AREAS = {
+    "store": StoreSettings,
     "chunking": ChunkingSettings,
     "ingest": IngestSettings,
     "embedding": EmbeddingSettings,
@@ -239,7 +273,7 @@ _AREAS = {
 def _coerce(area: str, f: dataclasses.Field, value: Any) -> Any:
     """Convert a TOML/env value to the field's type, or raise naming ``area.key``."""
     key = f"{area}.{f.name}"
-    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"__builtins__": __builtins__})  # noqa: S307
+    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"__builtins__": __builtins__})
     origin = typing.get_origin(typ)
     if origin in (dict, list) or isinstance(typ, types.GenericAlias):
         if not isinstance(value, origin or typ):
@@ -268,6 +302,7 @@ def _coerce(area: str, f: dataclasses.Field, value: Any) -> Any:
 class Settings:
     """All settings. ``Settings.load(workspace_dir)`` is what the workspace uses."""
 
+    store: StoreSettings = field(default_factory=StoreSettings)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)

@@ -45,9 +45,9 @@ def test_the_interval_is_the_percentile_interval_of_resampled_means() -> None:
 
 
 def test_every_pair_of_modes_once() -> None:
-    per_query = {m: {"q1": v} for m, v in (("dense", 0.1), ("lexical", 0.2), ("hybrid", 0.3))}
+    per_query = {m: {"q1": v} for m, v in (("dense", 0.1), ("lexical", 0.2), ("fused", 0.3))}
     pairs = [(c.a, c.b) for c in mode_comparisons(per_query)]
-    assert pairs == [("dense", "lexical"), ("dense", "hybrid"), ("lexical", "hybrid")]
+    assert pairs == [("dense", "lexical"), ("dense", "fused"), ("lexical", "fused")]
 
 
 def test_eval_retrieval_cli_reports_wins_and_intervals(tmp_path) -> None:
@@ -55,9 +55,9 @@ def test_eval_retrieval_cli_reports_wins_and_intervals(tmp_path) -> None:
     run("init", home=home)
     out = run("eval", "retrieval", "--beir", str(TINY), "--json", home=home)
     result = json.loads(out.stdout)
-    assert set(result["per_query_ndcg@10"]) == {"dense", "lexical", "hybrid"}
+    assert set(result["per_query_ndcg@10"]) == {"dense", "lexical", "fused"}
     pairs = {(c["a"], c["b"]): c for c in result["comparisons"]}
-    assert set(pairs) == {("dense", "lexical"), ("dense", "hybrid"), ("lexical", "hybrid")}
+    assert set(pairs) == {("dense", "lexical"), ("dense", "fused"), ("lexical", "fused")}
     for c in pairs.values():
         assert c["wins"] + c["ties"] + c["losses"] == c["queries"] == result["queries"]
         assert c["ci_low"] <= c["mean_diff"] <= c["ci_high"]
@@ -65,4 +65,4 @@ def test_eval_retrieval_cli_reports_wins_and_intervals(tmp_path) -> None:
         diff = sum(per[c["a"]][q] - per[c["b"]][q] for q in per[c["a"]]) / c["queries"]
         assert c["mean_diff"] == pytest.approx(diff)
     table = run("eval", "retrieval", "--beir", str(TINY), home=home).stdout
-    assert "dense vs hybrid" in table and "95% CI" in table
+    assert "dense vs fused" in table and "95% CI" in table

@@ -10,8 +10,9 @@ them.
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,12 @@ from ragtune.evaluate.beir import BeirDataset, load_beir
 from ragtune.evaluate.metrics import evaluate_per_query, evaluate_run
 from ragtune.evaluate.qa_metrics import paired_bootstrap
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
-from ragtune.retrieve.search import Retriever
-from ragtune.store.bm25 import BM25Params
-from ragtune.store.sqlite import SQLiteStore
-from ragtune.types import Document, Principal, Section
+from ragtune.retrieve.search import Retriever, StoreRetriever
+from ragtune.store.base import Store
+from ragtune.store.factory import open_store
+from ragtune.types import Document, Principal, ProgressFn, Section
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-StageFn = Callable[[str, int, int], None]  # (stage, done, total)
 _ADMIN = Principal("eval", admin=True)
 
 
@@ -81,15 +81,15 @@ def compare_modes(per_query: Mapping[str, Mapping[str, float]], a: str, b: str, 
 
 
 def mode_comparisons(per_query: Mapping[str, Mapping[str, float]],
-                     **kw: float | int | str) -> list[ModeComparison]:
+                     **kw: float | str) -> list[ModeComparison]:
     """Every pair of modes, in the order given (first against the later ones)."""
     modes = list(per_query)
     return [compare_modes(per_query, a, b, **kw)  # type: ignore[arg-type]
             for i, a in enumerate(modes) for b in modes[i + 1:]]
 
 
-def index_beir(data: BeirDataset, store: SQLiteStore, embedder: Embedder, settings: Settings,
-               progress: StageFn | None = None, batch_docs: int = 64) -> dict[str, str]:
+def index_beir(data: BeirDataset, store: Store, embedder: Embedder, settings: Settings,
+               progress: ProgressFn | None = None, batch_docs: int = 64) -> dict[str, str]:
     """Chunk, embed and store the corpus; returns store source → BEIR doc id."""
     ids = list(data.corpus)
     for start in range(0, len(ids), batch_docs):
@@ -110,12 +110,12 @@ def index_beir(data: BeirDataset, store: SQLiteStore, embedder: Embedder, settin
             store.upsert_document(d, cs, vectors[offset:offset + len(cs)])
             offset += len(cs)
         if progress:
-            progress("index", min(start + batch_docs, len(ids)), len(ids))
+            progress(min(start + batch_docs, len(ids)), len(ids), "index")
     return {f"beir:{i}": i for i in ids}
 
 
 def run_queries(data: BeirDataset, retriever: Retriever, mode: str, source_to_id: dict[str, str],
-                depth: int = 100, progress: StageFn | None = None) -> dict[str, dict[str, float]]:
+                depth: int = 100, progress: ProgressFn | None = None) -> dict[str, dict[str, float]]:
     """{query id: {doc id: score}} with scores decreasing in rank order (no ties)."""
     run: dict[str, dict[str, float]] = {}
     qids = [q for q in data.qrels if q in data.queries]
@@ -132,20 +132,34 @@ def run_queries(data: BeirDataset, retriever: Retriever, mode: str, source_to_id
                 break
         run[qid] = scores
         if progress and (n % 10 == 0 or n == len(qids)):
-            progress(mode, n, len(qids))
+            progress(n, len(qids), mode)
     return run
 
 
 def evaluate_beir(folder: Path, embedder: Embedder, settings: Settings, *,
-                  modes: Sequence[str] = ("dense", "lexical", "hybrid"),
-                  progress: StageFn | None = None, store_path: str = ":memory:") -> dict[str, Any]:
-    """Index ``folder``'s corpus and report METRICS per retrieval mode."""
+                  modes: Sequence[str] = ("dense", "lexical", "fused"),
+                  progress: ProgressFn | None = None, store: Store | None = None) -> dict[str, Any]:
+    """Index ``folder``'s corpus and report METRICS per retrieval mode.
+
+    The corpus goes into ``store``, by default a scratch store of the configured backend
+    (``[store]``) in a temporary folder, so the workspace's own documents stay untouched.
+    """
     data = load_beir(folder)
-    store = SQLiteStore(store_path, bm25=BM25Params.from_settings(settings.retrieval))
+    with tempfile.TemporaryDirectory(prefix="ragtune-beir-") as scratch:
+        if store is None:
+            store = open_store(settings.store, Path(scratch))
+        try:
+            return _evaluate(data, store, embedder, settings, modes, progress)
+        finally:
+            store.close()
+
+
+def _evaluate(data: BeirDataset, store: Store, embedder: Embedder, settings: Settings,
+              modes: Sequence[str], progress: ProgressFn | None) -> dict[str, Any]:
     t = time.perf_counter()
     source_to_id = index_beir(data, store, embedder, settings, progress)
     index_s = time.perf_counter() - t
-    retriever = Retriever(store, embedder, settings.retrieval)
+    retriever = StoreRetriever(store, embedder, settings.retrieval)
     metrics: dict[str, dict[str, float]] = {}
     per_query: dict[str, dict[str, float]] = {}
     latency: dict[str, float] = {}
@@ -156,7 +170,6 @@ def evaluate_beir(folder: Path, embedder: Embedder, settings: Settings, *,
         metrics[mode] = evaluate_run(run, data.qrels, METRICS)
         per_query[mode] = {q: v["ndcg@10"] for q, v in
                            evaluate_per_query(run, data.qrels, ("ndcg@10",)).items()}
-    store.close()
     return {"dataset": data.name, "documents": len(data.corpus), "queries": len(data.qrels),
             "embedder": embedder.name, "index_s": index_s, "metrics": metrics,
             "mean_query_s": latency, "per_query_ndcg@10": per_query,

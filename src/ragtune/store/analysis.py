@@ -34,21 +34,26 @@ STOPWORD_LISTS = ("english", "short", "none")
 _TOKEN = re.compile(r"\w\w+|\d", re.UNICODE)
 
 SHORT_STOPWORDS = frozenset(
-    "a an and are as at be but by can do does for from has have how i if in into is it its "
-    "me my of on or our so than that the their them then there these they this to was we "
-    "what when where which who why will with you your".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for",
+     "from", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my",
+     "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then",
+     "there", "these", "they", "this", "to", "was", "we", "what", "when", "where",
+     "which", "who", "why", "will", "with", "you", "your"]
 )
 
 # The English stop list of Lucene's and NLTK's kind, plus the pieces \w+ leaves of
 # contractions ("don't" -> "don", "t").
 ENGLISH_STOPWORDS = SHORT_STOPWORDS | frozenset(
-    "about above after again against all am any aren been before being below between both "
-    "couldn could d did didn doesn doing don down during each few further had hadn hasn "
-    "haven having he her here hers herself him himself his isn just ll m ma mightn more "
-    "most mustn myself needn no nor not now o off once only other ours ourselves out over "
-    "own re s same shan she should shouldn some such t theirs themselves those through too "
-    "under until up us ve very wasn were weren while whom won wouldn y yours yourself "
-    "yourselves also would".split()
+    ["about", "above", "after", "again", "against", "all", "am", "any", "aren", "been",
+     "before", "being", "below", "between", "both", "couldn", "could", "d", "did", "didn",
+     "doesn", "doing", "don", "down", "during", "each", "few", "further", "had", "hadn",
+     "hasn", "haven", "having", "he", "her", "here", "hers", "herself", "him", "himself",
+     "his", "isn", "just", "ll", "m", "ma", "mightn", "more", "most", "mustn", "myself",
+     "needn", "no", "nor", "not", "now", "o", "off", "once", "only", "other", "ours",
+     "ourselves", "out", "over", "own", "re", "s", "same", "shan", "she", "should",
+     "shouldn", "some", "such", "t", "theirs", "themselves", "those", "through", "too",
+     "under", "until", "up", "us", "ve", "very", "wasn", "were", "weren", "while", "whom",
+     "won", "wouldn", "y", "yours", "yourself", "yourselves", "also", "would"]
 )
 
 _STOPWORDS = {"english": ENGLISH_STOPWORDS, "short": SHORT_STOPWORDS, "none": frozenset()}
@@ -72,13 +77,13 @@ def light_stem(word: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _snowball():  # noqa: ANN202 — PyStemmer has no type stubs
+def _snowball():
     try:
         import Stemmer
     except ImportError:
         raise ConfigError(
-            "retrieval.bm25_stemmer = 'snowball' needs the PyStemmer package (a ragtune "
-            "dependency): pip install PyStemmer, or set retrieval.bm25_stemmer = 'light'"
+            "store.bm25_stemmer = 'snowball' needs the PyStemmer package (a ragtune "
+            "dependency): pip install PyStemmer, or set store.bm25_stemmer = 'light'"
         ) from None
     return Stemmer.Stemmer("english")
 
@@ -99,10 +104,10 @@ class Analyzer:
 
     def __post_init__(self) -> None:
         if self.stemmer not in STEMMERS:
-            raise ConfigError(f"retrieval.bm25_stemmer must be one of {', '.join(STEMMERS)}, "
+            raise ConfigError(f"store.bm25_stemmer must be one of {', '.join(STEMMERS)}, "
                               f"got {self.stemmer!r}")
         if self.stopwords not in STOPWORD_LISTS:
-            raise ConfigError(f"retrieval.bm25_stopwords must be one of "
+            raise ConfigError(f"store.bm25_stopwords must be one of "
                               f"{', '.join(STOPWORD_LISTS)}, got {self.stopwords!r}")
 
     @property

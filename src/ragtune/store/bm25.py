@@ -21,25 +21,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
 
-from ragtune.config import RetrievalSettings
+from ragtune.config import StoreSettings
 from ragtune.store.analysis import Analyzer
 
 
 @dataclass(frozen=True)
 class BM25Params:
-    """How a store analyses and scores text (``[retrieval] bm25_*`` settings)."""
+    """How a store analyses and scores text (``[store] bm25_*`` settings)."""
 
-    analyzer: Analyzer = Analyzer()
+    analyzer: Analyzer = field(default_factory=Analyzer)
     k1: float = 1.2
     b: float = 0.75
 
     @classmethod
-    def from_settings(cls, settings: RetrievalSettings) -> BM25Params:
+    def from_settings(cls, settings: StoreSettings) -> BM25Params:
         return cls(Analyzer(settings.bm25_stemmer, settings.bm25_stopwords),
                    settings.bm25_k1, settings.bm25_b)
 

@@ -7,8 +7,8 @@ function; never edit one that has shipped.
 from __future__ import annotations
 
 import sqlite3
-from ragtune.errors import StoreError
 
+from ragtune.errors import StoreError
 
 # Each migration is one SQL script; ``migrate`` wraps it in a transaction with the version bump.
 _M001_INITIAL = """
@@ -83,14 +83,30 @@ _M001_INITIAL = """
         );
 """
 
+# Every finished answer's record (ragtune.answer.traces.StoreTraceSink appends them; the
+# monitor reads them). The answer and its trace are one JSON document; the columns beside it
+# are what queries filter on.
+_M002_TRACES = """
+        CREATE TABLE traces (
+            id        TEXT PRIMARY KEY,
+            ts        REAL NOT NULL,
+            principal TEXT NOT NULL,
+            mode      TEXT NOT NULL,
+            adapter   TEXT,
+            origin    TEXT NOT NULL,
+            record    TEXT NOT NULL
+        );
+        CREATE INDEX traces_ts ON traces(ts);
+"""
+
 # BM25 analysis became configurable (store/analysis.py): the store records which analysis
 # its term hashes were made with. Stores from before were all hashed with the light
 # stemmer and the short stopword list; the store re-analyses when settings differ.
-_M002_BM25_ANALYZER = """
+_M003_BM25_ANALYZER = """
         INSERT OR IGNORE INTO meta VALUES ('bm25_analyzer', 'light/short/v1');
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_BM25_ANALYZER]
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES, _M003_BM25_ANALYZER]
 
 
 def _statements(script: str) -> list[str]:

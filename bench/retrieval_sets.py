@@ -125,7 +125,8 @@ def doc_run(ranking: list[tuple[str, float]], chunk_doc: dict[str, str],
 
 
 def ragtune_arms(data: BeirDataset, embedder: Embedder, settings: Settings) -> Arms:
-    store = SQLiteStore(":memory:", bm25=BM25Params.from_settings(settings.store))
+    store = SQLiteStore(":memory:", bm25=BM25Params.from_settings(settings.store),
+                        quoted_phrases=settings.store.quoted_phrases)
     source_to_id = index_beir(data, store, embedder, settings)
     docs = {d.id: d.source for d in store.list_documents()}
     chunk_doc, chunk_text = {}, {}

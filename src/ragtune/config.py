@@ -85,6 +85,8 @@ class StoreSettings:
     bm25_stopwords: str = _help("BM25 stopword list: english | short | none", default="english")
     bm25_k1: float = _help("BM25 term-frequency saturation k1", default=1.2)
     bm25_b: float = _help("BM25 length normalisation b (0..1)", default=0.75)
+    quoted_phrases: str = _help("a quoted phrase in a question: boost (rows holding it rank "
+                                "first) | filter (only rows holding it)", default="boost")
 
     def __post_init__(self) -> None:
         if not _BACKEND_NAME.fullmatch(self.backend):
@@ -99,6 +101,9 @@ class StoreSettings:
             raise ConfigError(f"store.bm25_k1 must be 0..10, got {self.bm25_k1}")
         if not 0.0 <= self.bm25_b <= 1.0:
             raise ConfigError(f"store.bm25_b must be 0..1, got {self.bm25_b}")
+        if self.quoted_phrases not in {"boost", "filter"}:
+            raise ConfigError(f"store.quoted_phrases must be boost or filter, "
+                              f"got {self.quoted_phrases!r}")
 
 
 @dataclass(frozen=True)

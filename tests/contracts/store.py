@@ -176,13 +176,17 @@ class StoreContract:
         assert "hr/salaries.md" in scores(HR)
         assert scores(HR)["a.md"] != before[HR.user]["a.md"]  # readers' statistics include it
 
-    def test_quoted_phrase_must_occur(self, store: Store) -> None:
+    def test_quoted_phrase_ranks_first(self, store: Store) -> None:
         a, ac, av = make_doc("a.md", "error E-4012 means the VPN token expired", "other text")
-        b, bc, bv = make_doc("b.md", "error 4012 E is unrelated to tokens")
+        b, bc, bv = make_doc("b.md", "error 4012 E is unrelated to tokens, error error")
         store.upsert_document(a, ac, av)
         store.upsert_document(b, bc, bv)
-        assert {h.document for h in store.lexical_search("error 4012", 5, ANON)} == {"a.md", "b.md"}
-        assert [h.document for h in store.lexical_search('"E-4012" error', 5, ANON)] == ["a.md"]
+        plain = [h.document for h in store.lexical_search("error 4012", 5, ANON)]
+        assert plain[0] == "b.md" and set(plain) == {"a.md", "b.md"}
+        # The row holding the quoted phrase verbatim comes first; the others still follow
+        # (store.quoted_phrases = "filter" keeps only it: tests/store/).
+        assert [h.document for h in store.lexical_search('"E-4012" error', 5, ANON)] == [
+            "a.md", "b.md"]
 
     def test_wrong_dimension_is_a_clear_error(self, store: Store) -> None:
         doc, chunks, vecs = make_doc("a.md", "x")

@@ -62,3 +62,14 @@ def test_a_store_from_before_migration_3_is_marked_legacy_and_reanalysed(tmp_pat
     store = SQLiteStore(path)  # default analysis: snowball / english
     assert store.schema_version == 3 and store.reanalyzed == 1
     assert set(_scores(store, "runs", ANON)) == {"run.md"}
+
+
+def test_quoted_phrases_can_filter(tmp_path) -> None:
+    store = SQLiteStore(":memory:", quoted_phrases="filter")
+    store.upsert_document(*make_doc("a.md", "error E-4012 means the VPN token expired"))
+    store.upsert_document(*make_doc("b.md", "error 4012 E is unrelated to tokens"))
+    assert set(_scores(store, "error 4012")) == {"a.md", "b.md"}
+    assert list(_scores(store, '"E-4012" error')) == ["a.md"]
+    hidden = SQLiteStore(":memory:")  # boost never lifts a row the reader may not see
+    hidden.upsert_document(*make_doc("s.md", "E-4012 salary"), groups=["hr"])
+    assert _scores(hidden, '"E-4012"') == {}

@@ -31,7 +31,8 @@ def _sqlite(settings: StoreSettings, workspace_root: Path) -> Store:
 
     path = Path(settings.path or "store.db")
     return SQLiteStore(path if path.is_absolute() else Path(workspace_root) / path,
-                       bm25=BM25Params.from_settings(settings))
+                       bm25=BM25Params.from_settings(settings),
+                       quoted_phrases=settings.quoted_phrases)
 
 
 def open_store(settings: StoreSettings, workspace_root: Path) -> Store:

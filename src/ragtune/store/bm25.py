@@ -46,15 +46,18 @@ class BM25Params:
 
 @dataclass(frozen=True)
 class CorpusStats:
-    """BM25's corpus statistics over the rows one reader may see.
+    """BM25 weights under the statistics of the rows one reader may see.
 
-    ``rows`` is a boolean mask (None: every row); ``norm`` is each row's length
-    normaliser ``k1 * (1 - b + b * length / avgdl)`` with avgdl over the visible rows.
+    ``rows`` is a boolean mask (None: every row); ``n`` the visible rows; ``weights`` holds
+    one precomputed BM25 weight per stored (row, term) pair, in the index's column order:
+    ``idf(term) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))`` with df, N and
+    avgdl over the visible rows, and 0 for a row the reader may not see. Built once per
+    reader and store generation (O(postings)); a query then only sums its terms' columns.
     """
 
     rows: np.ndarray | None
     n: int
-    norm: np.ndarray
+    weights: np.ndarray
 
 
 class BM25Index:
@@ -66,6 +69,7 @@ class BM25Index:
         self.lengths = lengths
         self.columns = columns  # term hash -> column
         self.params = params
+        self._column_of = np.repeat(np.arange(tf.shape[1], dtype=np.int64), np.diff(tf.indptr))
         self.all_rows = self.stats(None)
 
     @property
@@ -91,12 +95,23 @@ class BM25Index:
                    params or BM25Params())
 
     def stats(self, rows: np.ndarray | None) -> CorpusStats:
-        """Statistics over ``rows`` (a boolean mask; None: all rows)."""
+        """Weights under the statistics of ``rows`` (a boolean mask; None: all rows)."""
         k1, b = self.params.k1, self.params.b
+        tf, row_of = self.tf, self.tf.indices
         visible = self.lengths if rows is None else self.lengths[rows]
-        avgdl = float(visible.mean()) if len(visible) else 1.0
-        norm = (k1 * (1.0 - b + b * self.lengths / max(avgdl, 1e-9))).astype(np.float32)
-        return CorpusStats(rows, len(visible), norm)
+        n = len(visible)
+        avgdl = float(visible.mean()) if n else 1.0
+        norm = k1 * (1.0 - b + b * self.lengths / max(avgdl, 1e-9))
+        seen = None if rows is None else rows[row_of]
+        df = np.bincount(self._column_of if seen is None else self._column_of[seen],
+                         minlength=tf.shape[1]).astype(np.float64)
+        # Lucene's BM25 idf: always positive, so a very common word never lowers a score.
+        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        weights = (idf[self._column_of] * tf.data * (k1 + 1.0)
+                   / (tf.data + norm[row_of])).astype(np.float32)
+        if seen is not None:
+            weights[~seen] = 0.0
+        return CorpusStats(rows, n, weights)
 
     def scores(self, query: str, stats: CorpusStats | None = None) -> np.ndarray:
         """BM25 score of every row for ``query`` under ``stats`` (default: all rows).
@@ -104,7 +119,6 @@ class BM25Index:
         Rows outside ``stats.rows`` score 0 and count in no statistic.
         """
         stats = stats or self.all_rows
-        k1 = self.params.k1
         out = np.zeros(self.size, dtype=np.float32)
         hashes = self.params.analyzer.term_hashes(query)
         # A word the question repeats counts as often as it occurs (Okapi's query-term
@@ -113,18 +127,13 @@ class BM25Index:
         ids, repeats = np.unique(np.fromiter(
             (self.columns[int(h)] for h in hashes if int(h) in self.columns), dtype=np.int64),
             return_counts=True)
-        tf = self.tf
+        indptr, indices, weights = self.tf.indptr, self.tf.indices, stats.weights
         for j, qtf in zip(ids.tolist(), repeats.tolist()):
-            start, end = tf.indptr[j], tf.indptr[j + 1]
-            rows, freq = tf.indices[start:end], tf.data[start:end]
-            if stats.rows is not None:
-                keep = stats.rows[rows]
-                rows, freq = rows[keep], freq[keep]
-            if len(rows) == 0:
-                continue
-            # Lucene's BM25 idf: always positive, so a very common word never lowers a score.
-            idf = math.log(1.0 + (stats.n - len(rows) + 0.5) / (len(rows) + 0.5))
-            out[rows] += qtf * idf * freq * (k1 + 1.0) / (freq + stats.norm[rows])
+            start, end = indptr[j], indptr[j + 1]
+            if qtf == 1:
+                out[indices[start:end]] += weights[start:end]
+            else:
+                out[indices[start:end]] += qtf * weights[start:end]
         return out
 
     @staticmethod

@@ -120,7 +120,7 @@ class _SearchIndex:
         a filter narrows the results, while the statistics stay those of the reader)."""
         key = (principal.admin, principal.groups)
         if key not in self.lexical:
-            if len(self.lexical) > 64:
+            if len(self.lexical) > 8:  # one weight per posting each: bound the memory
                 self.lexical.clear()
             rows = self.allowed_rows(principal, None)
             self.lexical[key] = self.bm25.all_rows if rows is None else self.bm25.stats(rows)

@@ -199,18 +199,25 @@ class Workspace:
 
     # ------------------------------------------------------------------ operations
     def ingest(self, paths: Sequence[Path | str], *, collection: str = "default",
-               groups: Sequence[str] = (), sync: bool = False,
-               progress: ProgressFn | None = None) -> IngestReport:
+               groups: Sequence[str] | None = None, sync: bool = False,
+               follow_symlinks: bool = False, progress: ProgressFn | None = None,
+               report: IngestReport | None = None) -> IngestReport:
+        """Ingest files and folders (see :func:`ragtune.ingest.sync.ingest_paths`):
+        ``groups=None`` keeps each stored document's groups, ``()`` makes them public."""
         return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
                             chunking=self.settings.chunking, ingest=self.settings.ingest,
-                            collection=collection, groups=groups, sync=sync, progress=progress)
+                            collection=collection, groups=groups, sync=sync,
+                            follow_symlinks=follow_symlinks, progress=progress, report=report)
 
-    def remove(self, ref: str) -> DocumentInfo:
-        """Delete a document (by id, source or path) and everything derived from it."""
+    def remove(self, ref: str, *, erase_wait: float = 10.0) -> DocumentInfo:
+        """Delete a document (by id, source or path) and everything derived from it, then
+        wait up to ``erase_wait`` s for its text to be erased from disk
+        (``store.pending_deletions()`` is True if a reader still holds it)."""
         info = self.find_document(ref)
         with self.store.write_lock():
             self.store.delete_document(info.id)
             self.store.log_ingest(info.source, "removed", "ragtune rm")
+        self.store.finish_deletions(wait=erase_wait)
         return info
 
     def find_document(self, ref: str) -> DocumentInfo:

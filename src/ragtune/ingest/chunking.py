@@ -76,6 +76,14 @@ _LEVELS = (
     re.compile(r"\s+"),  # words
 )
 _SENTENCE_START = re.compile(r"(?<=[.!?])\s+(?=\S)")
+# No token of any tokenizer we bound chunks with covers more characters than this (WordPiece
+# gives up on words over 100 characters, but such words are rare in text worth chunking).
+# A span longer than ``budget * _MAX_CHARS_PER_TOKEN`` is therefore cut without being
+# counted: counting is what costs (a tokenizer asked to count a whole 40 MB section holds
+# every token of it in memory), and no call then sees more than a few chunks' worth of text,
+# so chunking stays linear in the input. Where the guess is wrong the only cost is a cut at
+# a finer level than needed; every chunk is still counted before it is emitted.
+_MAX_CHARS_PER_TOKEN = 32
 
 Span = tuple[int, int]
 
@@ -170,21 +178,35 @@ def split_text(
             j += 1
             est += sizes[j]
         # Estimates add per-piece counts; a real tokenizer may count the joined text
-        # differently, so check the actual chunk and give back atoms until it fits.
-        while True:
-            if j == i and start == atoms[i][0]:
-                tokens = sizes[i]
-                break
-            if (tokens := count(text[start : atoms[j][1]])) <= max_tokens:
-                break
-            if j > i:
-                j -= 1
-            else:  # overlap + one atom is too big: drop the overlap
-                start = atoms[i][0]
+        # differently, so check the actual chunk and give back atoms until it fits (the
+        # longest fitting run is found by bisection: a chunk may hold hundreds of atoms).
+        if j == i and start == atoms[i][0]:
+            tokens = sizes[i]
+        else:
+            j, fit = _longest_fit(text, start, atoms, i, j, max_tokens, count)
+            if fit is None:  # overlap + one atom is too big: drop the overlap
+                j, start, fit = i, atoms[i][0], sizes[i]
+            tokens = fit
         out.append((text[start : atoms[j][1]], tokens))
         prev = (atoms[i][0], atoms[j][1])
         i = j + 1
     return out
+
+
+def _longest_fit(text: str, start: int, atoms: list[Span], i: int, j: int, max_tokens: int,
+                 count: TokenCounter) -> tuple[int, int | None]:
+    """The last atom index in ``i..j`` whose chunk ``text[start:atoms[k][1]]`` fits, with its
+    count; ``(i, None)`` when even atom ``i`` alone (from ``start``) does not fit."""
+    if (tokens := count(text[start : atoms[j][1]])) <= max_tokens:
+        return j, tokens
+    lo, hi, best = i, j - 1, None  # atoms[j] is known not to fit
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if (n := count(text[start : atoms[mid][1]])) <= max_tokens:
+            lo, best = mid + 1, (mid, n)
+        else:
+            hi = mid - 1
+    return best if best is not None else (i, None)
 
 
 def _strip(text: str, s: int, e: int) -> Span:
@@ -208,7 +230,7 @@ def _atomize(
     s, e = span
     if s >= e:
         return
-    if (tokens := count(text[s:e])) <= budget:
+    if e - s <= budget * _MAX_CHARS_PER_TOKEN and (tokens := count(text[s:e])) <= budget:
         out.append(span)
         sizes.append(tokens)
         return
@@ -232,7 +254,7 @@ def _hard_split(
 ) -> None:
     s, e = span
     while s < e:
-        lo, hi = 1, e - s  # longest prefix that fits, by binary search
+        lo, hi = 1, min(e - s, budget * _MAX_CHARS_PER_TOKEN)  # longest prefix that fits
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if count(text[s : s + mid]) <= budget:

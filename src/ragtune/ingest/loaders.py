@@ -652,8 +652,17 @@ def load_bytes(data: bytes, path: Path, *, source: str | None = None,
     limits = limits or Limits()
     where = display_path(path)
     loader = _loader_for(path)
+    failure: InputError | None = None
     with captured_output() as said:
-        title, sections, metadata = loader(data, where, limits)
+        try:
+            title, sections, metadata = loader(data, where, limits)
+        except InputError as e:
+            failure = e
+    if failure is not None:  # what the library said belongs in the reason
+        if said:
+            raise InputError(where, f"{failure.problem} ({'; '.join(sorted(set(said)))})",
+                             line=failure.line) from None
+        raise failure
     if said:
         metadata["warnings"] = sorted(set(said))
     sections = [s for s in map(_clean_section, sections) if s.text]

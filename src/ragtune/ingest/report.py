@@ -66,16 +66,41 @@ def _groups(groups: tuple[str, ...]) -> str:
 
 class Progress:
     """Counts input bytes done and calls the caller's :data:`ProgressFn`, at most every
-    0.1 s (a callback per chunk would cost more than the chunk)."""
+    0.1 s (a callback per chunk would cost more than the chunk).
+
+    A file's bytes are counted as it is chunked (:meth:`advance_file`, the share done so
+    far) and as its chunks are embedded (:meth:`advance`); :meth:`settle` completes a file
+    that went no further (unchanged or failed).
+    """
 
     def __init__(self, fn: ProgressFn | None, total: int) -> None:
         self.fn, self.total, self.done, self.current = fn, total, 0.0, ""
-        self._last = 0.0
+        self._file_start, self._file_done, self._last = 0.0, 0.0, 0.0
 
-    def advance(self, amount: float, current: str | None = None, *, force: bool = False) -> None:
+    def start(self, current: str) -> None:
+        """A new file: report its name now."""
+        self.current, self._file_start, self._file_done = current, self.done, 0.0
+        self._emit(force=True)
+
+    def advance_file(self, done_in_file: float) -> None:
+        """The current file is ``done_in_file`` bytes along (monotone)."""
+        if done_in_file > self._file_done:
+            self.advance(done_in_file - self._file_done)
+            self._file_done = done_in_file
+
+    def settle(self, size: int) -> None:
+        """The current file is finished with nothing left to embed."""
+        self.advance_file(size)
+
+    def advance(self, amount: float) -> None:
         self.done = min(self.total, self.done + amount)
-        if current is not None:
-            self.current = current
+        self._emit()
+
+    def finish(self) -> None:
+        self.done, self.current = self.total, ""
+        self._emit(force=True)
+
+    def _emit(self, force: bool = False) -> None:
         now = time.monotonic()
         if self.fn and (force or now - self._last >= 0.1):
             self._last = now

@@ -51,6 +51,9 @@ __all__ = ["IngestReport", "ProgressFn", "file_sha256", "ingest_paths", "stricte
 # documents, small enough that parsing overlaps embedding, a crash loses little work, and a
 # long document moves the progress bar while it embeds.
 _FLUSH_CHUNKS = 128
+# Share of a file's progress given to parsing and chunking it (the rest to embedding): a
+# rough split that keeps the bar and its ETA moving while a 40 MB file is being chunked.
+_CHUNKING_SHARE = 0.3
 
 
 def file_sha256(path: Path) -> str:
@@ -227,24 +230,24 @@ def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
         try:  # an error or Ctrl-C must not leave embedding threads running on
             for f, size in zip(found.files, sizes, strict=True):
                 shown = display_path(f.path)
-                bar.advance(0, shown, force=True)
+                bar.start(shown)
                 seen.add(f.source)
                 try:
                     with time_limit(limits.max_seconds, shown):
                         pending = _prepare(f, store, embedder, chunking, limits, collection,
-                                           asked, size)
+                                           asked, size, bar)
                 except InputError as e:
                     _fail(store, report, shown, f.source, e.problem)
-                    bar.advance(size)
+                    bar.settle(size)
                     continue
                 except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the batch
                     _fail(store, report, shown, f.source,
                           f"could not be parsed: {type(exc).__name__}: {short(exc)}")
-                    bar.advance(size)
+                    bar.settle(size)
                     continue
                 if pending is None:  # unchanged: nothing to do
                     report.unchanged.append(f.source)
-                    bar.advance(size)
+                    bar.settle(size)
                     continue
                 if said := pending.doc.metadata.get("warnings"):
                     report.warnings.extend((shown, one_line(w)) for w in said)
@@ -260,7 +263,7 @@ def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
                     if store.delete_document(source):
                         report.removed.append(source)
                         store.log_ingest(source, "removed", "file is gone (--sync)")
-        bar.advance(0, "", force=True)
+        bar.finish()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -280,7 +283,7 @@ def _fail(store: Store, report: IngestReport, shown: str, source: str, problem: 
 
 def _prepare(f: Found, store: Store, embedder: Embedder, chunking: ChunkingSettings,
              limits: Limits, collection: str, asked: tuple[str, ...] | None,
-             size: int) -> _Pending | None:
+             size: int, bar: Progress) -> _Pending | None:
     """Read, hash, parse and chunk one file (raises InputError with the reason it cannot).
 
     None when the stored document is already this file, in this collection, with these
@@ -308,8 +311,11 @@ def _prepare(f: Found, store: Store, embedder: Embedder, chunking: ChunkingSetti
         return None
     doc = load_bytes(data, f.target, source=f.source, limits=limits)
     del data
+    share = size * _CHUNKING_SHARE
     chunks = chunk_document(doc, max_tokens=chunking.max_tokens, overlap=chunking.overlap,
-                            count_tokens=embedder.count_tokens)
+                            count_tokens=embedder.count_tokens,
+                            progress=lambda done: bar.advance_file(share * done))
     if not chunks:
         raise InputError(shown, "no text to index after parsing")
-    return _Pending(doc, chunks, file_hash, shown, groups, size / len(chunks))
+    bar.advance_file(share)
+    return _Pending(doc, chunks, file_hash, shown, groups, (size - share) / len(chunks))

@@ -127,8 +127,6 @@ SLOW_INGEST = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from ragtune.embed.fake import FakeEmbedder
-from ragtune.errors import StoreError
-from ragtune.ingest import sync
     from ragtune.ingest.sync import ingest_paths
     from ragtune.store.sqlite import SQLiteStore
 
@@ -380,8 +378,6 @@ def test_a_40_mb_text_file_ingests_within_the_memory_bound(tmp_path):
         import json, resource, sys
         from pathlib import Path
         from ragtune.embed.fake import FakeEmbedder
-from ragtune.errors import StoreError
-from ragtune.ingest import sync
         from ragtune.ingest.sync import ingest_paths
         from ragtune.store.sqlite import SQLiteStore
         ticks = []

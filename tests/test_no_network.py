@@ -115,7 +115,8 @@ class Sandbox:
                             "HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK"}}  # ragtune must set them
         env.update(HOME=str(self.home), RAGTUNE_TEST_NET_LOG=str(self.python_log),
                    PYTHONPATH=os.pathsep.join([str(self.site), *sys.path]), COLUMNS="200",
-                   RAGTUNE_HOME=str(self.root / "ws"))
+                   RAGTUNE_HOME=str(self.root / "ws"),
+                   RAGTUNE_GENERATION_MAX_TOKENS="24")  # short answers: the model is not on trial
         return env
 
     def run(self, *argv: str, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -248,11 +248,17 @@ def _without_root_powers() -> list[str]:
 
 
 def _cli(home: Path, *args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    """The ragtune CLI in a subprocess; ``init`` also makes "root" an admin (status and
+    docs --all are the operator's view)."""
     env = dict(os.environ, RAGTUNE_HOME=str(home), RAGTUNE_EMBEDDING_BACKEND="fake",
                RAGTUNE_GENERATION_BACKEND="fake", COLUMNS="200",
                PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([*(prefix or []), sys.executable, "-m", "ragtune.cli", *args],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run([*(prefix or []), sys.executable, "-m", "ragtune.cli", *args],
+                       env=env, capture_output=True, text=True, timeout=300, check=False)
+    if args[:1] == ("init",):
+        cfg = home / "ragtune.toml"
+        cfg.write_text(cfg.read_text().replace("admins = []", 'admins = ["root"]', 1))
+    return p
 
 
 def test_an_unreadable_folder_is_a_failure_and_sync_keeps_its_documents(tmp_path):
@@ -274,9 +280,9 @@ def test_an_unreadable_folder_is_a_failure_and_sync_keeps_its_documents(tmp_path
     [failure] = report["failed"]
     assert failure["path"].endswith("secret") and "permission denied" in failure["error"].lower()
     assert "kept" in failure["error"]
-    docs = json.loads(_cli(home, "docs", "--all", "--json").stdout)
+    docs = json.loads(_cli(home, "docs", "--all", "--as", "root", "--json").stdout)
     assert any(d["source"].endswith("plans.md") for d in docs)
-    status = json.loads(_cli(home, "status", "--json").stdout)
+    status = json.loads(_cli(home, "status", "--as", "root", "--json").stdout)
     assert any(f["source"].endswith("secret") for f in status["recent_failures"])
     # once readable again, a file really gone is still removed
     (kb / "secret" / "plans.md").unlink()
@@ -317,11 +323,11 @@ def test_rm_under_a_long_read_says_the_text_remains_then_erases_it(tmp_path):
         assert "removed" in p.stdout  # ... and rm says so instead of "removed", exit 0
         search = _cli(home, "search", "ZORKMIDSECRET", "--json", "--mode", "lexical")
         assert "ZORKMIDSECRET" not in search.stdout.split('"hits"')[1]
-        assert '"erasure_pending": true' in _cli(home, "status", "--json").stdout
+        assert '"erasure_pending": true' in _cli(home, "status", "--as", "root", "--json").stdout
     finally:
         reader.execute("COMMIT")
         reader.close()
-    status = _cli(home, "status", "--json")  # the next command finishes the erasure
+    status = _cli(home, "status", "--as", "root", "--json")  # the next command finishes the erasure
     assert '"erasure_pending": false' in status.stdout
     assert _bytes_on_disk(db, needle) == 0
 

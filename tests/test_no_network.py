@@ -31,7 +31,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES, write
-from tests.finetune.conftest import tiny_model_dir  # noqa: F401 - the tiny model, built once
+from tests.finetune import conftest as finetune_fixtures
+
+tiny_model_dir = finetune_fixtures.tiny_model_dir  # the tiny random model (a pytest fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -128,6 +128,8 @@ def test_the_cli_prints_json_and_escapes_names(hostile, tmp_path):
                               capture_output=True, text=True, timeout=600, check=False)
 
     assert cli("init").returncode == 0
+    cfg = home / "ragtune.toml"  # root may see the operator's view (recent failures)
+    cfg.write_text(cfg.read_text().replace("admins = []", 'admins = ["root"]', 1))
     p = cli("ingest", str(folder), "--json")
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
     report = json.loads(p.stdout)
@@ -136,11 +138,36 @@ def test_the_cli_prints_json_and_escapes_names(hostile, tmp_path):
     assert "\x1b" not in text.stdout + text.stderr
     assert "\\x1b[31mescape-name.md" in text.stderr + text.stdout or \
         "escape-name.md" not in text.stderr + text.stdout
-    status = cli("status")
+    status = cli("status", "--as", "root")
     assert status.returncode == 0 and "\x1b" not in status.stdout
     assert "recent_failures" in status.stdout
-    failures = json.loads(cli("status", "--json").stdout)["recent_failures"]
+    failures = json.loads(cli("status", "--as", "root", "--json").stdout)["recent_failures"]
     assert len(failures) == 10 and all(f["message"] for f in failures)
+
+
+def test_file_names_are_shown_as_they_are_never_as_markup_or_escapes(tmp_path):
+    """The issue: "[red]empty.md" was reported as "empty.md" and escape sequences in names
+    reached the terminal raw."""
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "[red]empty.md").write_text("")
+    (folder / "\x1b[2Jwipe.md").write_text("")
+    (folder / "[bold]ok.md").write_text("# [blue]Title\n\nSome text.\n")
+    home = tmp_path / "ws"
+    env = dict(os.environ, RAGTUNE_HOME=str(home), RAGTUNE_EMBEDDING_BACKEND="fake",
+               RAGTUNE_GENERATION_BACKEND="fake", COLUMNS="250")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ragtune.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    cli("init")
+    p = cli("ingest", str(folder))
+    shown = p.stdout + p.stderr
+    assert "[red]empty.md: the file is empty" in shown
+    assert "\\x1b[2Jwipe.md: the file is empty" in shown and "\x1b" not in shown
+    docs = cli("docs")
+    assert "[blue]Title" in docs.stdout  # a title is text, not markup
 
 
 def test_one_bad_file_does_not_lose_the_files_read_before_it(tmp_path):

@@ -10,12 +10,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# (bytes done, bytes total, current file): bytes of input, so that one 40 MB file moves the
-# bar (and its ETA) as its chunks are embedded, not only when it is finished.
-ProgressFn = Callable[[int, int, str], None]
+from ragtune.types import ProgressFn
 
 
 @dataclass
@@ -65,8 +62,9 @@ def _groups(groups: tuple[str, ...]) -> str:
 
 
 class Progress:
-    """Counts input bytes done and calls the caller's :data:`ProgressFn`, at most every
-    0.1 s (a callback per chunk would cost more than the chunk).
+    """Counts input bytes done and calls the caller's :data:`~ragtune.types.ProgressFn`
+    with (bytes done, bytes total, current file), at most every 0.1 s: bytes, so that one
+    40 MB file moves the bar (and its ETA) while it is chunked and embedded.
 
     A file's bytes are counted as it is chunked (:meth:`advance_file`, the share done so
     far) and as its chunks are embedded (:meth:`advance`); :meth:`settle` completes a file

@@ -40,12 +40,12 @@ from ragtune.errors import InputError, StoreError
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
 from ragtune.ingest.guards import Limits, display_path, one_line, short, time_limit
 from ragtune.ingest.loaders import load_bytes, read_file
-from ragtune.ingest.report import IngestReport, Progress, ProgressFn
+from ragtune.ingest.report import IngestReport, Progress
 from ragtune.ingest.walk import Found, walk
 from ragtune.store.base import Store
-from ragtune.types import Chunk, Document
+from ragtune.types import Chunk, Document, ProgressFn
 
-__all__ = ["IngestReport", "ProgressFn", "file_sha256", "ingest_paths", "stricter_groups"]
+__all__ = ["IngestReport", "ingest_paths", "stricter_groups"]
 
 # Chunks embedded together: big enough to keep the embedder's batches full across small
 # documents, small enough that parsing overlaps embedding, a crash loses little work, and a
@@ -54,14 +54,6 @@ _FLUSH_CHUNKS = 128
 # Share of a file's progress given to parsing and chunking it (the rest to embedding): a
 # rough split that keeps the bar and its ETA moving while a 40 MB file is being chunked.
 _CHUNKING_SHARE = 0.3
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def stricter_groups(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -20,11 +20,14 @@ import io
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ragtune.config import IngestSettings
 from ragtune.errors import InputError
@@ -125,7 +128,8 @@ def time_limit(seconds: float, where: str) -> Iterator[None]:
         raise _Overtime
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    their_delay, their_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     except _Overtime:
@@ -134,6 +138,9 @@ def time_limit(seconds: float, where: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if their_delay:  # a caller's own timer keeps running, less the time spent here
+            left = max(their_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, their_interval)
 
 
 class _Capture(logging.Handler):
@@ -148,10 +155,30 @@ class _Capture(logging.Handler):
             self.messages.append(f"{name}: {record.getMessage()}")
 
 
+class _ThreadTee(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: what one thread writes is kept, what the others
+    write (a progress bar's refresh thread, the embedding threads) passes through."""
+
+    def __init__(self, real: Any, thread: int) -> None:
+        self.real, self.thread, self.kept = real, thread, io.StringIO()
+
+    def write(self, s: str) -> int:
+        if threading.get_ident() == self.thread:
+            return self.kept.write(s)
+        return self.real.write(s)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno... of the real one
+        return getattr(self.real, name)
+
+
 @contextlib.contextmanager
 def captured_output() -> Iterator[list[str]]:
-    """Collect what libraries log (WARNING and up, this thread), warn or print to
-    stdout/stderr during the block; yields the list the messages are put in.
+    """Collect what libraries log (WARNING and up), warn or print to stdout/stderr from this
+    thread during the block; yields the list the messages are put in. Other threads' output
+    is left alone.
 
     >>> with captured_output() as said:
     ...     logging.getLogger("pypdf._reader").warning("EOF marker not found")
@@ -159,20 +186,33 @@ def captured_output() -> Iterator[list[str]]:
     ['pypdf: EOF marker not found']
     """
     said: list[str] = []
-    handler = _Capture(threading.get_ident())
+    me = threading.get_ident()
+    handler = _Capture(me)
     root = logging.getLogger()
     root.addHandler(handler)
-    printed = io.StringIO()
+    out, err = _ThreadTee(sys.stdout, me), _ThreadTee(sys.stderr, me)
+    warned: list[str] = []
     try:
-        with warnings.catch_warnings(record=True) as caught, \
-                contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            shown = warnings.showwarning
+
+            def show(message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
+                if threading.get_ident() == me:
+                    warned.append(f"{category.__name__}: {message}")
+                else:
+                    shown(message, category, *args, **kw)
+
             warnings.simplefilter("always")
+            warnings.showwarning = show
             yield said
     finally:
         root.removeHandler(handler)
         said.extend(handler.messages)
-        said.extend(f"{w.category.__name__}: {w.message}" for w in caught)
-        said.extend(line.strip() for line in printed.getvalue().splitlines() if line.strip())
+        said.extend(warned)
+        for tee in (out, err):
+            said.extend(line.strip() for line in tee.kept.getvalue().splitlines()
+                        if line.strip())
 
 
 def short(exc: BaseException) -> str:

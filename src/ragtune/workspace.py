@@ -36,6 +36,7 @@ from ragtune.finetune.freshness import Freshness
 from ragtune.finetune.serving import AdapterServing
 from ragtune.generate.base import Generator
 from ragtune.generate.factory import GENERATORS
+from ragtune.ingest.guards import display_path
 from ragtune.ingest.sync import IngestReport, ingest_paths
 from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
 from ragtune.route.policy import Routing
@@ -214,7 +215,8 @@ class Workspace:
     def find_document(self, ref: str) -> DocumentInfo:
         candidates = [ref]
         if Path(ref).exists() or not ref.startswith("doc_"):
-            candidates.append(str(Path(ref).resolve()))
+            # sources are stored as valid UTF-8 (ingest/guards.py: display_path)
+            candidates.append(display_path(Path(ref).resolve()))
         for c in candidates:
             info = self.store.get_document(c)
             if info:

@@ -239,3 +239,18 @@ def test_a_slow_parse_is_stopped_at_the_time_limit(tmp_path, monkeypatch):
     assert time.monotonic() - started < 20
     assert "longer than 1 s" in dict(report.failed)[str(tmp_path / "kb" / "slow.html")]
     assert [Path(s).name for s in report.added] == ["fine.md"]
+
+
+def test_a_file_name_that_is_not_utf8_is_ingested_shown_and_removable(fake_ws, tmp_path):
+    """The issue: such a name crashed the batch (UnicodeEncodeError). It is stored with its
+    odd bytes as \\xNN escapes, and ``rm`` by the file's own path finds it."""
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"caf\xe9-menu.md")
+    odd.write_text("# Menu\n\nCroissants every morning.\n")
+    report = fake_ws.ingest([folder])
+    assert report.failed == [] and report.added == [display_path(odd.resolve())]
+    assert report.added[0].endswith("caf\\xe9-menu.md")
+    json.dumps(report.to_dict(), ensure_ascii=False).encode("utf-8")
+    info = fake_ws.remove(str(odd))
+    assert info.source.endswith("caf\\xe9-menu.md") and fake_ws.store.count_documents() == 0

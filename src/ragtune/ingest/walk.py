@@ -55,6 +55,7 @@ class Walk:
     folders: list[Path] = field(default_factory=list)  # resolved folders walked (for --sync)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path shown, problem)
     unreadable: list[Path] = field(default_factory=list)  # resolved folders not fully listed
+    _targets: set[Path] = field(default_factory=set, repr=False)  # each file read once
 
     def may_remove(self, source: str) -> bool:
         """False for a document under a folder this walk could not list (--sync keeps it)."""
@@ -104,12 +105,15 @@ def _add_file(p: Path, root: Path | None, w: Walk, follow: bool) -> None:
     target = _resolved(p, w, shown)
     if target is None:
         return
+    if target in w._targets:  # reached twice (a followed link to an ancestor folder)
+        return
     outside = not target.is_relative_to(root)
     if outside and not follow:
         problem = (f"symbolic link to {display_path(target)}, outside {display_path(root)}: "
                    "refused (--follow-symlinks reads it)")
         w.failed.append((shown, problem))
         return
+    w._targets.add(target)
     w.files.append(Found(p, target, root, outside))
 
 

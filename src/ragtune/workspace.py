@@ -213,9 +213,9 @@ class Workspace:
         return info
 
     def find_document(self, ref: str) -> DocumentInfo:
-        candidates = [ref]
+        # sources are stored as valid UTF-8 (ingest/guards.py: display_path)
+        candidates = [display_path(ref)]
         if Path(ref).exists() or not ref.startswith("doc_"):
-            # sources are stored as valid UTF-8 (ingest/guards.py: display_path)
             candidates.append(display_path(Path(ref).resolve()))
         for c in candidates:
             info = self.store.get_document(c)

@@ -183,9 +183,9 @@ class SQLiteStore:
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._index: _SearchIndex | None = None
-        self.reanalyzed = self._ensure_analysis()
         self._erase_tried = 0.0
         self._retry_erasure()  # a deletion an earlier process could not finish
+        self.reanalyzed = self._ensure_analysis()
 
     def _stored_analysis(self) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'bm25_analyzer'").fetchone()

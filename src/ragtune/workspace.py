@@ -18,6 +18,7 @@ model. Its operations (``ingest``, ``search``, ``ask``...) are one-line calls in
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -29,12 +30,13 @@ from ragtune.answer.traces import StoreTraceSink, TraceSink
 from ragtune.config import Settings
 from ragtune.embed.base import Embedder
 from ragtune.embed.factory import EMBEDDERS
-from ragtune.errors import ConfigError, NotFound
+from ragtune.errors import AccessDenied, ConfigError, NotFound
 from ragtune.finetune.adapters import AdapterRegistry
 from ragtune.finetune.freshness import Freshness
 from ragtune.finetune.serving import AdapterServing
 from ragtune.generate.base import Generator
 from ragtune.generate.factory import GENERATORS
+from ragtune.ingest.guards import display_path
 from ragtune.ingest.sync import IngestReport, ingest_paths
 from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
 from ragtune.route.policy import Routing
@@ -64,7 +66,7 @@ class Workspace:
         for registry, name in ((STORES, self.settings.store.backend),
                                (EMBEDDERS, self.settings.embedding.backend),
                                (GENERATORS, self.settings.generation.backend)):
-            if name not in registry.names():  # fail at open, not at the first question
+            if name not in registry:  # fail at open, not at the first question
                 raise ConfigError(f"unknown {registry.role} backend '{name}' in "
                                   f"{self.root / CONFIG_NAME} (known: {', '.join(registry.names())})")
         self._embedder: Embedder | None = None
@@ -189,25 +191,35 @@ class Workspace:
 
     # ------------------------------------------------------------------ operations
     def ingest(self, paths: Sequence[Path | str], *, collection: str = "default",
-               groups: Sequence[str] = (), sync: bool = False, exclude: Sequence[str] = (),
-               progress: ProgressFn | None = None) -> IngestReport:
+               groups: Sequence[str] | None = None, sync: bool = False,
+               follow_symlinks: bool = False, exclude: Sequence[str] = (),
+               progress: ProgressFn | None = None,
+               report: IngestReport | None = None) -> IngestReport:
+        """Ingest files and folders (see :func:`ragtune.ingest.sync.ingest_paths`):
+        ``groups=None`` keeps each stored document's groups, ``()`` makes them public;
+        ``exclude`` patterns leave files out like a .ragtuneignore."""
         return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
                             chunking=self.settings.chunking, ingest=self.settings.ingest,
-                            collection=collection, groups=groups, sync=sync, exclude=exclude,
-                            progress=progress)
+                            collection=collection, groups=groups, sync=sync,
+                            follow_symlinks=follow_symlinks, exclude=exclude, progress=progress,
+                            report=report)
 
-    def remove(self, ref: str) -> DocumentInfo:
-        """Delete a document (by id, source or path) and everything derived from it."""
+    def remove(self, ref: str, *, erase_wait: float = 10.0) -> DocumentInfo:
+        """Delete a document (by id, source or path) and everything derived from it, then
+        wait up to ``erase_wait`` s for its text to be erased from disk
+        (``store.pending_deletions()`` is True if a reader still holds it)."""
         info = self.find_document(ref)
         with self.store.write_lock():
             self.store.delete_document(info.id)
             self.store.log_ingest(info.source, "removed", "ragtune rm")
+        self.store.finish_deletions(wait=erase_wait)
         return info
 
     def find_document(self, ref: str) -> DocumentInfo:
-        candidates = [ref]
+        # sources are stored as valid UTF-8 (ingest/guards.py: display_path)
+        candidates = [display_path(ref)]
         if Path(ref).exists() or not ref.startswith("doc_"):
-            candidates.append(str(Path(ref).resolve()))
+            candidates.append(display_path(Path(ref).resolve()))
         for c in candidates:
             info = self.store.get_document(c)
             if info:
@@ -235,11 +247,34 @@ class Workspace:
         return self.routing(question, principal)
 
     def documents(self, user: str | None = None, *, all_users: bool = False) -> list[DocumentInfo]:
-        return self.store.list_documents(None if all_users else self.principal(user))
+        """The documents ``user`` may read; ``all_users`` (every document, whatever its
+        groups) is the operator's view and needs an admin."""
+        principal = self.principal(user)
+        if all_users and not principal.admin:
+            raise AccessDenied("listing every document (--all) needs an admin: pass --as "
+                               f"one of access.admins in {self.root / CONFIG_NAME}")
+        return self.store.list_documents(None if all_users else principal)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, user: str | None = None) -> dict[str, Any]:
+        """What ``user`` may know of the workspace. Admins see the operator's view (every
+        document, store size, recent ingest failures); others only counts of what they may
+        read: restricted documents, collections and file names are not theirs to see."""
+        principal = self.principal(user)
         stats = self.store.stats()
-        stats["workspace"] = str(self.root)
-        stats["embedding"] = f"{self.settings.embedding.backend}:{self.settings.embedding.model}"
-        stats["generation"] = f"{self.settings.generation.backend}:{self.settings.generation.model}"
-        return stats
+        info: dict[str, Any] = {"workspace": str(self.root), "user": principal.user}
+        if principal.admin:
+            info |= stats
+            latest: dict[str, Any] = {}  # a file that failed, then went in, is fine now
+            for e in self.store.ingest_log(2000):  # newest first
+                latest.setdefault(e.source, e)
+            info["recent_failures"] = [
+                {"source": e.source, "message": e.message, "ts": e.ts}
+                for e in latest.values() if e.status == "failed"][:10]
+        else:
+            readable = self.store.list_documents(principal)
+            info |= {"documents": len(readable), "chunks": sum(d.chunks for d in readable),
+                     "collections": dict(Counter(d.collection for d in readable)),
+                     "last_ingest": max((d.updated_at for d in readable), default=None)}
+        info["embedding"] = f"{self.settings.embedding.backend}:{self.settings.embedding.model}"
+        info["generation"] = f"{self.settings.generation.backend}:{self.settings.generation.model}"
+        return info

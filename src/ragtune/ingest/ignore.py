@@ -15,25 +15,26 @@ next to the pages. Walking a folder, a file is
 - hidden (a name starting with '.'): left out silently, as before.
 
 A file named on the command line is not checked against ignore files (it was asked for),
-but a type no loader reads is skipped the same way.
+but a type no loader reads is skipped the same way. :func:`ragtune.ingest.walk.walk` applies
+these rules while it walks:
 
 >>> import tempfile
+>>> from ragtune.ingest.walk import walk
 >>> d = Path(tempfile.mkdtemp())
 >>> for name in ("a.md", "logo.png", "site.css", "notes.rst", "drafts/b.md", "drafts/keep.md"):
 ...     (d / name).parent.mkdir(exist_ok=True); _ = (d / name).write_text("# x")
 >>> _ = (d / ".ragtuneignore").write_text("drafts/*\\n!drafts/keep.md\\n")
->>> sel = select([d])
->>> [f.relative_to(d).as_posix() for f in sel.files]
+>>> w = walk([d])
+>>> [f.path.relative_to(d).as_posix() for f in w.files]
 ['a.md', 'drafts/keep.md']
->>> sel.ignored, sel.ignored_folders, sorted(sel.skipped.items())
+>>> w.left_out.ignored, w.left_out.ignored_folders, sorted(w.left_out.skipped.items())
 (1, 0, [('.css', 1), ('.png', 1), ('.rst', 1)])
->>> [f.name for f in select([d], text_types=[".rst"], exclude=["drafts/"]).files]
+>>> [f.path.name for f in walk([d], text_types=[".rst"], exclude=["drafts/"]).files]
 ['a.md', 'notes.rst']
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,17 +71,17 @@ def _suffix(t: str) -> str:
     return t if t.startswith(".") else f".{t}"
 
 
-def _type_of(path: Path) -> str:
+def type_of(path: Path) -> str:
+    """A file's type as counted: its lower-case suffix."""
     return path.suffix.lower() or "(no extension)"
 
 
 @dataclass
 class Selection:
-    """The files to ingest, and how many were left out: files and folders ``ignored`` by
-    ignore files or ``--exclude`` (an ignored folder is not walked, so its files are not
-    counted), files ``skipped`` per type no loader reads."""
+    """How many files a walk left out: files and folders ``ignored`` by ignore files or
+    ``--exclude`` (an ignored folder is not walked, so its files are not counted), files
+    ``skipped`` per type no loader reads."""
 
-    files: list[Path] = field(default_factory=list)
     ignored: int = 0
     ignored_folders: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -125,16 +126,11 @@ class Selection:
         return (f"to read {', '.join(textual)} files as plain text, add text_types = [{listed}] "
                 "under [ingest] in ragtune.toml")
 
-    def add_named(self, path: Path, types: frozenset[str]) -> None:
-        """A file named on the command line: ingested if a loader reads its type."""
-        if path.suffix.lower() in types:
-            self.files.append(path)
-        else:
-            self.skipped[_type_of(path)] += 1
 
 
-class _Rules:
-    """The ignore files met on the way down one walked folder."""
+class IgnoreRules:
+    """The ignore files met on the way down one walked folder: call :meth:`enter` for each
+    folder (top-down) before asking :meth:`ignored` about what is in it."""
 
     def __init__(self, top: Path, exclude: Sequence[str]) -> None:
         from pathspec import GitIgnoreSpec
@@ -166,40 +162,3 @@ class _Rules:
             if include is not None:
                 verdict = include
         return verdict
-
-
-def select(paths: Iterable[Path], *, text_types: Iterable[str] = (),
-           exclude: Sequence[str] = ()) -> Selection:
-    """The documents among ``paths`` (files are taken as named, folders are walked)."""
-    types = document_types(text_types)
-    sel = Selection()
-    for p in paths:
-        if p.is_dir():
-            walk_folder(p, sel, types, exclude)
-        else:
-            sel.add_named(p, types)
-    return sel
-
-
-def walk_folder(top: Path, sel: Selection, types: frozenset[str],
-                exclude: Sequence[str] = ()) -> None:
-    """Add the documents under ``top`` to ``sel`` (see the module rules), in sorted order."""
-    rules = _Rules(top, exclude)
-    for root, dirs, names in os.walk(top):
-        here = Path(root)
-        rules.enter(here)
-        keep = []
-        for d in sorted(d for d in dirs if not d.startswith(".")):
-            if rules.ignored(here / d, is_dir=True):
-                sel.ignored_folders += 1  # not walked: node_modules may hold 100k files
-            else:
-                keep.append(d)
-        dirs[:] = keep
-        for n in sorted(n for n in names if not n.startswith(".")):
-            f = here / n
-            if rules.ignored(f, is_dir=False):
-                sel.ignored += 1
-            elif f.suffix.lower() in types:
-                sel.files.append(f)
-            else:
-                sel.skipped[_type_of(f)] += 1

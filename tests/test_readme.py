@@ -27,6 +27,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,15 @@ def test_every_readme_command_runs_as_written(tmp_path, readme_model_dir) -> Non
                RAGTUNE_GENERATION_BACKEND=FAKE["generation"]["backend"],
                RAGTUNE_RETRIEVAL_MIN_SIMILARITY=str(FAKE["retrieval"]["min_similarity"]),
                RAGTUNE_GENERATION_MODEL=str(readme_model_dir),
-               RAGTUNE_GENERATION_MAX_TOKENS="24")  # the tiny model's answers are noise
+               # the tiny model's answers are noise: a few tokens show it generates
+               RAGTUNE_GENERATION_MAX_TOKENS="8",
+               # one thread: on a shared 2-core machine two OpenMP threads made tiny-model
+               # steps ~10x slower (tests/finetune/conftest.py)
+               OMP_NUM_THREADS="1")
     ran = []
     for words in commands:
         args = [PLACEHOLDERS.get(w, w) for w in words[1:]]
+        started = time.monotonic()
         p = subprocess.run([sys.executable, "-m", "ragtune.cli", *args], cwd=cwd, env=env,
                            capture_output=True, text=True, stdin=subprocess.DEVNULL,
                            timeout=1200, check=False)
@@ -98,6 +104,7 @@ def test_every_readme_command_runs_as_written(tmp_path, readme_model_dir) -> Non
         assert p.returncode == 0, f"{shown}\nexit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
         assert "Traceback" not in p.stderr, shown
         ran.append((shown, p))
+        print(f"{time.monotonic() - started:6.1f} s  {shown}")  # pytest -s shows the costs
     assert (cwd / ".ragtune" / "ragtune.toml").exists()
     assert (cwd / ".ragtune" / "adapters" / "support-style" / "adapter.gguf").exists() or any(
         (cwd / ".ragtune" / "adapters" / "support-style").glob("*.gguf"))

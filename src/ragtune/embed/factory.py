@@ -38,5 +38,6 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
             batch_size=settings.batch_size,
             # embedding.runtime ("onnx" | "torch"); older Settings without it get the default
             runtime=settings.runtime,
+            device=settings.device,
         )
     raise ConfigError(f"embedding.backend must be local, http or fake, got {settings.backend!r}")

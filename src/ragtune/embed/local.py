@@ -299,13 +299,21 @@ class LocalEmbedder:
         if self._onnx is not None:
             out: np.ndarray = self._onnx.encode(list(texts), batch_size=self.batch_size)
             return out
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.cuda_batch_size if self._device == "cuda" else self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-            show_progress_bar=False,
-        ).astype(np.float32, copy=False)
+        if self._device == "cuda":
+            # Vectors stay on the GPU until the end: no copy back (and wait) per batch, so
+            # the CPU tokenises the next batch while the GPU runs this one.
+            on_gpu = model.encode(list(texts), batch_size=self.cuda_batch_size,
+                                  convert_to_tensor=True, normalize_embeddings=False,
+                                  show_progress_bar=False)
+            vectors = on_gpu.float().cpu().numpy()
+        else:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            ).astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1.0, norms)
 

@@ -381,8 +381,12 @@ def make_trainer_class() -> type:
             if model.training:
                 mask = inputs.get("attention_mask")
                 self.tokens_seen += int(mask.sum()) if mask is not None else labels.numel()
-            outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-            logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+            # Positions any row needs, as a 1-D index: every transformers 5.x slices hidden
+            # states with it (a 2-D boolean mask only from 5.2x on). A packed batch is one
+            # row, so nothing is wasted; padded rows keep the union of their positions.
+            cols = keep.any(dim=0).nonzero().squeeze(1)
+            outputs = model(**inputs, logits_to_keep=cols, use_cache=False)
+            logits = outputs.logits[keep[:, cols]]  # (labelled tokens, vocab), row-major
             loss = F.cross_entropy(logits.float(), targets[targets != -100], reduction="sum")
             if num_items_in_batch is not None and model.training:
                 loss = loss / num_items_in_batch

@@ -101,6 +101,7 @@ def test_hf_generator_serves_the_gpu_adapter_on_cuda(tiny_model_dir: Path, adapt
     gen.use_adapter("style")
     model = gen.base.model
     assert model.device.type == "cuda" and model.dtype == torch.bfloat16
+    assert not torch.backends.cuda.cudnn_sdp_enabled()  # no cuDNN plan per decoded token
     styled = [gen.complete(m).text for m in msgs]
     assert not any(a.endswith(MARKER) for a in before)
     assert all(a.endswith(MARKER) for a in styled), styled

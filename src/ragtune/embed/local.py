@@ -275,6 +275,10 @@ class LocalEmbedder:
         st.eval()
         if device == "cuda":
             st.half()  # fp16 on the GPU: cosine > 0.999 to fp32 (the int8 options are CPU ones)
+            # Every padded batch length is a new shape, and cuDNN attention (first on Hopper
+            # in torch 2.1x) builds a plan per shape; flash / memory-efficient need none.
+            # (ragtune.finetune.hardware.avoid_cudnn_attention does the same for training.)
+            torch.backends.cuda.enable_cudnn_sdp(False)
         elif self.quantize:
             _quantize_int8(st)
         # renamed in sentence-transformers 6; keep older versions working

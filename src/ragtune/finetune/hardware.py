@@ -183,6 +183,22 @@ def detect() -> Placement:
     return Placement(device="cpu", index=0, rank=rank, world_size=world)
 
 
+def avoid_cudnn_attention() -> None:
+    """Keep PyTorch's scaled-dot-product attention off the cuDNN backend, process-wide.
+
+    torch 2.1x puts cuDNN attention first on Hopper/Blackwell, and cuDNN builds an
+    execution plan for every new tensor shape (hundreds of ms each, forward and backward).
+    Training sees a new shape with every example length (packed attention runs per
+    example) and generation one with every decoded token. Measured on an H200 (torch 2.11,
+    cuDNN on): a 2-layer test model trained at 734 tokens/s, a 494M Qwen2 LoRA ran at
+    0.21x the plain Trainer's tokens/s, and a second run over the same example lengths
+    (plans cached) at 0.78x. Flash and memory-efficient attention need no plan.
+    """
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 def check_qlora(placement: Placement) -> None:
     """QLoRA needs CUDA and bitsandbytes; say so before anything loads."""
     if not placement.cuda:

@@ -47,7 +47,7 @@ from ragtune.finetune.dataset import (
     load_chat_jsonl,
     split_examples,
 )
-from ragtune.finetune.hardware import Placement, check_qlora, detect
+from ragtune.finetune.hardware import Placement, avoid_cudnn_attention, check_qlora, detect
 from ragtune.finetune.int8_base import int8_matmul_available, quantize_frozen_linears, restore
 from ragtune.finetune.packed_attention import use_packed_attention
 from ragtune.types import ChatExample
@@ -272,8 +272,10 @@ def load_base_model(name: str, *, qlora: bool = False, placement: Placement | No
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, ident = resolve_base_folder(name)
-    kwargs = (placement or detect()).load_kwargs(qlora=qlora)
-    model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+    placement = placement or detect()
+    if placement.cuda:
+        avoid_cudnn_attention()  # a plan per new shape: see its docstring
+    model = AutoModelForCausalLM.from_pretrained(str(source), **placement.load_kwargs(qlora=qlora))
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     if not getattr(tokenizer, "chat_template", None):
         raise ModelError(f"{name}: the tokenizer has no chat template; pick a chat/instruct model")

@@ -11,7 +11,7 @@
 #   bash scripts/gpu_check.sh [OUT_DIR]        # OUT_DIR default: $OUT, else /tmp/ragtune-gpu-check
 #   bash scripts/gpu_check.sh --cpu-dry-run    # no GPU: check the script's own plumbing on CPU
 #
-# BUDGET_S (default 380) bounds the whole run: each step gets at most its own share and
+# BUDGET_S (default 1800) bounds the whole run: each step gets at most its own share and
 # what is left, so a hang cannot eat a lease of device time.
 # Wheels in .whl/ (bitsandbytes, gguf, ... for a machine that lacks them and has no index)
 # are installed into /tmp/site first. Logs and results go to OUT_DIR: log, cli_runs.json,
@@ -29,7 +29,7 @@ PY=${PYTHON:-python3}
 T0=$(date +%s)
 FAILED=()
 step() { echo; echo "=== [$(( $(date +%s) - T0 )) s] $*"; }
-BUDGET=${BUDGET_S:-380}
+BUDGET=${BUDGET_S:-1800}
 # check NAME MAX_S CMD...: run CMD for at most MAX_S seconds and what the budget has left
 check() {
   local name=$1 most=$2; shift 2

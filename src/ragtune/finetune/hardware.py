@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ragtune.errors import ConfigError, MissingDependency, RagtuneError
+from ragtune.errors import ConfigError, MissingDependency
 
 T = TypeVar("T")
 
@@ -119,8 +119,8 @@ class Placement:
     def main_first(self, on_main: Callable[[], T], on_others: Callable[[], T]) -> T:
         """Run ``on_main`` on rank 0; the other ranks run ``on_others`` once it succeeded.
 
-        A :class:`RagtuneError` raised on rank 0 (an adapter that already exists, say) is
-        raised on every rank with the same message instead of leaving them waiting.
+        An error on rank 0 (an adapter that already exists, say) is raised on every rank
+        with its message instead of leaving them waiting.
         """
         if not self.distributed:
             return on_main()
@@ -132,7 +132,7 @@ class Placement:
         if self.is_main:
             try:
                 value = on_main()
-            except RagtuneError as e:
+            except Exception as e:  # any failure: the other ranks must not wait forever
                 outcome = [(type(e).__name__, str(e))]
                 dist.broadcast_object_list(outcome, src=0)
                 raise

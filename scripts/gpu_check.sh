@@ -109,12 +109,12 @@ Path(sys.argv[2]).write_text(json.dumps(runs, indent=1))
 EOF
 
 step "pytest -m gpu"
-check "pytest -m gpu" 150 $PY -m pytest -q -p no:cacheprovider -rs -m gpu --junitxml="$OUT_DIR/junit-gpu.xml" \
+check "pytest -m gpu" 300 $PY -m pytest -q -p no:cacheprovider -rs -m gpu --junitxml="$OUT_DIR/junit-gpu.xml" \
   tests/finetune tests/embed/test_local_cuda.py
 
 step "bench/gpu_train.py"
 if [ $DRY -eq 0 ]; then
-  check "bench gpu_train" 150 $PY bench/gpu_train.py --steps 20 --out "$OUT_DIR/gpu_train.json"
+  check "bench gpu_train" 400 $PY bench/gpu_train.py --steps 20 --out "$OUT_DIR/gpu_train.json"
   step "bench/embed_gpu.py"
   check "bench embed_gpu" 90 $PY bench/embed_gpu.py --chunks 8192 --cpu-chunks 512 --out "$OUT_DIR/embed_gpu.json"
 fi
@@ -122,7 +122,7 @@ fi
 step "pytest tests/finetune -m 'not integration and not gpu' (training on the GPU)"
 XDIST=""
 $PY -c "import xdist" 2>/dev/null && XDIST="-n 6"
-check "pytest finetune" 300 $PY -m pytest -q -p no:cacheprovider -rs $XDIST -m "not integration and not gpu" \
+check "pytest finetune" 600 $PY -m pytest -q -p no:cacheprovider -rs $XDIST -m "not integration and not gpu" \
   --junitxml="$OUT_DIR/junit-finetune.xml" tests/finetune tests/embed/test_local_cuda.py
 
 step "done"

@@ -16,7 +16,7 @@ import pytest
 
 from ragtune.finetune.train import TrainConfig, TrainingInterrupted, train_adapter
 
-from .conftest import ALL_LINEAR, MARKER, style_examples
+from .conftest import ALL_LINEAR, MARKER, STYLE_STEPS, style_examples
 from .test_gguf_export import GGUF_NAMES
 
 pytestmark = pytest.mark.gpu
@@ -25,9 +25,9 @@ HELD_OUT = [r["messages"][0]["content"] for r in style_examples(6, seed=2024)]
 
 
 def _style(base: Path, **kw: object) -> TrainConfig:
-    """The shared fixture's recipe (120 steps, all linear layers, rank 16) with changes."""
+    """The shared fixture's recipe (all linear layers, rank 16) with changes."""
     opts = {"base_model": str(base), "target_modules": ALL_LINEAR, "rank": 16, "alpha": 32,
-            "max_steps": 120, "learning_rate": 2e-2, "batch_size": 8, "max_length": 128,
+            "max_steps": STYLE_STEPS, "learning_rate": 2e-2, "batch_size": 8, "max_length": 128,
             "eval_steps": 40, "save_steps": 40, "early_stopping_patience": 0}
     return TrainConfig(**(opts | kw))  # type: ignore[arg-type]
 
@@ -58,7 +58,7 @@ def test_qlora_trains_on_a_4bit_base(tiny_model_dir: Path, style_data: Path, tmp
 
     run = train_adapter(_style(tiny_model_dir, qlora=True), style_data, tmp_path / "q").run
     assert run["dtype"] == "nf4 base (bitsandbytes 4-bit), bfloat16 compute"
-    assert run["device"] == "cuda" and run["peak_gpu_mb"] > 0 and run["steps"] == 120
+    assert run["device"] == "cuda" and run["peak_gpu_mb"] > 0 and run["steps"] == STYLE_STEPS
     assert run["batching"].startswith("packed")
     assert run["loss_curve"][-1][1] < 0.6 * run["loss_curve"][0][1] and run["val_loss"] is not None
     assert not run["gradient_checkpointing_active"]  # PEFT's k-bit preparation would switch it on
@@ -93,7 +93,7 @@ def test_gradient_checkpointing_on_the_gpu(tiny_model_dir: Path, style_data: Pat
 def test_hf_generator_serves_the_gpu_adapter_on_cuda(tiny_model_dir: Path, adapters_root: Path) -> None:
     import torch
 
-    from ragtune.generate.hf import HFGenerator
+    from ragtune.finetune.hf_generator import HFGenerator
 
     gen = HFGenerator(str(tiny_model_dir), adapters_root=adapters_root, max_tokens=40)
     msgs = [[{"role": "user", "content": q}] for q in HELD_OUT]

@@ -65,9 +65,27 @@ class IngestLogEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TraceRecord:
+    """One finished answer as recorded for monitoring and audit (see ragtune.answer.traces).
+
+    ``answer`` is :meth:`ragtune.types.Answer.to_dict`: text, citations, refusal,
+    unsupported sentences and the whole trace.
+    """
+
+    id: str
+    ts: float
+    principal: str
+    mode: str
+    adapter: str | None
+    origin: str
+    answer: dict[str, Any]
+
+
 @runtime_checkable
 class Store(Protocol):
-    """Storage for a workspace. Implementations: SQLiteStore (embedded), later PostgreSQL."""
+    """Storage for a workspace. Backends register by name in :mod:`ragtune.store.factory`;
+    every one passes the contract suite in ``tests/contracts/store.py``."""
 
     def write_lock(self, timeout: float = 30.0) -> AbstractContextManager[None]:
         """Hold the single-writer lock; a second writer waits up to ``timeout`` then fails."""
@@ -125,5 +143,17 @@ class Store(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
     def iter_chunks(self) -> Iterator[Chunk]: ...
+
+    def append_trace(self, record: TraceRecord) -> None:
+        """Add one answer's record to the trace log."""
+        ...
+
+    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
+        """Recorded answers, oldest first (``since``: Unix seconds; ``limit``: the newest N)."""
+        ...
+
+    def integrity_check(self) -> list[str]:
+        """Problems found in the stored data (empty: consistent)."""
+        ...
 
     def close(self) -> None: ...

@@ -357,6 +357,10 @@ class PostgresStore:
             exact_first = bool(filters and filters.documents)
             query, params = dense_sql(filters, k, exact=exact_first)
             rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
+            if len(rows) < k and not exact_first and not self._iterative:
+                # No iterative scan (pgvector < 0.8): walk once more with the largest list.
+                cur.execute("SET LOCAL hnsw.ef_search = 1000")
+                rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
             if len(rows) < k and not exact_first:  # a filter cut the walk short, or a small store
                 query, params = dense_sql(filters, k, exact=True)
                 rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()

@@ -57,7 +57,7 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 
 _PLACEHOLDER = [1.0]
 _PAGE = 5000
-_EXACT_MAX = 5000  # allowed rows up to which dense search scans exactly (one fetch)
+_EXACT_MAX = 2000  # filtered rows up to which dense search scans them exactly
 _PHRASE = re.compile(r'"([^"]+)"')
 
 
@@ -365,7 +365,7 @@ class ChromaStore:
                 return []
             where = self._where(principal, filters, index)
             want = min(k, allowed)
-            if allowed > _EXACT_MAX:
+            if mask is None or allowed > _EXACT_MAX:
                 got = self._chunks.query(query_embeddings=[vector], n_results=want, where=where,
                                          include=["distances", "metadatas"])
                 hits = [(cid, 1.0 - float(d)) for cid, d, m in zip(

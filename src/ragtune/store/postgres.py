@@ -89,6 +89,7 @@ class PostgresStore:
                 ).fetchone()[0].split(".")[:2]) >= (0, 8)
         except psycopg.OperationalError as e:
             raise StoreError(f"{self._where}: cannot connect: {str(e).strip()}") from None
+        self._dim: int | None = None  # fixed by the first write, then never changes
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
                                     kwargs={"autocommit": True}, configure=self._configure,
                                     name=f"ragtune-{self.schema}")
@@ -99,18 +100,20 @@ class PostgresStore:
 
     # ----------------------------------------------------------------- transactions
     @contextmanager
-    def _tx(self, principal: Principal | None = None) -> Iterator[psycopg.Cursor]:
-        """One transaction; ``principal`` None: as the store itself (admin), else under RLS."""
+    def _tx(self, principal: Principal | None = None,
+            settings: dict[str, str] | None = None) -> Iterator[psycopg.Cursor]:
+        """One transaction; ``principal`` None: as the store itself (admin), else under RLS.
+        ``settings`` are set for the transaction too (one round trip for all)."""
+        admin = principal is None or principal.admin
+        values = {"ragtune.admin": "on" if admin else "off",
+                  "ragtune.groups": "{}" if admin else _pg_array(sorted(principal.groups)),
+                  **(settings or {})}
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                if principal is None or principal.admin:
-                    cur.execute("SELECT set_config('ragtune.admin', 'on', true)")
-                else:
-                    if self._bypass_rls:
-                        cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(READER_ROLE)))
-                    cur.execute("SELECT set_config('ragtune.admin', 'off', true), "
-                                "set_config('ragtune.groups', %s, true)",
-                                (_pg_array(sorted(principal.groups)),))
+                if not admin and self._bypass_rls:
+                    cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(READER_ROLE)))
+                cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(values)),
+                            [x for kv in values.items() for x in kv])
                 yield cur
         except psycopg.errors.DataException as e:
             raise StoreError(f"{self._where}: {str(e).strip()}") from None
@@ -342,18 +345,19 @@ class PostgresStore:
         """Top ``k`` by inner product over what ``principal`` may read: HNSW (iterative scan on
         pgvector >= 0.8), falling back to an exact scan when a filter left fewer than ``k``."""
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        with self._tx(principal) as cur:
-            row = cur.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
-            if row is None:
+        if self._dim is None:
+            self._dim = self.dimension()
+            if self._dim is None:
                 return []
-            if int(row[0]) != len(vector):
-                raise StoreError(
-                    f"query vector has {len(vector)} dimensions but the store holds "
-                    f"{row[0]}-dimensional vectors: the embedding model changed; re-ingest with "
-                    "the original model or start a new store")
-            cur.execute(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, min(k, 1000))}")
-            if self._iterative:
-                cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        if self._dim != len(vector):
+            raise StoreError(
+                f"query vector has {len(vector)} dimensions but the store holds "
+                f"{self._dim}-dimensional vectors: the embedding model changed; re-ingest with "
+                "the original model or start a new store")
+        search = {"hnsw.ef_search": str(max(self.ef_search, min(k, 1000)))}
+        if self._iterative:
+            search["hnsw.iterative_scan"] = "strict_order"
+        with self._tx(principal, search) as cur:
             exact_first = bool(filters and filters.documents)
             query, params = dense_sql(filters, k, exact=exact_first)
             rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()

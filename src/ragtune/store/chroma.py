@@ -495,3 +495,12 @@ class ChromaStore:
 
     def close(self) -> None:
         self._index = None
+
+
+def open_chroma(settings: Any, workspace_root: Path) -> ChromaStore:
+    """Registry factory (``[store] backend = "chroma"``): ``url`` for a Chroma server, else the
+    embedded store in ``path`` (default ``<workspace>/chroma``)."""
+    if settings.url:
+        return ChromaStore(url=settings.url)
+    path = Path(settings.path or "chroma")
+    return ChromaStore(path if path.is_absolute() else Path(workspace_root) / path)

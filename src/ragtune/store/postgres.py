@@ -484,3 +484,10 @@ def _pg_array(items: Sequence[str]) -> str:
 
 def _as_array(value: Any) -> np.ndarray:
     return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
+def open_postgres(settings: Any, workspace_root: Any) -> PostgresStore:
+    """Registry factory (``[store] backend = "postgres"``, ``url = "postgresql://..."``)."""
+    if not settings.url:
+        raise StoreError("store.backend 'postgres' needs store.url = \"postgresql://user@host/db\"")
+    return PostgresStore(settings.url)

@@ -33,7 +33,7 @@ from ragtune.types import Chunk, Document, Principal, Section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from search_latency import questions, vocabulary  # noqa: E402
+from search_latency import questions, vocabulary
 
 DIM, PER_DOC, WORDS = 384, 50, 120
 SEE_10 = Principal("bench", frozenset({"public-ish"}))

@@ -13,8 +13,8 @@ from tests.contracts.store import ADMIN, ANON, StoreContract, make_doc
 
 pytest.importorskip("chromadb", reason="pip install 'ragtune[chroma]'")
 
-from ragtune.store.chroma import ChromaStore  # noqa: E402
-from ragtune.types import Principal  # noqa: E402
+from ragtune.store.chroma import ChromaStore
+from ragtune.types import Principal
 
 pytestmark = pytest.mark.integration
 

@@ -56,6 +56,13 @@ class WriteResult:
     embedded: int = 0
 
 
+def with_scores(ranking: Sequence[tuple[str, float]],
+                chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """``chunks`` (read for a ranking) carrying the ranking's scores."""
+    score = dict(ranking)
+    return [ScoredChunk(c.chunk, score[c.chunk.id], c.document, c.title) for c in chunks]
+
+
 @dataclass
 class IngestLogEntry:
     ts: float

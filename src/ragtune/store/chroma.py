@@ -42,7 +42,8 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from ragtune.errors import MissingDependency, StoreError
-from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord, WriteResult
+from ragtune.store.base import (IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord,
+                                WriteResult, with_scores)
 from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.sqlite import _best, _SearchIndex
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
@@ -340,9 +341,7 @@ class ChromaStore:
 
     def _with_scores(self, ranking: list[tuple[str, float]],
                      principal: Principal) -> list[ScoredChunk]:
-        score = dict(ranking)
-        return [ScoredChunk(c.chunk, score[c.chunk.id], c.document, c.title)
-                for c in self.get_chunks([cid for cid, _ in ranking], principal)]
+        return with_scores(ranking, self.get_chunks([cid for cid, _ in ranking], principal))
 
     def dense_ranking(self, vector: np.ndarray, k: int, principal: Principal,
                       filters: SearchFilter | None = None) -> list[tuple[str, float]]:
@@ -405,7 +404,7 @@ class ChromaStore:
             mask = index.allowed_rows(principal, filters)
             if mask is not None:
                 scores = np.where(mask, scores, 0.0)
-            phrases = [re.compile(r"\b" + r"\W+".join(map(re.escape, words)) + r"\b", re.I)
+            phrases = [re.compile(r"\b" + r"\W+".join(map(re.escape, words)) + r"\b", re.IGNORECASE)
                        for words in (re.findall(r"\w+", p) for p in _PHRASE.findall(query)) if words]
             if not phrases:
                 top = _best(scores, k, positive_only=True)

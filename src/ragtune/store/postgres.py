@@ -28,7 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from ragtune.errors import MissingDependency, StoreError
-from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord, WriteResult
+from ragtune.store.base import (IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord,
+                                WriteResult, with_scores)
 from ragtune.store.bm25 import term_hashes
 from ragtune.store.pg_query import dense_sql, lexical_sql, signed_terms
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
@@ -336,9 +337,7 @@ class PostgresStore:
 
     def _with_scores(self, ranking: list[tuple[str, float]],
                      principal: Principal) -> list[ScoredChunk]:
-        score = dict(ranking)
-        return [ScoredChunk(c.chunk, score[c.chunk.id], c.document, c.title)
-                for c in self.get_chunks([cid for cid, _ in ranking], principal)]
+        return with_scores(ranking, self.get_chunks([cid for cid, _ in ranking], principal))
 
     def dense_ranking(self, vector: np.ndarray, k: int, principal: Principal,
                       filters: SearchFilter | None = None) -> list[tuple[str, float]]:

@@ -27,7 +27,13 @@ browser:
 	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the report browser test will skip (apt-get install chromium)"; }
 
-test: $(STAMP) browser
+# pgvector 0.8 for the local PostgreSQL of the store tests (docs/stores.md): ~30 s with gcc.
+PGVECTOR := $(VENV)/.pgvector
+$(PGVECTOR): $(STAMP) scripts/build_pgvector.sh third_party/pgvector/vector.control
+	./scripts/build_pgvector.sh $(BIN)/python
+	touch $(PGVECTOR)
+
+test: $(STAMP) browser $(PGVECTOR)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)

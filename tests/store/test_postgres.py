@@ -247,3 +247,10 @@ def test_integrity_check_finds_tampering(store):
 def test_schema_in_the_url():
     assert split_url("postgresql://h/db")[1] == "ragtune"
     assert split_url("postgresql://h/db?schema=x") == ("postgresql://h/db", "x")
+
+
+def test_ci_runs_the_iterative_scan_path(store):
+    """make test builds pgvector 0.8 (scripts/build_pgvector.sh) into the local server, so CI
+    exercises iterative index scans; the fallback path is tested above with them off."""
+    if os.environ.get("CI") and not os.environ.get("RAGTUNE_TEST_POSTGRES_URL"):
+        assert store._iterative

@@ -52,10 +52,11 @@ def query_terms(query: str) -> list[int]:
     return sorted({int(t) for t in signed_terms(term_hashes(query))})
 
 
-def filter_sql(filters: SearchFilter | None, alias: str = "ch") -> tuple[str, dict[str, Any]]:
+def filter_sql(filters: SearchFilter | None, alias: str = "ch", *,
+               admin: bool = False) -> tuple[str, dict[str, Any]]:
     """WHERE condition on a chunks alias for the ACL (repeating the RLS policy, so the planner
-    sees it) and ``filters``, with its named parameters."""
-    clauses = [f"may_read({alias}.acl)"]
+    sees it; an admin reads everything) and ``filters``, with its named parameters."""
+    clauses = [] if admin else [f"may_read({alias}.acl)"]
     params: dict[str, Any] = {}
     if filters:
         if filters.collections:
@@ -71,13 +72,14 @@ def filter_sql(filters: SearchFilter | None, alias: str = "ch") -> tuple[str, di
         if filters.until is not None:
             clauses.append(f"{alias}.updated_at <= %(until)s")
             params["until"] = filters.until
-    return " AND ".join(clauses), params
+    return " AND ".join(clauses) or "true", params
 
 
-def dense_sql(filters: SearchFilter | None, k: int, *, exact: bool) -> tuple[str, dict[str, Any]]:
+def dense_sql(filters: SearchFilter | None, k: int, *, exact: bool,
+              admin: bool = False) -> tuple[str, dict[str, Any]]:
     """Best ``k`` chunks by inner product (the vector is parameter ``q``); ``exact`` scans
     instead of walking the index (pgvector's ``<#>`` is the negated inner product)."""
-    where, params = filter_sql(filters)
+    where, params = filter_sql(filters, admin=admin)
     order = "(ch.embedding <#> %(q)s) + 0" if exact else "ch.embedding <#> %(q)s"
     return (f"SELECT ch.id, -(ch.embedding <#> %(q)s) AS score FROM chunks ch "
             f"WHERE {where} ORDER BY {order} LIMIT {int(k)}"), params
@@ -90,12 +92,13 @@ def phrase_regex(phrase: str) -> str | None:
     return r"\m" + r"\W+".join(words) + r"\M" if words else None
 
 
-def lexical_sql(query: str, filters: SearchFilter | None, k: int) -> tuple[str, dict[str, Any]] | None:
+def lexical_sql(query: str, filters: SearchFilter | None, k: int, *,
+                admin: bool = False) -> tuple[str, dict[str, Any]] | None:
     """BM25 ranking SQL and its parameters, or None when the query has no indexed term."""
     terms = query_terms(query)
     if not terms:
         return None
-    where, named = filter_sql(filters)
+    where, named = filter_sql(filters, admin=admin)
     named |= {"terms": terms, "k1": K1, "b": B}
     for i, phrase in enumerate(_PHRASE.findall(query)):
         rx = phrase_regex(phrase)

@@ -353,19 +353,23 @@ class PostgresStore:
                 f"query vector has {len(vector)} dimensions but the store holds "
                 f"{self._dim}-dimensional vectors: the embedding model changed; re-ingest with "
                 "the original model or start a new store")
-        search = {"hnsw.ef_search": str(max(self.ef_search, min(k, 1000)))}
+        # The planner underestimates how many rows pass the ACL and would rather sort a full
+        # scan: the walk is asked for explicitly (the exact fallback below scans anyway).
+        search = {"hnsw.ef_search": str(max(self.ef_search, min(k, 1000))),
+                  "enable_seqscan": "off"}
         if self._iterative:
             search["hnsw.iterative_scan"] = "strict_order"
         with self._tx(principal, search) as cur:
             exact_first = bool(filters and filters.documents)
-            query, params = dense_sql(filters, k, exact=exact_first)
+            query, params = dense_sql(filters, k, exact=exact_first, admin=principal.admin)
             rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
             if len(rows) < k and not exact_first and not self._iterative:
                 # No iterative scan (pgvector < 0.8): walk once more with the largest list.
                 cur.execute("SET LOCAL hnsw.ef_search = 1000")
                 rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
             if len(rows) < k and not exact_first:  # a filter cut the walk short, or a small store
-                query, params = dense_sql(filters, k, exact=True)
+                cur.execute("SET LOCAL enable_seqscan = on")
+                query, params = dense_sql(filters, k, exact=True, admin=principal.admin)
                 rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
         return [(cid, float(s)) for cid, s in rows]
 
@@ -376,7 +380,7 @@ class PostgresStore:
     def lexical_ranking(self, query: str, k: int, principal: Principal,
                         filters: SearchFilter | None = None) -> list[tuple[str, float]]:
         """BM25 over title, section path and text (pg_query.lexical_sql), under RLS."""
-        built = lexical_sql(query, filters, k)
+        built = lexical_sql(query, filters, k, admin=principal.admin)
         if built is None:
             return []
         with self._tx(principal) as cur:

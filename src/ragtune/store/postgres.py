@@ -311,6 +311,42 @@ class PostgresStore:
                     "WHERE doc_id = %s) g", (doc_id,))
         cur.execute("DELETE FROM chunks WHERE doc_id = %s", (doc_id,))
 
+    def import_document(self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray,
+                        versions: Sequence[dict[str, Any]]) -> bool:
+        """Write a document exactly as another store holds it (``ragtune store migrate``): same
+        id, version history, times, ACL and vectors. False when it is already here as is."""
+        if Document(info.source, info.title, ()).id != info.id:
+            raise StoreError(f"{info.source}: document id {info.id} does not match its source")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        acl = sorted(info.groups)
+        with self._write() as cur:
+            self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, info.source)
+            row = cur.execute("SELECT version, content_hash FROM documents WHERE id = %s",
+                              (info.id,)).fetchone()
+            if row == (info.version, info.content_hash):
+                return False
+            if row:
+                self._remove_chunks(cur, info.id)
+                cur.execute("DELETE FROM documents WHERE id = %s", (info.id,))
+            cur.execute(f"INSERT INTO documents ({_DOC_COLS}) VALUES "
+                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (info.id, info.source, info.title, info.collection, acl, info.version,
+                         info.content_hash, len(chunks), json.dumps(info.metadata, default=str),
+                         info.created_at, info.updated_at))
+            self._set_groups(cur, info.id, acl)
+            self._insert_chunks(cur, Document(info.source, info.title, ()), chunks, vectors,
+                                info.collection, acl, info.updated_at)
+            for v in versions:
+                cur.execute("INSERT INTO versions VALUES (%s, %s, %s, %s, %s)",
+                            (info.id, v["version"], v["content_hash"], v["chunks"], v["ingested_at"]))
+        return True
+
+    def import_log(self, entries: Sequence[IngestLogEntry]) -> None:
+        """Append ingest log entries with their original times, oldest first."""
+        with self._tx() as cur:
+            cur.executemany("INSERT INTO ingest_log (ts, source, status, message) VALUES (%s, %s, %s, %s)",
+                            [(e.ts, e.source, e.status, e.message) for e in sorted(entries, key=lambda e: e.ts)])
+
     def delete_document(self, ref: str) -> bool:
         """Remove text, vectors, postings, ACL and versions of one document, atomically.
 

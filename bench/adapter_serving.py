@@ -131,7 +131,7 @@ def main() -> None:
           f"load average {load_before[0]:.1f}", flush=True)
 
     def hf():
-        from ragtune.generate.hf import HFGenerator
+        from ragtune.finetune.hf_generator import HFGenerator
 
         g = HFGenerator("qwen2.5-0.5b", adapters_root=root, threads=args.threads)
         g.use_adapter(name)

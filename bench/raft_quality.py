@@ -117,7 +117,6 @@ def train(name: str, data: Path, steps: int, batch: int, max_length: int, lr: fl
 
 
 def score(text: str, meta: dict, hits: list) -> dict:
-    from ragtune.evaluate.metrics import exact_match, normalize_answer, token_f1
     from ragtune.finetune.raft_quotes import final_answer, quotes_in
     from ragtune.generate.citations import (
         attribute_uncited,
@@ -125,6 +124,7 @@ def score(text: str, meta: dict, hits: list) -> dict:
         parse_markers,
         strip_markers,
     )
+    from ragtune.textmatch import exact_match, normalize_answer, token_f1
 
     final = final_answer(text)
     answer = strip_markers(final).strip()
@@ -186,8 +186,8 @@ def main() -> None:
     args = ap.parse_args()
     started = time.perf_counter()
 
+    from ragtune.finetune.hf_generator import HFGenerator
     from ragtune.finetune.raft import build_raft, load_questions, training_lineage
-    from ragtune.generate.hf import HFGenerator
 
     ws = workspace(args.fresh)
     principal = ws.principal(None)

@@ -1,11 +1,11 @@
-"""Retrieval quality per mode (dense, BM25, hybrid) on BEIR-format folders.
+"""Retrieval quality per mode (dense, BM25, fused) on BEIR-format folders.
 
     .venv/bin/python bench/retrieval_quality.py [FOLDER ...]
 
 Defaults: the sample knowledge base as BEIR (bench/make_kb_beir.py builds it: 43 documents
 in 7 formats, 82 answerable questions) and tests/data/beir_tiny (30 documents, 10
 queries). Uses the workspace default embedder (packaged all-MiniLM-L6-v2). Prints a table
-and writes bench/results/retrieval_quality.json. Target (issue 2): hybrid nDCG@10 above both
+and writes bench/results/retrieval_quality.json. Target (issue 2): fused nDCG@10 above both
 dense-only and BM25-only.
 """
 

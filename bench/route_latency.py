@@ -35,7 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from ragtune.config import RoutingSettings
 from ragtune.route.data import load_intents, score
-from ragtune.route.model import IntentRouter, TrainConfig
+from ragtune.route.model import IntentRouter, RouterTrainConfig
 from ragtune.route.policy import decide
 from ragtune.types import Principal
 
@@ -103,7 +103,7 @@ def workspace_store(tmp: Path):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--router", type=Path, help="Load this router folder instead of training.")
-    ap.add_argument("--steps", type=int, default=TrainConfig.steps)
+    ap.add_argument("--steps", type=int, default=RouterTrainConfig.steps)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fp32", action="store_true", help="fp32 ONNX body instead of int8.")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (0 = all cores).")
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         folder = args.router
         result["training"] = json.loads((folder / "router.json").read_text()).get("training")
     else:
-        config = replace(TrainConfig(), steps=args.steps, quantize=not args.fp32)
+        config = replace(RouterTrainConfig(), steps=args.steps, quantize=not args.fp32)
         examples = load_intents(EXAMPLES / "intents" / "intents.jsonl")
         t = time.perf_counter()
         router, report = IntentRouter.train(examples, seed=args.seed, config=config)

@@ -143,7 +143,7 @@ def configure_routing(ws: Workspace) -> Workspace:
 
 
 def bake_off(ws: Workspace, out: Path, index_s: float) -> None:
-    from ragtune.evaluate.cli import print_compare
+    from ragtune.cli.evaluate import print_compare
     from ragtune.evaluate.compare import parse_systems, run_compare
     from ragtune.evaluate.evalset import load_evalset, subset
     from ragtune.evaluate.report import write_reports

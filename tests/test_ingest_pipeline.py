@@ -200,7 +200,7 @@ def test_background_flushes_write_every_document_with_its_own_vectors(tmp_path, 
     """Flushes embed off the calling thread, two at a time; writes stay in order and complete."""
     import threading
 
-    import ragtune.ingest.sync as sync
+    from ragtune.ingest import sync
 
     monkeypatch.setattr(sync, "_FLUSH_CHUNKS", 4)
     store = SQLiteStore(tmp_path / "s.db")
@@ -219,7 +219,7 @@ def test_background_flushes_write_every_document_with_its_own_vectors(tmp_path, 
 
 
 def test_an_embedding_error_in_the_background_reaches_the_caller(tmp_path, monkeypatch):
-    import ragtune.ingest.sync as sync
+    from ragtune.ingest import sync
 
     class Broken(CountingEmbedder):
         def embed_documents(self, texts: list[str]) -> np.ndarray:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import pytest
 
 from ragtune.answer import AnswerPipeline
+from ragtune.answer.hybrid import answer_hybrid
 from ragtune.errors import ConfigError
+from ragtune.finetune.freshness import ChangedDocument, Freshness
 from ragtune.generate.fake import FakeGenerator
 from ragtune.generate.prompts import OUT_OF_SCOPE_TEXT
-from ragtune.finetune.freshness import ChangedDocument, Freshness
-from ragtune.hybrid import Route, answer_hybrid
 from ragtune.store.base import SearchFilter
+from ragtune.types import Route
 from tests.conftest import write
 
 RETURNS = "# Returns\n\nCustomers may return items within 30 days of delivery for a refund.\n"

@@ -55,7 +55,7 @@ def report_html(tmp_path, monkeypatch) -> Path:
     ws.ingest([tmp_path / "kb"])
     add_adapter(ws)
     gen = FakeGenerator(reply=adapter_reply, name="fake-adapter")
-    monkeypatch.setattr(ws, "adapter_generator", lambda adapter: gen)
+    monkeypatch.setattr(ws.adapters, "generator", lambda adapter: gen)
     evalset = write(tmp_path / "eval.jsonl", "".join(json.dumps(q) + "\n" for q in QUESTIONS))
     data = run_compare(ws, load_evalset(evalset), parse_systems("base,rag,finetuned:a,raft:a"),
                        tmp_path / "out", index_seconds=20.0)

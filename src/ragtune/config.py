@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -35,6 +36,9 @@ def cache_root() -> Path:
     """
     root = os.environ.get("RAGTUNE_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "ragtune"
+
+
+_BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -65,6 +69,21 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where the documents, chunks, vectors and traces live (``ragtune.store.factory``)."""
+
+    backend: str = _help("sqlite (one embedded file, the default); more backends register by "
+                         "name (ragtune.stores entry points)", default="sqlite")
+    path: str = _help("file or folder of an embedded backend, relative to the workspace "
+                      "('' = the backend's default: store.db for sqlite)", default="")
+    url: str = _help("address of a database server backend ('' = none)", default="")
+
+    def __post_init__(self) -> None:
+        if not _BACKEND_NAME.fullmatch(self.backend):
+            raise ConfigError(f"store.backend must be a backend name like 'sqlite', got {self.backend!r}")
+
+
+@dataclass(frozen=True)
 class EmbeddingSettings:
     backend: str = _help("local | http | fake", default="local")
     model: str = _help("model name, folder or packaged model", default="all-MiniLM-L6-v2")
@@ -78,20 +97,28 @@ class EmbeddingSettings:
     dimension: int = _help("vector size of the fake backend", default=384)
 
     def __post_init__(self) -> None:
-        if self.backend not in {"local", "http", "fake"}:
-            raise ConfigError(f"embedding.backend must be local, http or fake, got {self.backend!r}")
+        if not _BACKEND_NAME.fullmatch(self.backend):  # known names: ragtune.embed.factory
+            raise ConfigError(f"embedding.backend must be a backend name like local, http or "
+                              f"fake, got {self.backend!r}")
         if self.batch_size < 1:
             raise ConfigError(f"embedding.batch_size must be >= 1, got {self.batch_size}")
         if self.runtime not in {"onnx", "torch"}:
             raise ConfigError(f"embedding.runtime must be onnx or torch, got {self.runtime!r}")
 
 
+RETRIEVAL_MODES = ("fused", "dense", "lexical")
+# 'hybrid' named the dense + BM25 fusion until it was renamed, so that 'hybrid' means one
+# thing: the router + adapter answer mode.
+RETRIEVAL_MODE_ALIASES = {"hybrid": "fused"}
+
+
 @dataclass(frozen=True)
 class RetrievalSettings:
-    mode: str = _help("hybrid | dense | lexical", default="hybrid")
+    mode: str = _help("fused (dense + BM25 fused: what other tools call hybrid search) | dense | "
+                      "lexical; 'hybrid' is the old name of fused", default="fused")
     top_k: int = _help("chunks given to the model", default=5)
     candidates: int = _help("candidates per method before fusion", default=50)
-    fusion: str = _help("how hybrid mode fuses the two rankings: weighted (min-max normalised "
+    fusion: str = _help("how fused mode fuses the two rankings: weighted (min-max normalised "
                         "scores) | rrf (reciprocal ranks)", default="weighted")
     dense_weight: float = _help("weight of the dense score in weighted fusion (0..1); 0.7 was best "
                                 "on bench/retrieval_quality.py", default=0.7)
@@ -103,8 +130,10 @@ class RetrievalSettings:
     )
 
     def __post_init__(self) -> None:
-        if self.mode not in {"hybrid", "dense", "lexical"}:
-            raise ConfigError(f"retrieval.mode must be hybrid, dense or lexical, got {self.mode!r}")
+        if self.mode in RETRIEVAL_MODE_ALIASES:  # the old name keeps working
+            object.__setattr__(self, "mode", RETRIEVAL_MODE_ALIASES[self.mode])
+        if self.mode not in RETRIEVAL_MODES:
+            raise ConfigError(f"retrieval.mode must be fused, dense or lexical, got {self.mode!r}")
         if self.top_k < 1:
             raise ConfigError(f"retrieval.top_k must be greater than 0, got {self.top_k}")
         if self.fusion not in {"weighted", "rrf"}:
@@ -135,8 +164,9 @@ class GenerationSettings:
     timeout_s: float = _help("HTTP timeout", default=120.0)
 
     def __post_init__(self) -> None:
-        if self.backend not in {"local", "http", "fake"}:
-            raise ConfigError(f"generation.backend must be local, http or fake, got {self.backend!r}")
+        if not _BACKEND_NAME.fullmatch(self.backend):  # known names: ragtune.generate.factory
+            raise ConfigError(f"generation.backend must be a backend name like local, http or "
+                              f"fake, got {self.backend!r}")
         if self.max_tokens < 1:
             raise ConfigError(f"generation.max_tokens must be >= 1, got {self.max_tokens}")
         if self.source_tokens < 1:
@@ -208,6 +238,7 @@ class CostSettings:
 
 
 _AREAS = {
+    "store": StoreSettings,
     "chunking": ChunkingSettings,
     "ingest": IngestSettings,
     "embedding": EmbeddingSettings,
@@ -223,7 +254,7 @@ _AREAS = {
 def _coerce(area: str, f: dataclasses.Field, value: Any) -> Any:
     """Convert a TOML/env value to the field's type, or raise naming ``area.key``."""
     key = f"{area}.{f.name}"
-    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"__builtins__": __builtins__})  # noqa: S307
+    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"__builtins__": __builtins__})
     origin = typing.get_origin(typ)
     if origin in (dict, list) or isinstance(typ, types.GenericAlias):
         if not isinstance(value, origin or typ):
@@ -252,6 +283,7 @@ def _coerce(area: str, f: dataclasses.Field, value: Any) -> Any:
 class Settings:
     """All settings. ``Settings.load(workspace_dir)`` is what the workspace uses."""
 
+    store: StoreSettings = field(default_factory=StoreSettings)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)

@@ -1,10 +1,13 @@
 """Errors raised by the ragtune core. The CLI and the server map them once, at their edge.
 
 Every message is one line a user can act on: it names the file, line, key or document and
-says what is wrong.
+says what is wrong. Each class carries the exit code the CLI uses and the HTTP status the
+server answers with, so both edges map an error the same way.
 
 >>> str(InputError("notes.pdf", "the PDF is encrypted"))
 'notes.pdf: the PDF is encrypted'
+>>> NotFound("no adapter").exit_code, NotFound("no adapter").http_status
+(2, 404)
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ class RagtuneError(Exception):
     """Root of every error ragtune raises on purpose."""
 
     exit_code = 1
+    http_status = 500
 
 
 class InputError(RagtuneError):
     """Bad user input: a file, a data line, a question. Names where and what."""
 
     exit_code = 2
+    http_status = 400
 
     def __init__(self, where: str, problem: str, line: int | None = None) -> None:
         self.where = where
@@ -33,30 +38,39 @@ class ConfigError(RagtuneError):
     """A wrong configuration key or value; the message names the key."""
 
     exit_code = 2
+    http_status = 400
 
 
 class StoreError(RagtuneError):
     """The store cannot do what was asked (locked, corrupt, schema too new...)."""
+
+    http_status = 503
 
 
 class NotFound(RagtuneError):
     """A named thing (document, adapter, collection) does not exist."""
 
     exit_code = 2
+    http_status = 404
 
 
 class ModelError(RagtuneError):
     """A model cannot be loaded or did not answer."""
+
+    http_status = 502
 
 
 class AccessDenied(RagtuneError):
     """The principal may not do this. Never says what the hidden thing contains."""
 
     exit_code = 2
+    http_status = 403
 
 
 class MissingDependency(RagtuneError):
     """An optional package is needed; says which pip command installs it."""
+
+    http_status = 501
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(

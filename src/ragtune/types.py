@@ -13,8 +13,14 @@ True
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+ProgressFn = Callable[[int, int, str], None]
+"""Progress callbacks everywhere: ``(done, total, what)`` — files, questions, steps; ``what``
+names the current item or stage."""
 
 
 def sha256_text(text: str) -> str:
@@ -24,6 +30,18 @@ def sha256_text(text: str) -> str:
     'ca978112'
     """
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks (the one helper every layer uses).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"; _ = p.write_text("a")
+    >>> file_sha256(p)[:8]
+    'ca978112'
+    """
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -200,9 +218,46 @@ class SentenceCheck:
     score: float
 
 
+@dataclass(frozen=True)
+class Route:
+    """The intent router's verdict for one question, safe to show the principal who asked.
+
+    ``kind`` is knowledge | direct | out_of_scope; ``collections`` None means every
+    collection the principal may read.
+
+    >>> Route.everything("no router").to_dict()["collections"] is None
+    True
+    """
+
+    label: str  # what the classifier said (or "knowledge" on fallback)
+    kind: str
+    confidence: float
+    collections: tuple[str, ...] | None
+    reason: str  # human-readable why, safe to show the principal
+
+    @classmethod
+    def everything(cls, reason: str) -> Route:
+        return cls("knowledge", "knowledge", 1.0, None, reason)
+
+    @classmethod
+    def unrouted(cls) -> Route:
+        """The route of a workspace without a router: every readable collection."""
+        return cls.everything("no router configured (routing.router): retrieve from every "
+                              "collection you may read")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind, "confidence": round(self.confidence, 4),
+                "collections": list(self.collections) if self.collections is not None else None,
+                "reason": self.reason}
+
+
 @dataclass
 class Trace:
-    """Everything needed to audit or evaluate an answer without recomputing it."""
+    """Everything needed to audit or evaluate an answer without recomputing it.
+
+    ``origin`` says who asked: ``ask`` (a person, CLI or server) or ``eval`` (an evaluation
+    run), so monitoring can tell live traffic from test traffic.
+    """
 
     question: str
     principal: str
@@ -215,6 +270,7 @@ class Trace:
     timings: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    origin: str = "ask"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +285,7 @@ class Trace:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "tokens": self.tokens,
             "notes": self.notes,
+            "origin": self.origin,
         }
 
 

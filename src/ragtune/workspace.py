@@ -1,8 +1,11 @@
 """Workspace: the composition root. The CLI, the server and Python users hold one of these.
 
 A workspace is a folder (``./.ragtune``, ``--workspace`` or ``$RAGTUNE_HOME``) holding
-``ragtune.toml`` and ``store.db``. Components are built lazily from Settings, so
-``ragtune docs`` never loads a model.
+``ragtune.toml`` and, with the default store, ``store.db``. The Workspace only assembles:
+typed settings in, Protocol-typed components out (``store``, ``embedder``, ``generator``,
+``retriever``, ``adapters``, ``routing``, ``answerer``, ``traces``), each backend chosen
+by name from its registry. Components are built lazily, so ``ragtune docs`` never loads a
+model. Its operations (``ingest``, ``search``, ``ask``...) are one-line calls into them.
 
 >>> import tempfile
 >>> ws = Workspace.init(Path(tempfile.mkdtemp()) / "ws", overrides={"embedding": {"backend": "fake"}})
@@ -14,24 +17,31 @@ A workspace is a folder (``./.ragtune``, ``--workspace`` or ``$RAGTUNE_HOME``) h
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ragtune.answer import AnswerPipeline, TokenFn
-from ragtune.config import ANSWER_MODES, Settings
+from ragtune.answer.modes import Answerer, RouteFn
+from ragtune.answer.pipeline import AnswerPipeline, TokenFn
+from ragtune.answer.traces import StoreTraceSink, TraceSink
+from ragtune.config import Settings
 from ragtune.embed.base import Embedder
-from ragtune.errors import ConfigError, NotFound
+from ragtune.embed.factory import EMBEDDERS
+from ragtune.errors import AccessDenied, ConfigError, NotFound
+from ragtune.finetune.adapters import AdapterRegistry
+from ragtune.finetune.freshness import Freshness
+from ragtune.finetune.serving import AdapterServing
 from ragtune.generate.base import Generator
-from ragtune.hybrid import Route, answer_hybrid
-from ragtune.ingest.sync import IngestReport, ProgressFn, ingest_paths
-from ragtune.retrieve.search import RetrievalResult, Retriever
-from ragtune.store.base import SearchFilter
-from ragtune.store.sqlite import SQLiteStore
-from ragtune.types import Answer, DocumentInfo, Principal
+from ragtune.generate.factory import GENERATORS
+from ragtune.ingest.sync import IngestReport, ingest_paths
+from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
+from ragtune.route.policy import Routing
+from ragtune.store.base import SearchFilter, Store
+from ragtune.store.factory import STORES, open_store
+from ragtune.types import Answer, DocumentInfo, Principal, ProgressFn, Route
 
 CONFIG_NAME = "ragtune.toml"
 STORE_NAME = "store.db"
@@ -52,11 +62,16 @@ class Workspace:
                  overrides: dict[str, dict[str, Any]] | None = None) -> None:
         self.root = Path(root)
         self.settings = settings or Settings.load(self.root / CONFIG_NAME, overrides=overrides)
+        for registry, name in ((STORES, self.settings.store.backend),
+                               (EMBEDDERS, self.settings.embedding.backend),
+                               (GENERATORS, self.settings.generation.backend)):
+            if name not in registry.names():  # fail at open, not at the first question
+                raise ConfigError(f"unknown {registry.role} backend '{name}' in "
+                                  f"{self.root / CONFIG_NAME} (known: {', '.join(registry.names())})")
         self._embedder: Embedder | None = None
         self._generator: Generator | None = None
-        # base model -> HFGenerator; 'lora:NAME' -> llama.cpp with that adapter's GGUF LoRA
-        self._adapter_generators: dict[str, Any] = {}
-        self._routers: dict[str, Any] = {}  # router name -> loaded IntentRouter
+        self._adapters: AdapterServing | None = None
+        self._routing: RouteFn | None = None
 
     @classmethod
     def init(cls, root: Path | str | None = None,
@@ -87,15 +102,14 @@ class Workspace:
 
     # ------------------------------------------------------------------ components
     @cached_property
-    def store(self) -> SQLiteStore:
-        return SQLiteStore(self.root / STORE_NAME)
+    def store(self) -> Store:
+        return open_store(self.settings.store, self.root)
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from ragtune.embed.factory import make_embedder
-
-            self._embedder = make_embedder(self.settings.embedding)
+            self._embedder = EMBEDDERS.create(self.settings.embedding.backend,
+                                              self.settings.embedding)
         return self._embedder
 
     @embedder.setter
@@ -105,9 +119,8 @@ class Workspace:
     @property
     def generator(self) -> Generator:
         if self._generator is None:
-            from ragtune.generate.factory import make_generator
-
-            self._generator = make_generator(self.settings.generation)
+            self._generator = GENERATORS.create(self.settings.generation.backend,
+                                                self.settings.generation)
         return self._generator
 
     @generator.setter
@@ -118,72 +131,50 @@ class Workspace:
     def adapters_root(self) -> Path:
         return self.root / "adapters"
 
-    def adapter_generator(self, adapter: str) -> Generator:
-        """A generator answering with LoRA adapter ``adapter``.
+    @property
+    def registry(self) -> AdapterRegistry:
+        """The workspace's finished adapters (``<workspace>/adapters``)."""
+        return self.adapters.registry
 
-        On the local backend, an adapter trained on the very GGUF file the workspace
-        generates with is served by llama.cpp (exported once to ``adapter.gguf`` in its
-        folder): it decodes ~2.5x faster than transformers on a CPU and needs ~0.5 GB instead
-        of ~2.5 GB (bench/adapter_serving.py). Any other adapter runs on
-        transformers + PEFT, one base model per base shared by all its adapters, so
-        switching adapters does not reload it.
-        """
-        gen = self._lora_generator(adapter)
-        if gen is not None:
-            return gen
-        from ragtune.generate.hf import HFGenerator
+    @property
+    def adapters(self) -> AdapterServing:
+        """Adapter serving; rebuilt only when ``[generation]`` changes (it keeps loaded models)."""
+        if self._adapters is None or self._adapters.generation is not self.settings.generation:
+            self._adapters = AdapterServing(self.adapters_root, self.settings.generation, self.store)
+        return self._adapters
 
-        info = self._adapter_info(adapter)
-        hf = self._adapter_generators.get(info.base_model)
-        if hf is None:
-            hf = HFGenerator(info.base_model, adapters_root=self.adapters_root,
-                             max_tokens=self.settings.generation.max_tokens,
-                             temperature=self.settings.generation.temperature,
-                             threads=self.settings.generation.threads)
-            self._adapter_generators[info.base_model] = hf
-        hf.use_adapter(adapter)
-        return hf
+    @property
+    def routing(self) -> RouteFn:
+        """The router (``routing.router``); rebuilt only when ``[routing]`` changes, since it
+        keeps the loaded model. Assign any ``(question, principal) -> Route`` to replace it."""
+        stale = isinstance(self._routing, Routing) and self._routing.settings is not self.settings.routing
+        if self._routing is None or stale:
+            self._routing = Routing(self.root, self.settings.routing, self.store)
+        return self._routing
 
-    def _lora_generator(self, adapter: str) -> Generator | None:
-        """llama.cpp with the adapter's GGUF LoRA, when the adapter fits the workspace's GGUF."""
-        g = self.settings.generation
-        if g.backend != "local":
-            return None
-        key = f"lora:{adapter}"
-        if key in self._adapter_generators:
-            return self._adapter_generators[key]
-        from ragtune.errors import RagtuneError
-        from ragtune.finetune.adapters import AdapterRegistry
-        from ragtune.finetune.freshness import base_identity
-        from ragtune.generate.llama_cpp import lora_generator
-        from ragtune.generate.models import resolve_model
+    @routing.setter
+    def routing(self, value: RouteFn) -> None:
+        self._routing = value
 
-        registry = AdapterRegistry(self.adapters_root)
-        base_gguf = resolve_model(g.model)
-        lora = registry.gguf_for(adapter, base_gguf)
-        if lora is None:
-            run = json.loads((registry.get(adapter).path / "run.json").read_text(encoding="utf-8"))
-            if run.get("base_model_hash") != base_identity(str(base_gguf)):
-                return None  # trained on another base: transformers + PEFT checks and says so
-            try:
-                registry.export_gguf(adapter)
-            except RagtuneError:
-                return None
-            lora = registry.gguf_for(adapter, base_gguf)
-            if lora is None:
-                return None
-        gen = lora_generator(base_gguf, lora, name=adapter, n_ctx=g.context_tokens,
-                             threads=g.threads, max_tokens=g.max_tokens, temperature=g.temperature)
-        self._adapter_generators[key] = gen
-        return gen
+    @cached_property
+    def traces(self) -> TraceSink:
+        return StoreTraceSink(self.store)
 
     @property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder, self.settings.retrieval)
+        return StoreRetriever(self.store, self.embedder, self.settings.retrieval)
+
+    @property
+    def answerer(self) -> Answerer:
+        # Built per call: tests and the CLI swap the embedder or generator in place.
+        return Answerer(self.retriever, self.generator, settings=self.settings.answer,
+                        adapters=self.adapters, router=self.routing, sink=self.traces,
+                        source_tokens=self.settings.generation.source_tokens,
+                        config_hint=str(self.root / CONFIG_NAME))
 
     @property
     def pipeline(self) -> AnswerPipeline:
-        return self._pipeline(self.generator)
+        return self.answerer.pipeline()
 
     # ------------------------------------------------------------------ principals
     def principal(self, user: str | None) -> Principal:
@@ -229,92 +220,46 @@ class Workspace:
 
     def ask(self, question: str, user: str | None = None, *, mode: str | None = None,
             adapter: str | None = None, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None) -> Answer:
-        """Answer ``question`` as ``user`` in one of the four modes.
+            k: int | None = None, on_token: TokenFn | None = None,
+            origin: str = "ask") -> Answer:
+        """Answer ``question`` as ``user`` (see :class:`ragtune.answer.modes.Answerer`)."""
+        return self.answerer.ask(question, self.principal(user), mode=mode, adapter=adapter,
+                                 filters=filters, k=k, on_token=on_token, origin=origin)
 
-        ``base``: the model alone. ``rag``: retrieve, then the base model answers — or the
-        adapter, when one is given (how a RAFT adapter is served). ``finetuned``: the
-        adapter alone. ``hybrid``: the intent router picks out-of-scope / direct / a
-        knowledge route; knowledge routes retrieve in the routed collections and the
-        adapter answers with that context (the base model when the adapter is stale on the
-        topic). Defaults come from ``[answer]`` in ragtune.toml.
-        """
-        mode = mode or self.settings.answer.mode
-        if mode not in ANSWER_MODES:
-            raise ConfigError(f"unknown answer mode '{mode}' (known: {', '.join(ANSWER_MODES)})")
-        if adapter is None and mode in {"finetuned", "hybrid"}:
-            adapter = self.settings.answer.adapter or None
-            if adapter is None:
-                raise ConfigError(f"mode '{mode}' needs an adapter: pass --adapter NAME or set "
-                                  f"answer.adapter in {self.root / CONFIG_NAME}")
-        if mode == "base" and adapter:
-            raise ConfigError("mode 'base' answers with the base model alone; use mode "
-                              "'finetuned' to answer with an adapter")
-        principal = self.principal(user)
-        base = self._pipeline(self.generator)
-        if mode == "base":
-            return base.ask_direct(question, principal, on_token=on_token)
-        tuned = base
-        if adapter:
-            from ragtune.finetune.raft_quotes import final_answer, is_raft_adapter
-
-            info = self._adapter_info(adapter)
-            # The system prompt the adapter was trained with ("" = none); older adapters
-            # did not record it and get the default one.
-            system = (info.dataset.get("system_prompt") or "") if "system_prompt" in info.dataset \
-                else None
-            tuned = self._pipeline(self.adapter_generator(adapter), direct_system=system,
-                                   conclusion=final_answer if is_raft_adapter(info) else None)
-        if mode == "rag":
-            answer = tuned.ask(question, principal, filters=filters, k=k, on_token=on_token)
-        elif mode == "finetuned":
-            answer = tuned.ask_direct(question, principal, on_token=on_token, mode="finetuned")
-        else:
-            assert adapter is not None
-            return answer_hybrid(question, principal, route=self.route(question, principal),
-                                 base=base, tuned=tuned, adapter=adapter,
-                                 freshness=self.freshness(adapter), filters=filters, k=k,
-                                 on_token=on_token)
-        answer.trace.adapter = adapter
-        return answer
-
-    def _pipeline(self, generator: Generator, direct_system: str | None = None,
-                  conclusion: Callable[[str], str] | None = None) -> AnswerPipeline:
-        return AnswerPipeline(self.retriever, generator, direct_system=direct_system,
-                              conclusion=conclusion,
-                              source_tokens=self.settings.generation.source_tokens)
-
-    def _adapter_info(self, adapter: str) -> Any:
-        from ragtune.finetune.adapters import AdapterRegistry
-
-        return AdapterRegistry(self.adapters_root).get(adapter)
-
-    def freshness(self, adapter: str) -> Any:
-        """Which documents ``adapter`` was trained on changed or went since (a Freshness)."""
-        from ragtune.finetune.freshness import adapter_freshness
-
-        return adapter_freshness(self._adapter_info(adapter), self.store)
+    def freshness(self, adapter: str) -> Freshness:
+        """Which documents ``adapter`` was trained on changed or went since."""
+        return self.adapters.freshness(adapter)
 
     def route(self, question: str, principal: Principal) -> Route:
         """The router's decision for ``question`` (every readable collection without one)."""
-        routing = self.settings.routing
-        if not routing.router:
-            return Route.everything("no router configured (routing.router): retrieve from "
-                                    "every collection you may read")
-        from ragtune.route.policy import decide, load_router
-
-        router = self._routers.get(routing.router)
-        if router is None:
-            router = self._routers[routing.router] = load_router(self.root, routing.router)
-        d = decide(router, question, routing=routing, principal=principal, store=self.store)
-        return Route(d.label, d.kind, d.confidence, d.collections, d.reason)
+        return self.routing(question, principal)
 
     def documents(self, user: str | None = None, *, all_users: bool = False) -> list[DocumentInfo]:
-        return self.store.list_documents(None if all_users else self.principal(user))
+        """The documents ``user`` may read; ``all_users`` (every document, whatever its
+        groups) is the operator's view and needs an admin."""
+        principal = self.principal(user)
+        if all_users and not principal.admin:
+            raise AccessDenied("listing every document (--all) needs an admin: pass --as "
+                               f"one of access.admins in {self.root / CONFIG_NAME}")
+        return self.store.list_documents(None if all_users else principal)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, user: str | None = None) -> dict[str, Any]:
+        """What ``user`` may know of the workspace. Admins see the operator's view (every
+        document, store size, recent ingest failures); others only counts of what they may
+        read: restricted documents, collections and file names are not theirs to see."""
+        principal = self.principal(user)
         stats = self.store.stats()
-        stats["workspace"] = str(self.root)
-        stats["embedding"] = f"{self.settings.embedding.backend}:{self.settings.embedding.model}"
-        stats["generation"] = f"{self.settings.generation.backend}:{self.settings.generation.model}"
-        return stats
+        info: dict[str, Any] = {"workspace": str(self.root), "user": principal.user}
+        if principal.admin:
+            info |= stats
+            info["recent_failures"] = [
+                {"source": e.source, "message": e.message, "ts": e.ts}
+                for e in self.store.ingest_log(200) if e.status == "failed"][:10]
+        else:
+            readable = self.store.list_documents(principal)
+            info |= {"documents": len(readable), "chunks": sum(d.chunks for d in readable),
+                     "collections": dict(Counter(d.collection for d in readable)),
+                     "last_ingest": max((d.updated_at for d in readable), default=None)}
+        info["embedding"] = f"{self.settings.embedding.backend}:{self.settings.embedding.model}"
+        info["generation"] = f"{self.settings.generation.backend}:{self.settings.generation.model}"
+        return info

@@ -76,7 +76,7 @@ def kb_ws(fake_ws, tmp_path, monkeypatch):
     fake_ws.ingest([tmp_path / "kb"])
     add_adapter(fake_ws)
     gen = FakeGenerator(reply=adapter_reply, name="fake-adapter")
-    monkeypatch.setattr(fake_ws, "adapter_generator", lambda adapter: gen)
+    monkeypatch.setattr(fake_ws.adapters, "generator", lambda adapter: gen)
     return fake_ws
 
 

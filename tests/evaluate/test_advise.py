@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ragtune.advise import RULES, Answers, advise, reconcile, rule_table
+from ragtune.evaluate.advise import RULES, Answers, advise, reconcile, rule_table
 from ragtune.errors import InputError
 
 # For each rule: answers that make it fire, and close answers that must not.

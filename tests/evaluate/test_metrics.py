@@ -13,17 +13,15 @@ from ragtune.errors import ConfigError, InputError
 from ragtune.evaluate.metrics import (
     evaluate_per_query,
     evaluate_run,
-    exact_match,
     hit_rate_at_k,
     mrr_at_k,
     ndcg_at_k,
-    normalize_answer,
     parse_metric,
     precision_at_k,
     rank_scores,
     recall_at_k,
-    token_f1,
 )
+from ragtune.textmatch import exact_match, normalize_answer, token_f1
 
 # ---------------------------------------------------------------- hand-computed goldens
 

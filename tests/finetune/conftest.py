@@ -104,6 +104,14 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 STYLE_STEPS = 120
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the 120-step LoRA run (directly or through another fixture) is
+    ``slow``: it still runs in CI, but ``make test-fast`` leaves it out."""
+    for item in items:
+        if "trained_adapter" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def trained_adapter(tiny_model_dir: Path, style_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """One real LoRA run shared by the tests that inspect a finished adapter."""

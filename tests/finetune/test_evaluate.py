@@ -16,7 +16,7 @@ from ragtune.finetune.evaluate import (
     evaluate_adapter,
     format_check,
 )
-from ragtune.generate.hf import HFGenerator
+from ragtune.finetune.hf_generator import HFGenerator
 
 from .conftest import style_examples, write_jsonl
 

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ragtune.cli.finetune import adapters_app, data_app, finetune_app
 from ragtune.errors import InputError, NotFound
-from ragtune.finetune.cli import adapters_app, data_app, finetune_app
 
 from ..conftest import EXAMPLES, FAKE
 from .conftest import style_examples, write_jsonl

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ragtune.cli.finetune import adapters_app
 from ragtune.finetune.adapters import AdapterRegistry
-from ragtune.finetune.cli import adapters_app
 from ragtune.finetune.freshness import adapter_freshness, base_mismatch, registry_freshness
 from ragtune.finetune.raft import build_raft, training_lineage
 from ragtune.finetune.train import folder_hash
@@ -138,8 +138,8 @@ def test_base_mismatch_names_both_models(tiny_model_dir: Path, tmp_path: Path) -
 def test_raft_build_train_then_stale_end_to_end(kb, tiny_model_dir: Path, tmp_path: Path) -> None:
     """raft build --as ana -> finetune train (real LoRA, tiny model) -> run.json lineage ->
     adapters list goes STALE when a trained-on document changes."""
-    from ragtune.finetune.cli import finetune_app
-    from ragtune.finetune.raft_cli import raft_app
+    from ragtune.cli.finetune import finetune_app
+    from ragtune.cli.raft import raft_app
 
     ws, kb_dir = kb
     long_ctx = tmp_path / "tiny-long"  # RoPE: the position limit is only a config number

@@ -144,7 +144,7 @@ def test_registry_export_and_gguf_for(tmp_path: Path) -> None:
     """Default location <adapter>/adapter.gguf, and gguf_for only matches the trained-on base."""
     import shutil
 
-    from ragtune.finetune.train import file_sha256
+    from ragtune.types import file_sha256
 
     _, config, folder = _tiny("qwen2", tmp_path)
     base_dir = tmp_path / "base"  # the HF copy of the base: only its config.json is read

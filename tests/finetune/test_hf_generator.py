@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from ragtune.errors import ConfigError, ModelError, NotFound
+from ragtune.finetune.hf_generator import HFGenerator
 from ragtune.generate.base import Generator
-from ragtune.generate.hf import HFGenerator
+from tests.contracts.generator import GeneratorContract
 
 from .conftest import MARKER, style_examples
 
@@ -115,3 +116,11 @@ def test_real_qwen_trains_three_steps_and_serves_the_adapter(tmp_path: Path) -> 
     print(f"\nqwen: {result.run['train_time_s'] / 3:.2f} s/step, "
           f"{done.timings.get('tokens_per_s', 0):.2f} tokens/s, "
           f"first token {done.timings['first_token_s']:.2f} s: {done.text!r}")
+
+
+class TestHFGeneratorContract(GeneratorContract):
+    """The Generator contract on transformers + PEFT (tiny random model, greedy)."""
+
+    @pytest.fixture
+    def generator(self, tiny_model_dir: Path) -> HFGenerator:
+        return HFGenerator(str(tiny_model_dir), max_tokens=24)

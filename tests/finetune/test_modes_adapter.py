@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from ragtune.hybrid import Route
+from ragtune.types import Route
 from tests.conftest import FAKE, write
 from tests.finetune.conftest import MARKER
 
@@ -74,7 +74,7 @@ def test_hybrid_answers_stale_topics_with_the_base_model(ws, monkeypatch):
     assert doc is not None
     set_run(ws, lineage={"documents": [{"source": doc.source, "version": doc.version,
                                         "content_hash": "0" * 64}]})
-    monkeypatch.setattr(ws, "route", lambda q, p: Route("policy", "knowledge", 0.9, ("policy",),
+    monkeypatch.setattr(ws, "routing", lambda q, p: Route("policy", "knowledge", 0.9, ("policy",),
                                                         "test"))
     answer = ws.ask("How do I request a refund?", mode="hybrid", adapter="style")
     assert answer.trace.adapter is None and answer.trace.model == "fake"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ragtune.errors import InputError
+from ragtune.finetune.hf_generator import HFGenerator
 from ragtune.finetune.probe import longest_common_run, probe_memorisation
 from ragtune.generate.base import Completion
-from ragtune.generate.hf import HFGenerator
 
 from .conftest import write_jsonl
 

@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ragtune.cli.raft import raft_app
 from ragtune.errors import InputError, NotFound
 from ragtune.finetune.dataset import validate_dataset
 from ragtune.finetune.raft import (
@@ -18,7 +19,6 @@ from ragtune.finetune.raft import (
     load_questions,
     training_lineage,
 )
-from ragtune.finetune.raft_cli import raft_app
 from ragtune.finetune.raft_quotes import BEGIN_QUOTE, END_QUOTE, final_answer, pick_quote, quotes_in
 from ragtune.finetune.synth import split_documents, synth_examples
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_rag_messages

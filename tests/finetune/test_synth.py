@@ -26,7 +26,6 @@ from ..conftest import EXAMPLES
 from .conftest import PUBLIC
 
 
-
 def _rows(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 

@@ -13,8 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ragtune.cli.route import route_app
 from ragtune.errors import ConfigError, InputError, NotFound
-from ragtune.route.cli import route_app
 
 from ..conftest import EXAMPLES, FAKE, ROOT
 from .conftest import ROUTES

@@ -13,7 +13,7 @@ import pytest
 from ragtune.errors import InputError, ModelError, NotFound
 from ragtune.route.contrastive import _BatchSampler, pair_loss
 from ragtune.route.data import IntentExample, load_intents
-from ragtune.route.model import IntentRouter, LinearHead, TrainConfig
+from ragtune.route.model import IntentRouter, LinearHead, RouterTrainConfig
 from ragtune.route.policy import decide
 
 from ..conftest import EXAMPLES
@@ -72,16 +72,16 @@ def test_batches_cover_every_label_with_positive_pairs() -> None:
 
 def test_train_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="runtime must be onnx or torch"):
-        TrainConfig(runtime="tf")
+        RouterTrainConfig(runtime="tf")
     with pytest.raises(ValueError, match="steps must be >= 0"):
-        TrainConfig(steps=-1)
+        RouterTrainConfig(steps=-1)
 
 
 def test_training_refuses_data_it_cannot_learn_from_before_loading_a_model() -> None:
     ex = [IntentExample("hi", "direct"), IntentExample("hello", "direct"),
           IntentExample("vpn down", "it")]
     with pytest.raises(InputError, match="label 'it' has 1 example"):
-        IntentRouter.train(ex, config=TrainConfig(base_model="/nonexistent/model"))
+        IntentRouter.train(ex, config=RouterTrainConfig(base_model="/nonexistent/model"))
 
 
 def test_load_reports_missing_and_damaged_routers(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_training_learns_intents_it_never_saw(trained_router) -> None:
     predicted = [p[0] for p in router.predict_many([e.text for e in held])]
     accuracy = sum(p == e.label for p, e in zip(predicted, held, strict=True)) / len(held)
     assert accuracy >= 0.8, accuracy
-    assert report["training"]["steps"] == TrainConfig().steps
+    assert report["training"]["steps"] == RouterTrainConfig().steps
     assert report["training"]["last_loss"] < report["training"]["first_loss"]
     assert sum(map(sum, m["confusion"]["matrix"])) == 28
     assert report["counts"]["validation"] == {label: 4 for label in report["labels"]}

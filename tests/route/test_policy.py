@@ -15,7 +15,7 @@ from ragtune.config import RoutingSettings
 from ragtune.errors import ConfigError, InputError, NotFound
 from ragtune.route.policy import (
     EVERYTHING,
-    RouteDecision,
+    Route,
     check_routes,
     decide,
     load_router,
@@ -45,7 +45,7 @@ def _decide(ws, question, user=None, routing=ROUTING):
 
 def test_domain_routes_search_their_collections(kb_ws) -> None:
     d = _decide(kb_ws, "How do I set up the VPN?", "bob")
-    assert d == RouteDecision("it", "knowledge", 0.91, ("it",),
+    assert d == Route("it", "knowledge", 0.91, ("it",),
                               "routed to it (0.91): searching it")
     # a mapped route searches every listed collection
     d = _decide(kb_ws, "How long is the return window?")
@@ -66,7 +66,7 @@ def test_direct_out_of_scope_and_knowledge_kinds(kb_ws) -> None:
 
 def test_low_confidence_falls_back_to_every_readable_collection(kb_ws) -> None:
     d = _decide(kb_ws, "something vague", "ana")
-    assert d == RouteDecision("knowledge", "knowledge", 0.31, None,
+    assert d == Route("knowledge", "knowledge", 0.31, None,
                               "low confidence (0.31 < 0.50): searching every collection you may read")
     # the threshold is the setting's: at 0.3 the same answer routes
     d = _decide(kb_ws, "something vague", "ana", RoutingSettings(min_confidence=0.3))

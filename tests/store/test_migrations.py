@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 from ragtune.store.migrations import MIGRATIONS, _statements, migrate
 from ragtune.store.sqlite import SQLiteStore
@@ -23,9 +22,13 @@ def test_a_second_opener_waiting_on_the_lock_sees_the_first_ones_schema(tmp_path
         except Exception as e:  # noqa: BLE001 - the test reports it
             result["error"] = e
 
+    # A real barrier: the second opener's trace callback fires as it starts BEGIN IMMEDIATE,
+    # i.e. once it has read version 0 and is about to wait on the first one's lock.
+    at_lock = threading.Event()
+    second.set_trace_callback(lambda sql: at_lock.set() if "BEGIN IMMEDIATE" in sql else None)
     thread = threading.Thread(target=open_second)
     thread.start()
-    time.sleep(0.5)
+    assert at_lock.wait(10)
     for statement in _statements(MIGRATIONS[0]):
         first.execute(statement)
     first.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")

@@ -41,6 +41,7 @@ import numpy as np
 
 from ragtune.config import cache_root
 from ragtune.errors import ModelError
+from ragtune.types import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,11 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _is_intact(path: Path) -> bool:
     """True if ``path`` and its ``.sha256`` sidecar exist and agree."""
     sidecar = path.with_name(path.name + ".sha256")
     try:
-        return sidecar.read_text().strip() == _file_sha256(path)
+        return sidecar.read_text().strip() == file_sha256(path)
     except OSError:
         return False
 
@@ -109,7 +105,7 @@ def _build_atomically(target: Path, build: Callable[[Path], None]) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; a cache is shareable
-        digest = _file_sha256(tmp)
+        digest = file_sha256(tmp)
         os.replace(tmp, target)
         side_tmp = tmp.with_suffix(".sha256")
         side_tmp.write_text(digest + "\n")

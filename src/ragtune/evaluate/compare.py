@@ -17,13 +17,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import InputError
 from ragtune.evaluate import qa_metrics as m
 from ragtune.evaluate.costs import break_even, compute_cost, format_usd, index_setup, training_setup
 from ragtune.evaluate.evalset import EvalSet
-from ragtune.evaluate.qa import ProgressFn, QAEvaluator, QARun, SystemSpec
+from ragtune.evaluate.qa import QAEvaluator, QARun, SystemSpec
+from ragtune.types import ProgressFn
+
+if TYPE_CHECKING:
+    from ragtune.answer.service import AnswerService
 
 CATEGORY = {"base": "base model", "rag": "RAG", "finetuned": "fine-tuning", "hybrid": "hybrid",
             "raft": "hybrid"}
@@ -69,16 +73,14 @@ def answers_path(out_dir: Path, system: SystemSpec) -> Path:
 
 # ----------------------------------------------------------------------------- set-up costs
 
-def setup_costs(ws: Any, system: SystemSpec, index: dict[str, Any]) -> dict[str, Any]:
+def setup_costs(ws: AnswerService, system: SystemSpec, index: dict[str, Any]) -> dict[str, Any]:
     """Seconds and USD spent before the first answer: index (systems that retrieve) plus
     adapter training (systems with an adapter)."""
     parts: dict[str, Any] = {}
     if system.retrieves:
         parts["index"] = index
     if system.adapter:
-        from ragtune.finetune.adapters import AdapterRegistry
-
-        path = AdapterRegistry(ws.adapters_root).get(system.adapter).path
+        path = ws.registry.get(system.adapter).path
         parts["training"] = training_setup(path).to_dict()
     known = [p["seconds"] for p in parts.values() if p["seconds"] is not None]
     seconds = sum(known) if known or not parts else None
@@ -274,7 +276,7 @@ def _question_rows(evalset: EvalSet, runs: Sequence[QARun]) -> list[dict[str, An
     return rows
 
 
-def build_report_data(ws: Any, evalset: EvalSet, runs: Sequence[QARun],
+def build_report_data(ws: AnswerService, evalset: EvalSet, runs: Sequence[QARun],
                       setups: dict[str, dict[str, Any]], *, amortise_months: float = 12.0,
                       user: str | None = None, k: int | None = None,
                       with_recommendation: bool = True) -> dict[str, Any]:
@@ -313,7 +315,7 @@ def build_report_data(ws: Any, evalset: EvalSet, runs: Sequence[QARun],
 SystemProgress = Callable[[str, int, int, str], None]  # (system, done, total, question id)
 
 
-def run_compare(ws: Any, evalset: EvalSet, systems: Sequence[SystemSpec], out_dir: Path, *,
+def run_compare(ws: AnswerService, evalset: EvalSet, systems: Sequence[SystemSpec], out_dir: Path, *,
                 user: str | None = None, k: int | None = None, index_seconds: float | None = None,
                 amortise_months: float = 12.0, judge: Any = None, format_regex: str | None = None,
                 format_schema: dict[str, Any] | None = None,

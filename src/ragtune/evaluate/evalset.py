@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.jsonl import write_jsonl_atomic
 from ragtune.errors import InputError
+from ragtune.jsonl import write_jsonl_atomic
 from ragtune.types import DocumentInfo, Principal
 
 _REQUIRED: dict[str, type] = {"id": str, "question": str, "answers": list, "sources": list,

@@ -23,18 +23,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import InputError, ModelError
 from ragtune.evaluate import qa_metrics as m
 from ragtune.evaluate.costs import query_cost
 from ragtune.evaluate.evalset import EvalQuestion, EvalSet, SourceResolver
-from ragtune.types import Answer
+from ragtune.types import Answer, ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]  # (done, total, question id)
+if TYPE_CHECKING:
+    from ragtune.answer.service import AnswerService
+
 
 SYSTEM_KINDS = ("base", "rag", "finetuned", "hybrid", "raft")
 # Part of every record's fingerprint: bump it when scoring changes, so that a resumed run
@@ -188,7 +190,7 @@ class QAEvaluator:
     :func:`ragtune.finetune.evaluate.format_check`); without them it is not measured.
     """
 
-    def __init__(self, ws: Any, evalset: EvalSet, *, user: str | None = None,
+    def __init__(self, ws: AnswerService, evalset: EvalSet, *, user: str | None = None,
                  k: int | None = None, judge: Any = None, format_regex: str | None = None,
                  format_schema: dict[str, Any] | None = None,
                  embedding_similarity: bool = True) -> None:
@@ -242,9 +244,7 @@ class QAEvaluator:
 
     def adapter_documents(self, adapter: str) -> set[str]:
         """Document ids an adapter's lineage says it was trained on (empty if unknown)."""
-        from ragtune.finetune.adapters import AdapterRegistry
-
-        lineage = AdapterRegistry(self.ws.adapters_root).get(adapter).lineage
+        lineage = self.ws.registry.get(adapter).lineage
         docs = (lineage or {}).get("documents") if isinstance(lineage, dict) else None
         ids: set[str] = set()
         for d in docs or []:
@@ -342,7 +342,7 @@ class QAEvaluator:
             return None, None
         try:
             return self.ws.ask(q.question, self.user, mode=system.mode,
-                               adapter=system.adapter), None
+                               adapter=system.adapter, origin="eval"), None
         except ModelError as e:
             return None, f"model error: {e}"
 
@@ -362,9 +362,7 @@ class QAEvaluator:
             "embedding_similarity": self.embedding_similarity,
         }
         if system.adapter:
-            run_file = self.ws.adapters_root / system.adapter / "run.json"
-            parts["adapter_run"] = hashlib.sha256(run_file.read_bytes()).hexdigest() \
-                if run_file.exists() else None
+            parts["adapter_run"] = self.ws.registry.run_digest(system.adapter)
         for key in ("api_key",):  # never hash secrets into files
             for area in ("embedding", "generation"):
                 parts["settings"].get(area, {}).pop(key, None)
@@ -374,9 +372,7 @@ class QAEvaluator:
     def check_system(self, system: SystemSpec) -> None:
         """Fail before the first question if the system cannot run (unknown adapter...)."""
         if system.adapter:
-            from ragtune.finetune.adapters import AdapterRegistry
-
-            AdapterRegistry(self.ws.adapters_root).get(system.adapter)
+            self.ws.registry.get(system.adapter)
 
     def run(self, system: SystemSpec, out: Path | None = None,
             progress: ProgressFn | None = None) -> QARun:

@@ -27,14 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.evaluate.metrics import (
-    exact_match,
-    mrr_at_k,
-    ndcg_at_k,
-    normalize_answer,
-    recall_at_k,
-    token_f1,
-)
+from ragtune.evaluate.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from ragtune.textmatch import exact_match, normalize_answer, token_f1
 
 # A non-refused answer to an answerable question counts as correct at this token F1.
 CORRECT_F1 = 0.5

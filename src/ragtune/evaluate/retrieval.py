@@ -10,8 +10,9 @@ them.
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,17 @@ from ragtune.embed.base import Embedder
 from ragtune.evaluate.beir import BeirDataset, load_beir
 from ragtune.evaluate.metrics import evaluate_run
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
-from ragtune.retrieve.search import Retriever
-from ragtune.store.sqlite import SQLiteStore
-from ragtune.types import Document, Principal, Section
+from ragtune.retrieve.search import Retriever, StoreRetriever
+from ragtune.store.base import Store
+from ragtune.store.factory import open_store
+from ragtune.types import Document, Principal, ProgressFn, Section
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-StageFn = Callable[[str, int, int], None]  # (stage, done, total)
 _ADMIN = Principal("eval", admin=True)
 
 
-def index_beir(data: BeirDataset, store: SQLiteStore, embedder: Embedder, settings: Settings,
-               progress: StageFn | None = None, batch_docs: int = 64) -> dict[str, str]:
+def index_beir(data: BeirDataset, store: Store, embedder: Embedder, settings: Settings,
+               progress: ProgressFn | None = None, batch_docs: int = 64) -> dict[str, str]:
     """Chunk, embed and store the corpus; returns store source → BEIR doc id."""
     ids = list(data.corpus)
     for start in range(0, len(ids), batch_docs):
@@ -49,12 +50,12 @@ def index_beir(data: BeirDataset, store: SQLiteStore, embedder: Embedder, settin
             store.upsert_document(d, cs, vectors[offset:offset + len(cs)])
             offset += len(cs)
         if progress:
-            progress("index", min(start + batch_docs, len(ids)), len(ids))
+            progress(min(start + batch_docs, len(ids)), len(ids), "index")
     return {f"beir:{i}": i for i in ids}
 
 
 def run_queries(data: BeirDataset, retriever: Retriever, mode: str, source_to_id: dict[str, str],
-                depth: int = 100, progress: StageFn | None = None) -> dict[str, dict[str, float]]:
+                depth: int = 100, progress: ProgressFn | None = None) -> dict[str, dict[str, float]]:
     """{query id: {doc id: score}} with scores decreasing in rank order (no ties)."""
     run: dict[str, dict[str, float]] = {}
     qids = [q for q in data.qrels if q in data.queries]
@@ -71,20 +72,34 @@ def run_queries(data: BeirDataset, retriever: Retriever, mode: str, source_to_id
                 break
         run[qid] = scores
         if progress and (n % 10 == 0 or n == len(qids)):
-            progress(mode, n, len(qids))
+            progress(n, len(qids), mode)
     return run
 
 
 def evaluate_beir(folder: Path, embedder: Embedder, settings: Settings, *,
-                  modes: Sequence[str] = ("dense", "lexical", "hybrid"),
-                  progress: StageFn | None = None, store_path: str = ":memory:") -> dict[str, Any]:
-    """Index ``folder``'s corpus and report METRICS per retrieval mode."""
+                  modes: Sequence[str] = ("dense", "lexical", "fused"),
+                  progress: ProgressFn | None = None, store: Store | None = None) -> dict[str, Any]:
+    """Index ``folder``'s corpus and report METRICS per retrieval mode.
+
+    The corpus goes into ``store``, by default a scratch store of the configured backend
+    (``[store]``) in a temporary folder, so the workspace's own documents stay untouched.
+    """
     data = load_beir(folder)
-    store = SQLiteStore(store_path)
+    with tempfile.TemporaryDirectory(prefix="ragtune-beir-") as scratch:
+        if store is None:
+            store = open_store(settings.store, Path(scratch))
+        try:
+            return _evaluate(data, store, embedder, settings, modes, progress)
+        finally:
+            store.close()
+
+
+def _evaluate(data: BeirDataset, store: Store, embedder: Embedder, settings: Settings,
+              modes: Sequence[str], progress: ProgressFn | None) -> dict[str, Any]:
     t = time.perf_counter()
     source_to_id = index_beir(data, store, embedder, settings, progress)
     index_s = time.perf_counter() - t
-    retriever = Retriever(store, embedder, settings.retrieval)
+    retriever = StoreRetriever(store, embedder, settings.retrieval)
     metrics: dict[str, dict[str, float]] = {}
     latency: dict[str, float] = {}
     for mode in modes:
@@ -92,7 +107,6 @@ def evaluate_beir(folder: Path, embedder: Embedder, settings: Settings, *,
         run = run_queries(data, retriever, mode.strip(), source_to_id, progress=progress)
         latency[mode] = (time.perf_counter() - t) / max(len(run), 1)
         metrics[mode.strip()] = evaluate_run(run, data.qrels, METRICS)
-    store.close()
     return {"dataset": data.name, "documents": len(data.corpus), "queries": len(data.qrels),
             "embedder": embedder.name, "index_s": index_s, "metrics": metrics,
             "mean_query_s": latency}

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError, NotFound
+from ragtune.types import file_sha256
 
 _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
@@ -58,6 +59,15 @@ class AdapterInfo:
     created_at: float
     path: Path
     lineage: Any = None
+    base_model_hash: str = ""  # identity of the exact base weights it was trained on
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The system prompt it was trained with ("" = none); None when not recorded (older
+        adapters), meaning the default one."""
+        if "system_prompt" not in self.dataset:
+            return None
+        return self.dataset.get("system_prompt") or ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +91,7 @@ def _info(folder: Path) -> AdapterInfo | None:
         name=folder.name, base_model=str(run.get("base_model", "")),
         dataset=dict(run.get("dataset") or {}), metrics=metrics,
         created_at=float(run.get("created_at", 0.0)), path=folder, lineage=run.get("lineage"),
+        base_model_hash=str(run.get("base_model_hash") or ""),
     )
 
 
@@ -106,6 +117,12 @@ class AdapterRegistry:
             known = ", ".join(i.name for i in self.list()) or "none"
             raise NotFound(f"no finished adapter named {name!r} in {self.root} (known: {known})")
         return info
+
+    def run_digest(self, name: str) -> str | None:
+        """sha256 of the adapter's ``run.json`` (None if it has none): changes whenever the
+        adapter is retrained, so evaluation runs can tell one training from another."""
+        run_file = self.path_for(name) / "run.json"
+        return file_sha256(run_file) if run_file.exists() else None
 
     def remove(self, name: str) -> None:
         shutil.rmtree(self.get(name).path)
@@ -211,8 +228,6 @@ def _gguf_sha256(path: Path) -> str:
         sidecar = path.with_name(path.name + ".sha256")
         digest = sidecar.read_text(encoding="ascii").strip() if sidecar.is_file() else ""
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            from ragtune.finetune.train import file_sha256
-
             digest = file_sha256(path)
         _SHA_CACHE[key] = digest
     return _SHA_CACHE[key]

@@ -1,6 +1,6 @@
 """Base model vs adapter, side by side, on a held-out chat JSONL file.
 
->>> from ragtune.generate.hf import HFGenerator                                  # doctest: +SKIP
+>>> from ragtune.finetune.hf_generator import HFGenerator                                  # doctest: +SKIP
 >>> g = HFGenerator("qwen2.5-0.5b", adapters_root=Path(".ragtune/adapters"))    # doctest: +SKIP
 >>> r = evaluate_adapter(g, "support-style", Path("heldout.jsonl"), limit=10)   # doctest: +SKIP
 >>> r["metrics"]["adapter"]["format_compliance"], r["metrics"]["base"]["format_compliance"]  # doctest: +SKIP
@@ -8,7 +8,7 @@
 
 For each example the *reference* is its last assistant message and the *prompt* is every
 message before it. Both models are scored on the same loaded weights (the adapter is
-switched off for the base, see :class:`~ragtune.generate.hf.HFGenerator`):
+switched off for the base, see :class:`~ragtune.finetune.hf_generator.HFGenerator`):
 
 - ``loss``: mean negative log-likelihood per assistant token, over all assistant tokens of
   the file (token-weighted, labels from :func:`ragtune.finetune.train.tokenize_example`, so
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
-from ragtune.evaluate.metrics import exact_match, token_f1
 from ragtune.finetune.dataset import as_dicts, load_chat_jsonl
+from ragtune.textmatch import exact_match, token_f1
 from ragtune.types import ChatExample
 
 DEFAULT_FORMAT_REGEX = r"\[Source: [^\],]+, [^\]]+\]\s*$"

@@ -163,8 +163,9 @@ def registry_freshness(adapters_root: Path, store: Any) -> dict[str, Freshness]:
 def base_identity(name: str) -> str:
     """The identity ``run.json`` records as ``base_model_hash`` for a base model name, computed
     without loading or converting weights (a GGUF file is hashed, a folder fingerprinted)."""
-    from ragtune.finetune.train import file_sha256, resolve_base_folder
+    from ragtune.finetune.train import resolve_base_folder
     from ragtune.generate.models import PACKAGED_ALIASES, packaged_model_path
+    from ragtune.types import file_sha256
 
     path = Path(packaged_model_path() if name.strip().lower() in PACKAGED_ALIASES else name)
     if path.suffix == ".gguf" and path.is_file():

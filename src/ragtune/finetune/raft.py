@@ -80,7 +80,7 @@ from ragtune.finetune.synth import readable_chunks, split_documents
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_rag_messages
 from ragtune.jsonl import write_jsonl_atomic
 from ragtune.store.base import SearchFilter
-from ragtune.types import Chunk, DocumentInfo, Hit, Principal
+from ragtune.types import Chunk, DocumentInfo, Hit, Principal, file_sha256
 
 __all__ = ["RaftQuestion", "RaftReport", "build_raft", "final_answer", "is_raft_adapter",
            "lineage_path", "load_questions", "read_lineage_sidecar", "training_lineage"]
@@ -324,7 +324,7 @@ def build_raft(store: Any, retriever: Any, principal: Principal,
                                           for r in rows["train"])}
                       for d in report.train_documents],
         "eval_documents": [d["doc_id"] for d in report.eval_documents],
-        "source_file": str(out_train), "data_sha256": _file_sha256(out_train),
+        "source_file": str(out_train), "data_sha256": file_sha256(out_train),
     }
     side_path = lineage_path(out_train)
     side_path.write_text(json.dumps(lineage, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -361,10 +361,6 @@ def _fmt_counts(counts: dict[str, int]) -> str:
 
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 # ---------------------------------------------------------------- lineage
 
 
@@ -379,7 +375,7 @@ def read_lineage_sidecar(data_file: str | Path) -> dict[str, Any] | None:
     side = lineage_path(data_file)
     try:
         lineage = json.loads(side.read_text(encoding="utf-8"))
-        current = _file_sha256(Path(data_file))
+        current = file_sha256(Path(data_file))
     except (OSError, json.JSONDecodeError):
         return None
     if not isinstance(lineage, dict) or lineage.get("data_sha256") != current:

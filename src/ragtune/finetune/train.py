@@ -49,7 +49,7 @@ from ragtune.finetune.dataset import (
 )
 from ragtune.finetune.int8_base import int8_matmul_available, quantize_frozen_linears, restore
 from ragtune.finetune.packed_attention import use_packed_attention
-from ragtune.types import ChatExample
+from ragtune.types import ChatExample, file_sha256
 
 StepCallback = Callable[[int, int, float, float, float], None]
 """``on_step(step, total_steps, loss, tokens_per_s, eta_s)``, called after every optimizer step."""
@@ -156,16 +156,6 @@ class BaseModel:
     tokenizer: Any
     path: Path
     hash: str
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def folder_hash(folder: Path) -> str:

@@ -25,9 +25,14 @@ class Completion:
 
 @runtime_checkable
 class Generator(Protocol):
-    """A chat model, local or remote."""
+    """A chat model, local or remote.
+
+    ``name`` identifies the model (and adapter) in traces; ``last_completion`` holds the
+    token counts of the last finished reply (None before the first one).
+    """
 
     name: str
+    last_completion: Completion | None
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                  temperature: float | None = None) -> Completion:

@@ -12,11 +12,10 @@ With ``sync=True`` documents whose files are gone from a walked folder are remov
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from ragtune.errors import InputError
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
 from ragtune.ingest.loaders import load_file
 from ragtune.store.base import Store
-from ragtune.types import Chunk, Document
+from ragtune.types import Chunk, Document, ProgressFn, file_sha256
 
 # Chunks embedded together: big enough to keep the embedder's batches full across small
 # documents, small enough that parsing overlaps embedding and a crash loses little work.
@@ -63,15 +62,6 @@ class IngestReport:
         }
 
 
-ProgressFn = Callable[[int, int, str], None]  # (files done, files total, current file)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:

@@ -1,4 +1,6 @@
-"""Retrieval: dense, lexical (BM25) and hybrid (weighted or reciprocal-rank fusion), ACL-filtered.
+"""Retrieval: dense, lexical (BM25) and fused (weighted or reciprocal-rank fusion), ACL-filtered.
+
+``fused`` is what other tools call hybrid search; ``hybrid`` is accepted as its old name.
 
 >>> rrf_fuse([["a", "b"], ["b", "c"]], k=60)[0]
 ('b', 0.03252247488101534)
@@ -9,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
-from ragtune.config import RetrievalSettings
+from ragtune.config import RETRIEVAL_MODE_ALIASES, RETRIEVAL_MODES, RetrievalSettings
 from ragtune.embed.base import Embedder
 from ragtune.errors import InputError
 from ragtune.store.base import SearchFilter, Store
@@ -62,11 +65,29 @@ class RetrievalResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class Retriever:
-    """Searches a store as a principal.
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds the chunks a principal may read that best answer a query (the retrieval role).
 
-    >>> # retriever = Retriever(store, embedder, RetrievalSettings())
-    >>> # retriever.search("return window", principal).hits[0].chunk.text
+    ``settings`` carries what the answer pipeline reads besides the hits (the relevance
+    floor). Every backend passes ``tests/contracts/retriever.py``.
+    """
+
+    settings: RetrievalSettings
+
+    def search(self, query: str, principal: Principal, *, k: int | None = None,
+               mode: str | None = None, filters: SearchFilter | None = None,
+               candidates: int | None = None) -> RetrievalResult: ...
+
+
+class StoreRetriever:
+    """The built-in retriever: dense, lexical or fused search of a Store, as a principal.
+
+    >>> from ragtune.embed.fake import FakeEmbedder
+    >>> from ragtune.store.sqlite import SQLiteStore
+    >>> retriever = StoreRetriever(SQLiteStore(":memory:"), FakeEmbedder(16), RetrievalSettings())
+    >>> retriever.search("return window", Principal.anonymous()).hits
+    []
     """
 
     def __init__(self, store: Store, embedder: Embedder, settings: RetrievalSettings) -> None:
@@ -81,21 +102,22 @@ class Retriever:
         if not query:
             raise InputError("query", "the question is empty")
         mode = mode or self.settings.mode
-        if mode not in {"hybrid", "dense", "lexical"}:
-            raise InputError("mode", f"unknown retrieval mode {mode!r} (hybrid, dense or lexical)")
+        mode = RETRIEVAL_MODE_ALIASES.get(mode, mode)
+        if mode not in RETRIEVAL_MODES:
+            raise InputError("mode", f"unknown retrieval mode {mode!r} (fused, dense or lexical)")
         k = k or self.settings.top_k
         n = max(candidates or self.settings.candidates, k)
         timings: dict[str, float] = {}
         dense: list[tuple[str, float]] = []
         lexical: list[tuple[str, float]] = []
-        if mode in {"hybrid", "dense"}:
+        if mode in {"fused", "dense"}:
             t = time.perf_counter()
             vector = self.embedder.embed_query(query)
             timings["embed_s"] = time.perf_counter() - t
             t = time.perf_counter()
             dense = self.store.dense_ranking(vector, n, principal, filters)
             timings["dense_s"] = time.perf_counter() - t
-        if mode in {"hybrid", "lexical"}:
+        if mode in {"fused", "lexical"}:
             t = time.perf_counter()
             lexical = self.store.lexical_ranking(query, n, principal, filters)
             timings["lexical_s"] = time.perf_counter() - t

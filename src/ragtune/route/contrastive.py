@@ -6,7 +6,7 @@ batch of 28 questions gives 378 pairs for the price of encoding 28), batches hol
 questions of each of several labels so that every batch has positive pairs, and positive
 and negative pairs weigh the same, as SetFit's balanced pair sampling does.
 
->>> # fine_tune_body(train_examples, labels, Path("body"), config=TrainConfig(), seed=0)
+>>> # fine_tune_body(train_examples, labels, Path("body"), config=RouterTrainConfig(), seed=0)
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from ragtune.errors import MissingDependency, ModelError
 from ragtune.route.data import IntentExample
 
 if TYPE_CHECKING:
-    from ragtune.route.model import ProgressFn, TrainConfig
+    from ragtune.route.model import RouterTrainConfig
+    from ragtune.types import ProgressFn
 
 
 def pair_loss(embeddings: Any, labels: Any) -> Any:
@@ -93,7 +94,7 @@ class _BatchSampler:
 
 
 def fine_tune_body(examples: Sequence[IntentExample], labels: Sequence[str], dest: Path, *,
-                   config: TrainConfig, seed: int,
+                   config: RouterTrainConfig, seed: int,
                    progress: ProgressFn | None = None) -> dict[str, Any]:
     """Contrastively fine-tune ``config.base_model`` on ``examples``; save it to ``dest``.
 
@@ -149,7 +150,7 @@ def fine_tune_body(examples: Sequence[IntentExample], labels: Sequence[str], des
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             if progress:
-                progress("fine-tune", step + 1, config.steps)
+                progress(step + 1, config.steps, "fine-tune")
         st.eval()
         st.save(str(dest))
     finally:

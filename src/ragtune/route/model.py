@@ -34,7 +34,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,16 +52,16 @@ from ragtune.route.data import (
     score,
     stratified_split,
 )
+from ragtune.types import ProgressFn
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # router.json layout version
 RUNTIMES = ("onnx", "torch")
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RouterTrainConfig:
     """How a router is trained. The defaults were chosen on examples/intents (see bench/)."""
 
     base_model: str = PACKAGED
@@ -215,7 +215,7 @@ class IntentRouter:
     # ------------------------------------------------------------ training
     @classmethod
     def train(cls, examples: Sequence[IntentExample], *, seed: int = 0,
-              val_fraction: float = 0.2, config: TrainConfig | None = None,
+              val_fraction: float = 0.2, config: RouterTrainConfig | None = None,
               source: str | None = None,
               progress: ProgressFn | None = None) -> tuple[IntentRouter, dict[str, Any]]:
         """Fine-tune, fit the head, score on a held-out split; returns (router, report).
@@ -223,7 +223,7 @@ class IntentRouter:
         Raises :class:`InputError` for data it cannot learn from (one label, a label with
         one example). The report is the router's ``router.json`` content.
         """
-        config = config or TrainConfig()
+        config = config or RouterTrainConfig()
         started = time.perf_counter()
         warnings = check_labels(examples, source or "training data")
         labels = sorted({e.label for e in examples})
@@ -251,7 +251,7 @@ class IntentRouter:
         return router, info
 
     @classmethod
-    def _fit(cls, examples: Sequence[IntentExample], labels: list[str], *, config: TrainConfig,
+    def _fit(cls, examples: Sequence[IntentExample], labels: list[str], *, config: RouterTrainConfig,
              seed: int, progress: ProgressFn | None) -> tuple[IntentRouter, dict[str, float]]:
         workdir = tempfile.TemporaryDirectory(prefix="ragtune-router-")
         folder = Path(workdir.name)
@@ -264,7 +264,7 @@ class IntentRouter:
             tuned = {"steps": 0, "seconds": 0.0, "first_loss": None, "last_loss": None}
         t = time.perf_counter()
         if progress:
-            progress("export", 0, 1)
+            progress(0, 1, "export")
         onnx_log = logging.getLogger("ragtune.embed.onnx")
         level = onnx_log.level
         onnx_log.setLevel(logging.ERROR)  # "exporting ... (once)" is expected here, not news
@@ -276,7 +276,7 @@ class IntentRouter:
             onnx_log.setLevel(level)
         export_s = time.perf_counter() - t
         if progress:
-            progress("export", 1, 1)
+            progress(1, 1, "export")
         t = time.perf_counter()
         index = {label: i for i, label in enumerate(labels)}
         x = encoder.encode([e.text for e in examples])

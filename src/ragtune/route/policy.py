@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ragtune.config import RoutingSettings
 from ragtune.errors import ConfigError, InputError, NotFound
 from ragtune.route.data import label_kind
 from ragtune.route.model import IntentRouter
-from ragtune.types import Principal
+from ragtune.store.base import Store
+from ragtune.types import Principal, Route
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +42,6 @@ _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 # One sentence for every "retrieve from everything you may read" outcome that is not about
 # confidence: a plain knowledge label, and a route the principal cannot read.
 EVERYTHING = "no specific collection for this question: searching every collection you may read"
-
-
-@dataclass(frozen=True)
-class RouteDecision:
-    """The router's verdict for one question, safe to show the principal who asked."""
-
-    label: str  # what the classifier said (or "knowledge" on fallback)
-    kind: str  # "knowledge" | "direct" | "out_of_scope"
-    confidence: float
-    collections: tuple[str, ...] | None  # None = every collection the principal may read
-    reason: str  # human-readable why, safe to show the principal
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "kind": self.kind, "confidence": round(self.confidence, 4),
-                "collections": list(self.collections) if self.collections is not None else None,
-                "reason": self.reason}
 
 
 def check_router_name(name: str) -> str:
@@ -102,28 +85,28 @@ def route_collections(label: str, routing: RoutingSettings) -> list[str]:
     return list(routing.routes.get(label, [label]))
 
 
-def readable_collections(store: Any, principal: Principal) -> set[str]:
+def readable_collections(store: Store, principal: Principal) -> set[str]:
     """Collections holding at least one document ``principal`` may read."""
     return {d.collection for d in store.list_documents(principal)}
 
 
 def decide(router: IntentRouter, question: str, *, routing: RoutingSettings,
-           principal: Principal, store: Any) -> RouteDecision:
+           principal: Principal, store: Store) -> Route:
     """Classify ``question`` and apply the rules above; never names an unreadable route."""
     label, confidence, _ = router.predict(question)
     if confidence < routing.min_confidence:
-        return RouteDecision("knowledge", "knowledge", confidence, None,
-                             f"low confidence ({confidence:.2f} < {routing.min_confidence:.2f}): "
-                             "searching every collection you may read")
+        return Route("knowledge", "knowledge", confidence, None,
+                     f"low confidence ({confidence:.2f} < {routing.min_confidence:.2f}): "
+                     "searching every collection you may read")
     kind = label_kind(label)
     if kind == "direct":
-        return RouteDecision(label, kind, confidence, None,
-                             f"classified as direct ({confidence:.2f}): answered without retrieval")
+        return Route(label, kind, confidence, None,
+                     f"classified as direct ({confidence:.2f}): answered without retrieval")
     if kind == "out_of_scope":
-        return RouteDecision(label, kind, confidence, None,
-                             f"classified as out of scope ({confidence:.2f})")
+        return Route(label, kind, confidence, None,
+                     f"classified as out of scope ({confidence:.2f})")
     if label == "knowledge":
-        return RouteDecision("knowledge", "knowledge", confidence, None, EVERYTHING)
+        return Route("knowledge", "knowledge", confidence, None, EVERYTHING)
     wanted = route_collections(label, routing)
     readable = readable_collections(store, principal)
     allowed = tuple(c for c in wanted if c in readable)
@@ -132,12 +115,12 @@ def decide(router: IntentRouter, question: str, *, routing: RoutingSettings,
         if missing:  # the operator's log names it; the principal's decision does not
             log.warning("route '%s' maps to collections with no documents: %s (see 'ragtune "
                         "route check')", label, ", ".join(missing))
-        return RouteDecision("knowledge", "knowledge", confidence, None, EVERYTHING)
-    return RouteDecision(label, "knowledge", confidence, allowed,
-                         f"routed to {label} ({confidence:.2f}): searching {', '.join(allowed)}")
+        return Route("knowledge", "knowledge", confidence, None, EVERYTHING)
+    return Route(label, "knowledge", confidence, allowed,
+                 f"routed to {label} ({confidence:.2f}): searching {', '.join(allowed)}")
 
 
-def check_routes(router: IntentRouter, routing: RoutingSettings, store: Any) -> list[str]:
+def check_routes(router: IntentRouter, routing: RoutingSettings, store: Store) -> list[str]:
     """Problems of the routing settings against the router and the store (operator view).
 
     A domain label whose collections hold no document at all, a ``routing.routes`` entry
@@ -169,9 +152,36 @@ def check_routes(router: IntentRouter, routing: RoutingSettings, store: Any) -> 
     return problems
 
 
-def require_valid_routes(router: IntentRouter, routing: RoutingSettings, store: Any,
+def require_valid_routes(router: IntentRouter, routing: RoutingSettings, store: Store,
                          where: str = "ragtune.toml") -> None:
     """:func:`check_routes`, raising :class:`ConfigError` with every problem in one line."""
     problems = check_routes(router, routing, store)
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
+
+
+class Routing:
+    """The workspace's router as the hybrid answer mode calls it: ``routing(question, principal)``.
+
+    Loads the router named by ``routing.router`` once, on first use; without one configured,
+    every question retrieves from every collection the principal may read.
+
+    >>> from ragtune.config import RoutingSettings
+    >>> Routing(Path("."), RoutingSettings(), store=None)("hi", Principal.anonymous()).kind
+    'knowledge'
+    """
+
+    def __init__(self, workspace_root: Path, settings: RoutingSettings, store: Store | None) -> None:
+        self.root = Path(workspace_root)
+        self.settings = settings
+        self.store = store
+        self._router: IntentRouter | None = None
+
+    def __call__(self, question: str, principal: Principal) -> Route:
+        if not self.settings.router:
+            return Route.unrouted()
+        if self._router is None:
+            self._router = load_router(self.root, self.settings.router)
+        assert self.store is not None
+        return decide(self._router, question, routing=self.settings, principal=principal,
+                      store=self.store)

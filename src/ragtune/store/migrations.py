@@ -7,8 +7,8 @@ function; never edit one that has shipped.
 from __future__ import annotations
 
 import sqlite3
-from ragtune.errors import StoreError
 
+from ragtune.errors import StoreError
 
 # Each migration is one SQL script; ``migrate`` wraps it in a transaction with the version bump.
 _M001_INITIAL = """
@@ -83,7 +83,23 @@ _M001_INITIAL = """
         );
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL]
+# Every finished answer's record (ragtune.answer.traces.StoreTraceSink appends them; the
+# monitor reads them). The answer and its trace are one JSON document; the columns beside it
+# are what queries filter on.
+_M002_TRACES = """
+        CREATE TABLE traces (
+            id        TEXT PRIMARY KEY,
+            ts        REAL NOT NULL,
+            principal TEXT NOT NULL,
+            mode      TEXT NOT NULL,
+            adapter   TEXT,
+            origin    TEXT NOT NULL,
+            record    TEXT NOT NULL
+        );
+        CREATE INDEX traces_ts ON traces(ts);
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES]
 
 
 def _statements(script: str) -> list[str]:

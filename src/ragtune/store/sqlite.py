@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import StoreError
-from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, WriteResult
+from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord, WriteResult
 from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.migrations import migrate
 from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
@@ -533,6 +533,25 @@ class SQLiteStore:
                 "SELECT ts, source, status, message FROM ingest_log ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
         return [IngestLogEntry(*r) for r in rows]
+
+    # ----------------------------------------------------------------- traces
+    def append_trace(self, record: TraceRecord) -> None:
+        """One autocommitted insert: no generation bump, so search caches stay valid."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO traces (id, ts, principal, mode, adapter, origin, record) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (record.id, record.ts, record.principal, record.mode, record.adapter,
+                 record.origin, json.dumps(record.answer, ensure_ascii=False)))
+
+    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, ts, principal, mode, adapter, origin, record FROM traces "
+                "WHERE ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",
+                (since if since is not None else float("-inf"), -1 if limit is None else limit),
+            ).fetchall()
+        return [TraceRecord(*r[:6], answer=json.loads(r[6])) for r in reversed(rows)]
 
     def iter_chunks(self) -> Iterator[Chunk]:
         with self._lock:

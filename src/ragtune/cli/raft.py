@@ -1,7 +1,7 @@
 """``ragtune raft``: build RAFT training data (then ``ragtune finetune train`` trains on it).
 
-The main CLI mounts it with ``app.add_typer(raft_app, name="raft")``. Core errors are left
-to the main CLI, which prints them as one line with their exit code.
+Mounted by :mod:`ragtune.cli.app`. Core errors are left to ``main``, which prints them as one
+line with their exit code.
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from ragtune.finetune.cli import JsonOpt, WorkspaceOpt, _print_json, _workspace
+from ragtune.cli.common import JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
 
 raft_app = typer.Typer(no_args_is_help=True, help="Retrieval-augmented fine-tuning (RAFT) data.")
-console = Console()
-err = Console(stderr=True)
 
 
 @raft_app.command("build")
@@ -38,7 +35,7 @@ def raft_build(
     """
     from ragtune.finetune.raft import build_raft, load_questions
 
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     data_dir = ws.root / "data"
     report = build_raft(
         ws.store, ws.retriever, ws.principal(as_user),
@@ -48,7 +45,7 @@ def raft_build(
         eval_fraction=eval_fraction, limit=limit,
         questions_from=str(questions) if questions is not None else None)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
         return
     console.print(f"train: {report.train_examples} examples ({report.with_oracle} with the oracle, "
                   f"{report.without_oracle} answering '{_refusal()}') from "

@@ -15,41 +15,20 @@ Three safety rules shape it:
   never names a collection the principal cannot read), and the store applies the ACL as in
   every other mode.
 
->>> # answer = answer_hybrid(q, principal, decision=d, base=rag_pipeline, tuned=adapter_pipeline)
+>>> # answer = answer_hybrid(q, principal, route=r, base=rag_pipeline, tuned=adapter_pipeline)
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Protocol
 
-from ragtune.answer import AnswerPipeline, TokenFn
+from ragtune.answer.pipeline import AnswerPipeline, TokenFn
 from ragtune.generate.prompts import OUT_OF_SCOPE_TEXT
 from ragtune.store.base import SearchFilter
-from ragtune.types import Answer, Principal, Trace
-
-
-@dataclass(frozen=True)
-class Route:
-    """What hybrid mode needs from a routing decision (ragtune.route.policy.RouteDecision
-    has these fields; a workspace without a router uses :meth:`everything`)."""
-
-    label: str
-    kind: str  # knowledge | direct | out_of_scope
-    confidence: float
-    collections: tuple[str, ...] | None
-    reason: str
-
-    @classmethod
-    def everything(cls, reason: str) -> Route:
-        return cls("knowledge", "knowledge", 1.0, None, reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "kind": self.kind, "confidence": round(self.confidence, 4),
-                "collections": list(self.collections) if self.collections is not None else None,
-                "reason": self.reason}
+from ragtune.types import Answer, Principal, Route, Trace
 
 
 class StaleCheck(Protocol):

@@ -1,14 +1,9 @@
-"""Command-line commands for evaluation: ``eval qa``, ``eval synth``, ``compare``, ``advise``.
+"""Evaluation commands: ``eval retrieval``, ``eval qa``, ``eval synth``, ``compare``, ``advise``.
 
-The main CLI mounts them::
-
-    from ragtune.evaluate.cli import advise_command, compare_command, register_eval_commands
-    register_eval_commands(eval_app)
-    app.command("compare")(compare_command)
-    app.command("advise")(advise_command)
-
-Core errors are not caught here: the main CLI prints them as one line with their exit code.
-A regression check that fails exits with code 1 after printing which metric failed.
+``eval_app`` is mounted as ``ragtune eval``; ``compare`` and ``advise`` are top-level
+commands (see :mod:`ragtune.cli.app`). Core errors are not caught here: ``main`` prints them
+as one line with their exit code. A regression check that fails exits with code 1 after
+printing which metric failed.
 """
 
 from __future__ import annotations
@@ -22,15 +17,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragtune.cli_options import AsOpt, JsonOpt, WorkspaceOpt
+from ragtune.cli.common import (
+    AsOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    err,
+    open_workspace,
+    print_json,
+    retrieval_mode,
+)
 from ragtune.errors import InputError
 
-console = Console()
-err = Console(stderr=True)
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate retrieval and answers.")
 
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N questions.")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only questions with this tag (repeatable).")]
@@ -50,14 +52,6 @@ SHOWN = (("token_f1", "F1", "points"), ("exact_match", "EM", "points"),
          ("cost_per_query_usd", "$/query", "usd"))
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _workspace(workspace: Path | None) -> Any:
-    from ragtune.workspace import Workspace
-
-    return Workspace.open(workspace)
 
 
 def _evalset(file: Path, limit: int | None, tags: list[str] | None) -> Any:
@@ -127,6 +121,39 @@ def _resume_hint(where: Path) -> Iterator[None]:
         raise
 
 
+# ================================================================ eval retrieval
+
+@eval_app.command("retrieval")
+def eval_retrieval(beir: Annotated[Path, typer.Option("--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.")],
+                   modes: Annotated[str, typer.Option(help="Comma-separated: dense,lexical,fused ('hybrid' is the old name of fused).")] = "dense,lexical,fused",
+                   workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """nDCG@10, Recall@10/100 and MRR@10 of dense, BM25 and fused retrieval on a BEIR set."""
+    from ragtune.evaluate.retrieval import evaluate_beir
+    from ragtune.workspace import Workspace, default_root
+
+    root = default_root(workspace)
+    ws = Workspace(root) if (root / "ragtune.toml").exists() else Workspace(root, settings=None)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, disable=as_json) as bar:
+        task = bar.add_task("index", total=None)
+
+        def progress(done: int, total: int, stage: str) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        results = evaluate_beir(beir, ws.embedder, ws.settings,
+                               modes=[retrieval_mode(m.strip()) or m for m in modes.split(",")],
+                                progress=progress)
+    if as_json:
+        print_json(results)
+        return
+    table = Table("mode", *results["metrics"][next(iter(results["metrics"]))].keys())
+    for mode, metrics in results["metrics"].items():
+        table.add_row(mode, *(f"{v:.4f}" for v in metrics.values()))
+    console.print(table)
+    console.print(f"{results['queries']} queries, {results['documents']} documents, "
+                  f"indexed in {results['index_s']:.1f} s")
+
+
 # ================================================================ eval qa
 
 def eval_qa(
@@ -153,7 +180,7 @@ def eval_qa(
     from ragtune.evaluate.qa import QAEvaluator, SystemSpec, regression_check
     from ragtune.evaluate.report import load_report, write_reports
 
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     ev = _evalset(file, limit, tag)
     answer = ws.settings.answer
     mode = mode or answer.mode
@@ -179,7 +206,7 @@ def eval_qa(
                                         baseline=base_report, system=system.name,
                                         tolerance=tolerance)
     if as_json:
-        _print_json({"system": system.to_dict(), "metrics": run.metrics, "answers_file": str(path),
+        print_json({"system": system.to_dict(), "metrics": run.metrics, "answers_file": str(path),
                      "resumed": run.resumed, "warnings": run.warnings, "checks": checks,
                      "failures": failures,
                      "reports": {k_: str(v) for k_, v in (written or {}).items()}})
@@ -215,12 +242,12 @@ def eval_synth(
     """
     from ragtune.evaluate.evalset import synth_evalset
 
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     result = synth_evalset(ws.store, principal=ws.principal(as_user), out=out,
                            eval_fraction=eval_fraction, seed=seed, per_chunk=per_chunk,
                            generator=ws.generator if use_llm else None, limit_chunks=limit_chunks)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     console.print(f"{result['questions']} questions from {len(result['eval']['documents'])} "
                   f"held-out documents -> {out}", highlight=False)
@@ -230,10 +257,8 @@ def eval_synth(
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
 
 
-def register_eval_commands(eval_app: typer.Typer) -> None:
-    """Add ``qa`` and ``synth`` to the main CLI's ``eval`` group."""
-    eval_app.command("qa")(eval_qa)
-    eval_app.command("synth")(eval_synth)
+eval_app.command("qa")(eval_qa)
+eval_app.command("synth")(eval_synth)
 
 
 # ================================================================ compare
@@ -273,7 +298,7 @@ def compare_command(
 
     if amortise_months <= 0:
         raise InputError("--amortise-months", f"must be > 0, got {amortise_months}")
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     specs = parse_systems(systems)
     ev = _evalset(eval_file, limit, tag)
     out_dir = out or ws.root / "compare" / Path(ev.path).stem
@@ -290,7 +315,7 @@ def compare_command(
                                tasks[name], completed=d, total=t, description=q))
     paths = write_reports(data, out_dir)
     if as_json:
-        _print_json({"reports": {k_: str(v) for k_, v in paths.items()},
+        print_json({"reports": {k_: str(v) for k_, v in paths.items()},
                      "systems": [{"name": s["name"], "metrics": s["metrics"], "setup": s["setup"]}
                                  for s in data["systems"]],
                      "break_even": data["break_even"], "recommendation": data["recommendation"],
@@ -327,7 +352,7 @@ def advise_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend RAG, fine-tuning or hybrid from your situation, with reasons and next steps."""
-    from ragtune.advise import BUDGETS, DATA_CHANGE, LABEL, Answers, advise, reconcile
+    from ragtune.evaluate.advise import BUDGETS, DATA_CHANGE, LABEL, Answers, advise, reconcile
     from ragtune.evaluate.report import load_report
 
     given: dict[str, Any] = {
@@ -358,7 +383,7 @@ def advise_command(
     if report is not None:
         advice.reconciliation = reconcile(advice, load_report(report), answers)
     if as_json:
-        _print_json({"answers": answers.to_dict(), **advice.to_dict()})
+        print_json({"answers": answers.to_dict(), **advice.to_dict()})
         return
     console.print(f"[bold green]Recommendation:[/] [bold]{LABEL[advice.choice]}[/]  "
                   f"(points: " + ", ".join(f"{k_} {v}" for k_, v in advice.scores.items()) + ")",

@@ -1,29 +1,29 @@
 """``ragtune route``: train an intent router, try it on a question, check its routes.
 
-The main CLI mounts it::
-
-    from ragtune.route.cli import route_app
-    app.add_typer(route_app, name="route")
-
-Routers live in ``<workspace>/routers/<name>``; hybrid answers use the one named by
-``routing.router`` in ragtune.toml. Core errors (:class:`~ragtune.errors.RagtuneError`) are
-not caught here: the main CLI prints them as one line with their exit code.
+Mounted by :mod:`ragtune.cli.app`. Routers live in ``<workspace>/routers/<name>``; hybrid
+answers use the one named by ``routing.router`` in ragtune.toml. Core errors are not caught
+here: ``main`` prints them as one line with their exit code.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragtune.cli_options import AsOpt, JsonOpt, WorkspaceOpt
+from ragtune.cli.common import (
+    AsOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    err,
+    open_workspace,
+    print_json,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no command here may reach the hub
 
@@ -31,21 +31,9 @@ route_app = typer.Typer(no_args_is_help=True,
                         help="Train and try the intent router (direct / out of scope / which "
                              "collections).")
 
-console = Console()
-err = Console(stderr=True)
 
 NameOpt = Annotated[str | None, typer.Option("--name", help="Router name (default: routing.router, "
                                                             "else 'intents').")]
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _open(workspace: Path | None) -> Any:
-    from ragtune.workspace import Workspace
-
-    return Workspace.open(workspace)
 
 
 def _router_name(ws: Any, name: str | None) -> str:
@@ -98,13 +86,13 @@ def route_train(
     from dataclasses import replace
 
     from ragtune.route.data import load_intents
-    from ragtune.route.model import IntentRouter, TrainConfig
+    from ragtune.route.model import IntentRouter, RouterTrainConfig
     from ragtune.route.policy import check_router_name, router_folder
 
     check_router_name(name)
-    ws = _open(workspace)
+    ws = open_workspace(workspace)
     examples = load_intents(file)
-    config = TrainConfig(refit=refit)
+    config = RouterTrainConfig(refit=refit)
     if steps is not None:
         if steps < 0:
             raise typer.BadParameter(f"--steps must be >= 0, got {steps}")
@@ -115,14 +103,14 @@ def route_train(
                   TimeElapsedColumn(), console=err, disable=as_json) as bar:
         task = bar.add_task("load", total=None)
 
-        def progress(stage: str, done: int, total: int) -> None:
+        def progress(done: int, total: int, stage: str) -> None:
             bar.update(task, description=stage, completed=done, total=total)
 
         router, report = IntentRouter.train(examples, seed=seed, val_fraction=val_fraction,
                                             config=config, source=str(file), progress=progress)
     folder = router.save(router_folder(ws.root, name))
     if as_json:
-        _print_json({"name": name, "path": str(folder), **report})
+        print_json({"name": name, "path": str(folder), **report})
         return
     for w in report["warnings"]:
         err.print(f"[yellow]warning[/] {w}", highlight=False)
@@ -144,7 +132,7 @@ def route_test(
     """Show where a question would go, as a user would see it."""
     from ragtune.route.policy import decide, load_router, require_valid_routes
 
-    ws = _open(workspace)
+    ws = open_workspace(workspace)
     principal = ws.principal(as_user)
     router = load_router(ws.root, _router_name(ws, name))
     require_valid_routes(router, ws.settings.routing, ws.store, where=str(ws.root / "ragtune.toml"))
@@ -155,7 +143,7 @@ def route_test(
         out = decision.to_dict()
         if probs is not None:
             out["scores"] = {k: round(v, 4) for k, v in sorted(probs.items(), key=lambda kv: -kv[1])}
-        _print_json(out)
+        print_json(out)
         return
     where = ("every collection you may read" if decision.collections is None
              else ", ".join(decision.collections))
@@ -182,7 +170,7 @@ def route_check(name: NameOpt = None, workspace: WorkspaceOpt = None,
     from ragtune.route.data import label_kind
     from ragtune.route.policy import check_routes, load_router, route_collections
 
-    ws = _open(workspace)
+    ws = open_workspace(workspace)
     router_name = _router_name(ws, name)
     router = load_router(ws.root, router_name)
     routing = ws.settings.routing
@@ -195,7 +183,7 @@ def route_check(name: NameOpt = None, workspace: WorkspaceOpt = None,
         rows.append({"label": label, "kind": kind, "collections": cols,
                      "missing": [c for c in cols or () if c not in known]})
     if as_json:
-        _print_json({"router": router_name, "configured": routing.router == router_name,
+        print_json({"router": router_name, "configured": routing.router == router_name,
                      "min_confidence": routing.min_confidence, "routes": rows,
                      "problems": problems, "metrics": router.info.get("metrics")})
     else:

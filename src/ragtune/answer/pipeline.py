@@ -77,7 +77,7 @@ class AnswerPipeline:
                 on_token(piece)
         trace.timings["generate_s"] = time.perf_counter() - t
         trace.timings["first_token_s"] = first if first is not None else trace.timings["generate_s"]
-        done: Completion | None = getattr(self.generator, "last_completion", None)
+        done: Completion | None = self.generator.last_completion
         if done is not None:
             trace.tokens = {"prompt": done.prompt_tokens, "completion": done.completion_tokens}
         return "".join(parts).strip()
@@ -87,7 +87,7 @@ class AnswerPipeline:
         """Retrieve, generate with numbered sources and check citations."""
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
-                      model=getattr(self.generator, "name", "?"))
+                      model=self.generator.name)
         result = self.retriever.search(question, principal, k=k, filters=filters)
         trace.timings.update(result.timings)
         trace.timings["retrieve_s"] = time.perf_counter() - started
@@ -129,7 +129,7 @@ class AnswerPipeline:
         """The model alone, no retrieval (the 'base' and 'finetuned' systems)."""
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
-                      model=getattr(self.generator, "name", "?"))
+                      model=self.generator.name)
         messages = build_plain_messages(question, system=self.direct_system)
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)

@@ -1,33 +1,25 @@
-"""Command-line sub-apps for fine-tuning: ``data``, ``finetune`` and ``adapters``.
+"""Fine-tuning command groups: ``ragtune data``, ``ragtune finetune`` and ``ragtune adapters``.
 
-The main CLI mounts them::
-
-    from ragtune.finetune.cli import adapters_app, data_app, finetune_app
-    app.add_typer(data_app, name="data")
-    app.add_typer(finetune_app, name="finetune")
-    app.add_typer(adapters_app, name="adapters")
-
-Core errors (:class:`~ragtune.errors.RagtuneError`) are not caught here: the main CLI prints
-them as one line with their exit code. Adapters live in ``<workspace>/adapters/<name>``.
-Heavy packages (torch, transformers, peft) are imported inside the commands that need them.
+Mounted by :mod:`ragtune.cli.app`. Core errors (:class:`~ragtune.errors.RagtuneError`) are
+not caught here: ``main`` prints them as one line with their exit code. Adapters live in
+``<workspace>/adapters/<name>``. Heavy packages (torch, transformers, peft) are imported
+inside the commands that need them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ragtune.cli_options import JsonOpt, WorkspaceOpt
+from ragtune.cli.common import JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
 from ragtune.errors import InputError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no command here may reach the hub
@@ -36,28 +28,16 @@ data_app = typer.Typer(no_args_is_help=True, help="Check, convert and synthesise
 finetune_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and probe LoRA adapters.")
 adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, merge and export adapters.")
 
-console = Console()
-err = Console(stderr=True)
 
 AdapterOpt = Annotated[str, typer.Option("--adapter", "-a", help="Adapter name.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N examples.")]
 MaxTokOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens per generation.")]
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _workspace(workspace: Path | None) -> Any:
-    from ragtune.workspace import Workspace
-
-    return Workspace.open(workspace)
-
-
 def _registry(workspace: Path | None) -> Any:
     from ragtune.finetune.adapters import AdapterRegistry
 
-    return AdapterRegistry(_workspace(workspace).root / "adapters")
+    return AdapterRegistry(open_workspace(workspace).root / "adapters")
 
 
 def _age(ts: float) -> str:
@@ -98,7 +78,7 @@ def data_validate(
         tokenizer = AutoTokenizer.from_pretrained(str(resolve_base_folder(base)[0]))
     report = validate_dataset(file, tokenizer=tokenizer, max_tokens=max_tokens)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         c, t = report.counts, report.token_stats
         console.print(f"[bold]{file}[/]: {c['examples']} examples on {c['lines']} lines "
@@ -129,7 +109,7 @@ def data_convert(
 
     result = convert_file(src, dst, fmt)
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         console.print(f"converted {result['examples']} {result['format']} records to {result['dst']}",
                       highlight=False)
@@ -150,7 +130,7 @@ def data_synth(
     """Write training and eval examples from the knowledge base, split by document."""
     from ragtune.finetune.synth import synth_examples
 
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     data_dir = ws.root / "data"
     result = synth_examples(
         ws.store, principal=ws.principal(as_user),
@@ -159,7 +139,7 @@ def data_synth(
         eval_fraction=eval_fraction, seed=seed, generator=ws.generator if use_llm else None,
         limit_chunks=limit_chunks)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     for name in ("train", "eval"):
         part = result[name]
@@ -198,11 +178,12 @@ def finetune_train(
     workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA adapter into <workspace>/adapters/NAME, with live progress."""
+    from ragtune.finetune.access import with_groups
     from ragtune.finetune.adapters import AdapterRegistry
     from ragtune.finetune.raft import training_lineage
     from ragtune.finetune.train import TrainConfig, train_adapter
 
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     registry = AdapterRegistry(ws.root / "adapters")
     out = registry.path_for(adapter)
     base = base or ws.settings.generation.model
@@ -216,7 +197,9 @@ def finetune_train(
     if target_modules:
         options["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m.strip())
     config = TrainConfig(base_model=base, qlora=qlora, int8_base=int8_base, **options)
-    lineage = training_lineage(file)  # RAFT's <file>.lineage.json, else per-line metadata
+    # RAFT's <file>.lineage.json, else per-line metadata; with each document's groups, so
+    # only those who may read all of them can use the adapter (finetune/access.py)
+    lineage = with_groups(training_lineage(file), ws.store)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
                TextColumn("ETA {task.fields[eta]}"))
@@ -230,7 +213,7 @@ def finetune_train(
         result = train_adapter(config, file, out, on_step=on_step, resume=resume, lineage=lineage)
     run = result.run
     if as_json:
-        _print_json(run | {"adapter_dir": str(result.adapter_dir)})
+        print_json(run | {"adapter_dir": str(result.adapter_dir)})
         return
     last = run["loss_curve"][-1][1] if run["loss_curve"] else None
     console.print(f"adapter [bold]{adapter}[/] -> {result.adapter_dir}", highlight=False)
@@ -247,7 +230,7 @@ def finetune_train(
 
 
 def _generator(workspace: Path | None, adapter: str, max_tokens: int) -> tuple[Any, Any]:
-    from ragtune.generate.hf import HFGenerator
+    from ragtune.finetune.hf_generator import HFGenerator
 
     registry = _registry(workspace)
     info = registry.get(adapter)
@@ -280,7 +263,7 @@ def finetune_eval(
     result = evaluate_adapter(gen, adapter, data, format_regex=format_regex, json_schema=schema,
                               limit=limit)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     m = result["metrics"]
     table = Table("metric", "base", adapter, "delta", title=f"{result['examples']} examples from {data}")
@@ -310,7 +293,7 @@ def finetune_probe(
         raise InputError(str(path), "training file not found: pass --data")
     r = probe_memorisation(gen, adapter, path, min_overlap_tokens=min_overlap_tokens, limit=limit)
     if as_json:
-        _print_json(r)
+        print_json(r)
         return
     pii = r["personal_data"]
     console.print(f"{r['memorised']} of {r['examples']} training prompts ({r['memorised_share']:.0%}) "
@@ -343,11 +326,11 @@ def adapters_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> N
     """
     from ragtune.finetune.adapters import AdapterRegistry
 
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     infos = AdapterRegistry(ws.root / "adapters").list()
     fresh = _freshness(ws, infos)
     if as_json:
-        _print_json([i.to_dict() | {"freshness": fresh[i.name].to_dict()} for i in infos])
+        print_json([i.to_dict() | {"freshness": fresh[i.name].to_dict()} for i in infos])
         return
     table = Table("name", "base", "data", "val loss", "steps", "age", "stale")
     for i in infos:
@@ -366,10 +349,10 @@ def adapters_show(name: Annotated[str, typer.Argument()], workspace: WorkspaceOp
     """Everything recorded about an adapter (its run.json), plus its freshness now."""
     from ragtune.finetune.adapters import AdapterRegistry
 
-    ws = _workspace(workspace)
+    ws = open_workspace(workspace)
     info = AdapterRegistry(ws.root / "adapters").get(name)
     run = json.loads((info.path / "run.json").read_text(encoding="utf-8"))
-    _print_json(run | {"path": str(info.path), "freshness": _freshness(ws, [info])[name].to_dict()})
+    print_json(run | {"path": str(info.path), "freshness": _freshness(ws, [info])[name].to_dict()})
 
 
 @adapters_app.command("rm")

@@ -1,0 +1,37 @@
+"""Open the store that ``[store] backend`` names, from the ``STORES`` registry.
+
+Built in: ``sqlite`` (one embedded file, ``<workspace>/store.db`` unless ``store.path``
+says otherwise). Server and vector-database backends register here too, and third-party
+ones through the ``ragtune.stores`` entry point group (see :mod:`ragtune.registry`). Nothing
+above the store knows which backend it talks to: every backend passes the same contract
+suite (``tests/contracts/store.py``).
+
+>>> import tempfile
+>>> from ragtune.config import StoreSettings
+>>> store = open_store(StoreSettings(), Path(tempfile.mkdtemp()))
+>>> store.count_documents()
+0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragtune.config import StoreSettings
+from ragtune.registry import Registry
+from ragtune.store.base import Store
+
+STORES: Registry[Store] = Registry("store", "ragtune.stores")
+
+
+@STORES.register("sqlite")
+def _sqlite(settings: StoreSettings, workspace_root: Path) -> Store:
+    from ragtune.store.sqlite import SQLiteStore
+
+    path = Path(settings.path or "store.db")
+    return SQLiteStore(path if path.is_absolute() else Path(workspace_root) / path)
+
+
+def open_store(settings: StoreSettings, workspace_root: Path) -> Store:
+    """The store ``settings`` names, for the workspace at ``workspace_root``."""
+    return STORES.create(settings.backend, settings, workspace_root)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """URL of a PostgreSQL server with pgvector, for this test session."""
     try:
         import psycopg  # noqa: F401
@@ -44,15 +45,20 @@ def pg_url(tmp_path_factory) -> Iterator[str]:
     from ragtune.errors import StoreError
     from ragtune.store.pg_local import LocalPostgres
 
+    # Not under pytest's tmp folder: under root the server runs as 'nobody', and other pytest
+    # sessions on the machine reset that folder to mode 700.
+    folder = Path(tempfile.mkdtemp(prefix="ragtune-pg-"))
     try:
-        server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data")
+        server = LocalPostgres(folder / "data")
         server.start()
     except StoreError as e:
+        shutil.rmtree(folder, ignore_errors=True)
         _unavailable(f"no PostgreSQL server for the store tests: {e}")
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def drop_schema(url: str, schema: str) -> None:

@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
+from ragtune.config import StoreSettings
 from ragtune.errors import MissingDependency, StoreError
 from ragtune.store.base import (IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord,
                                 WriteResult, with_scores)
@@ -496,7 +497,7 @@ class ChromaStore:
         self._index = None
 
 
-def open_chroma(settings: Any, workspace_root: Path) -> ChromaStore:
+def open_chroma(settings: StoreSettings, workspace_root: Path) -> ChromaStore:
     """Registry factory (``[store] backend = "chroma"``): ``url`` for a Chroma server, else the
     embedded store in ``path`` (default ``<workspace>/chroma``)."""
     if settings.url:

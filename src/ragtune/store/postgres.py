@@ -22,11 +22,13 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
+from ragtune.config import StoreSettings
 from ragtune.errors import MissingDependency, StoreError
 from ragtune.store.base import (IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord,
                                 WriteResult, with_scores)
@@ -79,6 +81,7 @@ class PostgresStore:
         self.ef_search = ef_search
         parts = urlsplit(conninfo)  # named in errors without user or password
         self._where = f"postgres://{parts.hostname or 'localhost'}{parts.path} (schema {self.schema})"
+        self.location = self._where  # for messages: no user or password
         try:
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
                 self.schema_version = migrate(conn, self.schema, self._where)
@@ -525,7 +528,7 @@ def _as_array(value: Any) -> np.ndarray:
     return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
 
 
-def open_postgres(settings: Any, workspace_root: Any) -> PostgresStore:
+def open_postgres(settings: StoreSettings, workspace_root: Path) -> PostgresStore:
     """Registry factory (``[store] backend = "postgres"``, ``url = "postgresql://..."``)."""
     if not settings.url:
         raise StoreError("store.backend 'postgres' needs store.url = \"postgresql://user@host/db\"")

@@ -12,7 +12,7 @@ from tests.contracts.store import ADMIN, ANON, HR, make_doc
 
 pytest.importorskip("psycopg", reason="pip install 'ragtune[postgres]'")
 
-from ragtune.store.postgres import PostgresStore  # noqa: E402
+from ragtune.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.integration
 

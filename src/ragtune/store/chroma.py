@@ -43,8 +43,14 @@ import numpy as np
 
 from ragtune.config import StoreSettings
 from ragtune.errors import MissingDependency, StoreError
-from ragtune.store.base import (IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord,
-                                WriteResult, with_scores)
+from ragtune.store.base import (
+    IngestLogEntry,
+    ScoredChunk,
+    SearchFilter,
+    TraceRecord,
+    WriteResult,
+    with_scores,
+)
 from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.sqlite import _best, _SearchIndex
 from ragtune.types import Chunk, Document, DocumentInfo, Principal

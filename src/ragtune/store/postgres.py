@@ -30,8 +30,14 @@ import numpy as np
 
 from ragtune.config import StoreSettings
 from ragtune.errors import MissingDependency, StoreError
-from ragtune.store.base import (IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord,
-                                WriteResult, with_scores)
+from ragtune.store.base import (
+    IngestLogEntry,
+    ScoredChunk,
+    SearchFilter,
+    TraceRecord,
+    WriteResult,
+    with_scores,
+)
 from ragtune.store.bm25 import term_hashes
 from ragtune.store.pg_query import dense_sql, lexical_sql, signed_terms
 from ragtune.types import Chunk, Document, DocumentInfo, Principal

@@ -100,3 +100,10 @@ def test_retag_to_public_drops_the_groups(store):
     assert store.get_document("a.md").groups == ()
     assert [h.document for h in store.lexical_search("notes", 5, ANON)] == ["a.md"]
     assert store.integrity_check() == []
+
+
+def test_no_telemetry_and_no_embedding_function(store):
+    """Chroma never phones home and never embeds (its default model would be downloaded)."""
+    assert store._client.get_settings().anonymized_telemetry is False
+    with pytest.raises(Exception, match="(?i)embedding"):
+        store._chunks.add(ids=["x"], documents=["text without a vector"])

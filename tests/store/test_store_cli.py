@@ -43,3 +43,40 @@ def test_migrate_refuses_what_is_not_postgres(tmp_path):
     run("init", home=home)
     p = run("store", "migrate", "--to", "mysql://x/y", home=home, check=False)
     assert p.returncode == 2 and "postgresql:// URL" in p.stderr
+
+
+def test_readme_quick_start_with_a_local_postgres(tmp_path):
+    """The README's PostgreSQL quick start, command by command."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = dict(os.environ, COLUMNS="200")
+    data = Path(tempfile.mkdtemp(prefix="ragtune-pg-"))  # see conftest.pg_url: not under tmp_path
+    server = subprocess.Popen([sys.executable, "-m", "ragtune.cli", "store", "local-postgres",
+                               "--data", str(data / "pgdata"), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("url = ") and f":{port}/" in line, server.stderr.read()
+        url = line.split('"')[1]
+        home = tmp_path / "ws"
+        run("init", home=home)
+        run("store", "migrate", "--to", url, "--switch", home=home)
+        write(tmp_path / "docs" / "returns.md",
+              "# Returns\n\n## Window\n\nItems can be returned within 30 days of delivery.\n")
+        run("ingest", str(tmp_path / "docs"), home=home)
+        ans = json.loads(run("ask", "How many days to return items?", "--json", home=home).stdout)
+        assert ans["refused"] is False and ans["citations"][0]["document"].endswith("returns.md")
+        assert json.loads(run("store", "check", "--json", home=home).stdout)["backend"] == "postgres"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+        shutil.rmtree(data, ignore_errors=True)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Annotated
 
 import tomli_w
@@ -80,3 +81,23 @@ def migrate(to: Annotated[str, typer.Option("--to", help="postgresql://user@host
 def _progress(done: int, total: int) -> None:
     if done == total or done % 100 == 0:
         err.print(f"  {done}/{total} documents", highlight=False)
+
+
+@store_app.command("local-postgres")
+def local_postgres(data: Annotated[Path, typer.Option("--data", help="Data folder (created if new).")] = Path("pgdata"),
+                   port: Annotated[int, typer.Option("--port", help="TCP port on 127.0.0.1.")] = 55432) -> None:
+    """Run a throwaway PostgreSQL with pgvector on 127.0.0.1 until Ctrl-C (for trying the
+    postgres backend; needs pip install 'ragtune[postgres,pgserver]'). Not for production."""
+    import time
+
+    from ragtune.store.pg_local import LocalPostgres
+
+    server = LocalPostgres(data, port=port)
+    console.print(f"url = \"{server.start()}\"", highlight=False)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from ragtune.config import Settings
 from ragtune.embed.factory import make_embedder
 from ragtune.evaluate.beir import load_beir
@@ -34,6 +36,31 @@ from ragtune.types import Principal
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = Principal("bench", admin=True)
+
+
+class CachedEmbedder:
+    """The real embedder, computing each text once: every backend gets the same vectors
+    (and the bench embeds the corpus once, not once per backend)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.dimension = inner, inner.name, inner.dimension
+        self._docs: dict[str, np.ndarray] = {}
+        self._queries: dict[str, np.ndarray] = {}
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._docs]
+        if todo:
+            self._docs.update(zip(todo, self.inner.embed_documents(todo)))
+        return np.stack([self._docs[t] for t in texts]) if texts else \
+            np.zeros((0, self.dimension), dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        if text not in self._queries:
+            self._queries[text] = self.inner.embed_query(text)
+        return self._queries[text]
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
 
 
 def tsvector_run(store: PostgresStore, data, source_to_id: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -68,7 +95,7 @@ def main() -> None:
     folders = [Path(a) for a in sys.argv[1:]] or [data_dir / "northwind_beir",
                                                   data_dir / "northwind_passages"]
     settings = Settings()
-    embedder = make_embedder(settings.embedding)
+    embedder = CachedEmbedder(make_embedder(settings.embedding))
     fused = settings.retrieval.mode
     modes = ("dense", "lexical", fused)
     out: dict[str, dict] = {}

@@ -254,3 +254,13 @@ def test_ci_runs_the_iterative_scan_path(store):
     exercises iterative index scans; the fallback path is tested above with them off."""
     if os.environ.get("CI") and not os.environ.get("RAGTUNE_TEST_POSTGRES_URL"):
         assert store._iterative
+
+
+def test_a_migration_lock_holds_off_ingests(store):
+    other = PostgresStore(store.url, schema=store.schema)
+    with store.write_lock(exclusive=True):
+        with pytest.raises(StoreError, match="being migrated into"), other.write_lock(timeout=0.3):
+            pass
+    with store.write_lock(), other.write_lock(timeout=1):  # two ingests share it
+        pass
+    other.close()

@@ -55,7 +55,7 @@ def migrate(to: Annotated[str, typer.Option("--to", help="postgresql://user@host
 
     ws = open_workspace(workspace)
     target = PostgresStore(to)
-    with ws.store.write_lock():
+    with ws.store.write_lock(), target.write_lock(exclusive=True):
         report = copy_store(ws.store, target,
                             progress=None if as_json else _progress)
     target.close()

@@ -144,23 +144,25 @@ class PostgresStore:
             yield cur
 
     @contextmanager
-    def write_lock(self, timeout: float = 30.0) -> Iterator[None]:
+    def write_lock(self, timeout: float = 30.0, *, exclusive: bool = False) -> Iterator[None]:
         """A write batch. Batches share the database (each document is its own transaction),
-        so this lock is shared; it excludes only whole-store operations that take it
-        exclusively (``ragtune store migrate``), waiting up to ``timeout`` for them."""
+        so the lock is shared; whole-store operations (``ragtune store migrate`` into this
+        store) take it ``exclusive``. Either waits up to ``timeout`` for the other kind."""
+        kind = "" if exclusive else "_shared"
         with self._pool.connection() as conn:
             try:
                 conn.execute(f"SET lock_timeout = {int(timeout * 1000)}")
-                conn.execute("SELECT pg_advisory_lock_shared(%s)", (_BATCH_KEY,))
+                conn.execute(f"SELECT pg_advisory_lock{kind}(%s)", (_BATCH_KEY,))
             except psycopg.errors.LockNotAvailable:
-                raise StoreError(f"{self._where}: the store is being migrated or repaired; "
-                                 f"waited {timeout:.0f} s — try again when it finishes") from None
+                busy = "ingesting" if exclusive else "being migrated into"
+                raise StoreError(f"{self._where}: the store is {busy}; waited {timeout:.0f} s "
+                                 "— try again when it finishes") from None
             finally:
                 conn.execute("SET lock_timeout = 0")
             try:
                 yield
             finally:
-                conn.execute("SELECT pg_advisory_unlock_shared(%s)", (_BATCH_KEY,))
+                conn.execute(f"SELECT pg_advisory_unlock{kind}(%s)", (_BATCH_KEY,))
 
     # ----------------------------------------------------------------- documents
     @staticmethod

@@ -56,11 +56,13 @@ class WriteResult:
     embedded: int = 0
 
 
-def with_scores(ranking: Sequence[tuple[str, float]],
-                chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
-    """``chunks`` (read for a ranking) carrying the ranking's scores."""
+def read_ranked(store: Store, ranking: Sequence[tuple[str, float]],
+                principal: Principal) -> list[ScoredChunk]:
+    """The chunks of a (chunk id, score) ranking that ``principal`` may read, with the
+    ranking's scores: ``dense_search`` is ``read_ranked(store, dense_ranking(...), who)``."""
     score = dict(ranking)
-    return [ScoredChunk(c.chunk, score[c.chunk.id], c.document, c.title) for c in chunks]
+    return [ScoredChunk(c.chunk, score[c.chunk.id], c.document, c.title)
+            for c in store.get_chunks([cid for cid, _ in ranking], principal)]
 
 
 @dataclass

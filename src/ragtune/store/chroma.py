@@ -49,7 +49,7 @@ from ragtune.store.base import (
     SearchFilter,
     TraceRecord,
     WriteResult,
-    with_scores,
+    read_ranked,
 )
 from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.sqlite import _best, _SearchIndex
@@ -346,10 +346,6 @@ class ChromaStore:
                                            m["tokens"], m.get("page")), 0.0, m["source"], m["title"])
         return [found[c] for c in chunk_ids if c in found]
 
-    def _with_scores(self, ranking: list[tuple[str, float]],
-                     principal: Principal) -> list[ScoredChunk]:
-        return with_scores(ranking, self.get_chunks([cid for cid, _ in ranking], principal))
-
     def dense_ranking(self, vector: np.ndarray, k: int, principal: Principal,
                       filters: SearchFilter | None = None) -> list[tuple[str, float]]:
         """Chroma's HNSW under the ``where`` clause; an exact scan of the allowed rows when they
@@ -398,7 +394,7 @@ class ChromaStore:
 
     def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
                      filters: SearchFilter | None = None) -> list[ScoredChunk]:
-        return self._with_scores(self.dense_ranking(vector, k, principal, filters), principal)
+        return read_ranked(self, self.dense_ranking(vector, k, principal, filters), principal)
 
     def lexical_ranking(self, query: str, k: int, principal: Principal,
                         filters: SearchFilter | None = None) -> list[tuple[str, float]]:
@@ -429,7 +425,7 @@ class ChromaStore:
 
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]:
-        return self._with_scores(self.lexical_ranking(query, k, principal, filters), principal)
+        return read_ranked(self, self.lexical_ranking(query, k, principal, filters), principal)
 
     # ----------------------------------------------------------------- log, traces, stats
     def log_ingest(self, source: str, status: str, message: str = "") -> None:

@@ -36,7 +36,7 @@ from ragtune.store.base import (
     SearchFilter,
     TraceRecord,
     WriteResult,
-    with_scores,
+    read_ranked,
 )
 from ragtune.store.bm25 import term_hashes
 from ragtune.store.pg_query import dense_sql, lexical_sql, signed_terms
@@ -382,10 +382,6 @@ class PostgresStore:
         found = {r[0]: ScoredChunk(Chunk(*r[:7]), 0.0, r[7], r[8]) for r in rows}
         return [found[c] for c in ids if c in found]
 
-    def _with_scores(self, ranking: list[tuple[str, float]],
-                     principal: Principal) -> list[ScoredChunk]:
-        return with_scores(ranking, self.get_chunks([cid for cid, _ in ranking], principal))
-
     def dense_ranking(self, vector: np.ndarray, k: int, principal: Principal,
                       filters: SearchFilter | None = None) -> list[tuple[str, float]]:
         """Top ``k`` by inner product over what ``principal`` may read: HNSW (iterative scan on
@@ -422,7 +418,7 @@ class PostgresStore:
 
     def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
                      filters: SearchFilter | None = None) -> list[ScoredChunk]:
-        return self._with_scores(self.dense_ranking(vector, k, principal, filters), principal)
+        return read_ranked(self, self.dense_ranking(vector, k, principal, filters), principal)
 
     def lexical_ranking(self, query: str, k: int, principal: Principal,
                         filters: SearchFilter | None = None) -> list[tuple[str, float]]:
@@ -436,7 +432,7 @@ class PostgresStore:
 
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]:
-        return self._with_scores(self.lexical_ranking(query, k, principal, filters), principal)
+        return read_ranked(self, self.lexical_ranking(query, k, principal, filters), principal)
 
     # ----------------------------------------------------------------- log, traces, stats
     def log_ingest(self, source: str, status: str, message: str = "") -> None:

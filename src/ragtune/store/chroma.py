@@ -114,7 +114,7 @@ class ChromaStore:
                 for name in ("documents", "versions", "log", "traces", "meta")}
         except StoreError:
             raise
-        except Exception as e:  # chromadb raises many kinds: connection, value, internal
+        except Exception as e:  # noqa: BLE001 - chromadb raises many kinds (connection, value, internal)
             raise StoreError(f"{url or path}: cannot open the Chroma store: {e}") from None
         self.prefix = prefix
         self.path = str(path) if path else ""

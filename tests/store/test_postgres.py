@@ -264,3 +264,31 @@ def test_a_migration_lock_holds_off_ingests(store):
     with store.write_lock(), other.write_lock(timeout=1):  # two ingests share it
         pass
     other.close()
+
+
+def test_skipping_common_terms_returns_the_exact_bm25_top_k(store, monkeypatch):
+    """MaxScore pruning (pg_query.prune_common_terms) against the full BM25 query."""
+    import ragtune.store.pg_query as pq
+
+    monkeypatch.setattr(pq, "PRUNE_MIN_CHUNKS", 50)
+    monkeypatch.setattr(pq, "PRUNE_SHARE", 0.2)  # a small corpus: 'common' = in 20% of chunks
+    rng = np.random.default_rng(4)
+    vocab = [f"w{i}" for i in range(300)]
+    p = 1.0 / np.arange(1, 301)
+    p /= p.sum()
+    for d in range(30):
+        texts = [" ".join(rng.choice(vocab, size=30, p=p)) for _ in range(8)]
+        store.upsert_document(*make_doc(f"z/{d}.md", *texts), groups=["g"] if d % 4 == 0 else ())
+    used = []
+    real = pq.prune_common_terms
+    monkeypatch.setattr("ragtune.store.postgres.prune_common_terms",
+                        lambda dfs, n: used.append(real(dfs, n)) or used[-1])
+    g = Principal("x", frozenset({"g"}))
+    for q in ["w0 w25", "w1 w2 w12", "w0 w1 w17 w29", "w3 w18", "w0 w5 w9", "w0 w250", "w2 w40"]:
+        for who in (ADMIN, ANON, g):
+            sql_, params = pq.lexical_sql(q, None, 10, admin=who.admin)
+            with store.session(who) as cur:
+                full = [(c, round(s, 6)) for c, s in cur.execute(sql_, params).fetchall()]
+            got = [(c, round(s, 6)) for c, s in store.lexical_ranking(q, 10, who)]
+            assert got == full, q
+    assert any(u is not None for u in used) and store.lexical_pruned > 0  # some took the short way

@@ -26,6 +26,7 @@ candidate rows only).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -92,14 +93,23 @@ def phrase_regex(phrase: str) -> str | None:
     return r"\m" + r"\W+".join(words) + r"\M" if words else None
 
 
-def lexical_sql(query: str, filters: SearchFilter | None, k: int, *,
-                admin: bool = False) -> tuple[str, dict[str, Any]] | None:
-    """BM25 ranking SQL and its parameters, or None when the query has no indexed term."""
+def lexical_sql(query: str, filters: SearchFilter | None, k: int, *, admin: bool = False,
+                candidates_from: list[int] | None = None) -> tuple[str, dict[str, Any]] | None:
+    """BM25 ranking SQL and its parameters, or None when the query has no indexed term.
+
+    ``candidates_from``: score only chunks that hold one of these (rare) terms, probing
+    the other terms' postings per candidate instead of reading them whole (see
+    :func:`prune_common_terms` for when that is still exact)."""
     terms = query_terms(query)
     if not terms:
         return None
     where, named = filter_sql(filters, admin=admin)
     named |= {"terms": terms, "k1": K1, "b": B}
+    source = "q JOIN postings p ON p.term = q.term"
+    if candidates_from is not None:
+        named["rare"] = candidates_from
+        source = ("(SELECT DISTINCT chunk FROM postings WHERE term = ANY(%(rare)s)) cand "
+                  "CROSS JOIN q JOIN postings p ON p.term = q.term AND p.chunk = cand.chunk")
     for i, phrase in enumerate(_PHRASE.findall(query)):
         rx = phrase_regex(phrase)
         if rx:
@@ -117,10 +127,39 @@ def lexical_sql(query: str, filters: SearchFilter | None, k: int, *,
             SELECT p.chunk,
                    sum(q.idf * p.tf * (%(k1)s + 1)
                        / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * ch.length / q.avgdl))) AS score
-            FROM q JOIN postings p ON p.term = q.term JOIN chunks ch ON ch.n = p.chunk
+            FROM {source} JOIN chunks ch ON ch.n = p.chunk
             WHERE {where}
             GROUP BY p.chunk
         )
         SELECT ch.id, s.score FROM s JOIN chunks ch ON ch.n = s.chunk
         ORDER BY s.score DESC, s.chunk LIMIT {int(k)}"""
     return sql, named
+
+
+PRUNE_MIN_CHUNKS = 2000
+PRUNE_SHARE = 0.02
+
+
+def prune_common_terms(dfs: dict[int, int], n: int) -> tuple[list[int], float] | None:
+    """(rare terms, score bound of the common ones) when a query can skip reading the
+    postings of its common terms, else None.
+
+    MaxScore: a term in more than 2% of the chunks has a small idf, and it adds less than
+    ``idf * (k1 + 1)`` to any chunk's score. Chunks that hold none of the rare terms score
+    below the sum of those bounds; when the k-th best chunk among those that hold a rare
+    term scores at least that much, it is the exact top k. (The store checks the k-th
+    score and falls back to the full query otherwise.)
+
+    >>> prune_common_terms({1: 5, 2: 900}, 10_000)[0]
+    [1]
+    >>> prune_common_terms({1: 5}, 10_000) is None  # nothing common to skip
+    True
+    """
+    if n < PRUNE_MIN_CHUNKS:
+        return None
+    common = [t for t, df in dfs.items() if df > n * PRUNE_SHARE]
+    rare = sorted(t for t in dfs if t not in common)
+    if not common or not rare:
+        return None
+    bound = sum(math.log(1 + (n - dfs[t] + 0.5) / (dfs[t] + 0.5)) for t in common) * (K1 + 1)
+    return rare, bound

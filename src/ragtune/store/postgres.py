@@ -39,7 +39,7 @@ from ragtune.store.base import (
     read_ranked,
 )
 from ragtune.store.bm25 import term_hashes
-from ragtune.store.pg_query import dense_sql, lexical_sql, signed_terms
+from ragtune.store.pg_query import dense_sql, lexical_sql, prune_common_terms, signed_terms
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
 try:
@@ -102,6 +102,7 @@ class PostgresStore:
         except psycopg.OperationalError as e:
             raise StoreError(f"{self._where}: cannot connect: {str(e).strip()}") from None
         self._dim: int | None = None  # fixed by the first write, then never changes
+        self.lexical_pruned = 0  # lexical searches answered without the common terms' postings
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
                                     kwargs={"autocommit": True}, configure=self._configure,
                                     name=f"ragtune-{self.schema}")
@@ -429,6 +430,15 @@ class PostgresStore:
         if built is None:
             return []
         with self._tx(principal) as cur:
+            stats = cur.execute("SELECT l.term, l.df, c.chunks FROM lexicon l CROSS JOIN corpus c "
+                                "WHERE l.term = ANY(%s)", (built[1]["terms"],)).fetchall()
+            pruned = prune_common_terms({t: df for t, df, _ in stats}, stats[0][2]) if stats else None
+            if pruned is not None:  # exact when the k-th candidate beats any non-candidate
+                rows = cur.execute(*lexical_sql(query, filters, k, admin=principal.admin,
+                                                candidates_from=pruned[0])).fetchall()
+                if len(rows) == k and rows[-1][1] >= pruned[1]:
+                    self.lexical_pruned += 1
+                    return [(cid, float(s)) for cid, s in rows]
             rows = cur.execute(*built).fetchall()
         return [(cid, float(s)) for cid, s in rows]
 

@@ -258,9 +258,9 @@ def test_ci_runs_the_iterative_scan_path(store):
 
 def test_a_migration_lock_holds_off_ingests(store):
     other = PostgresStore(store.url, schema=store.schema)
-    with store.write_lock(exclusive=True):
-        with pytest.raises(StoreError, match="being migrated into"), other.write_lock(timeout=0.3):
-            pass
+    with (store.write_lock(exclusive=True), pytest.raises(StoreError, match="being migrated into"),
+          other.write_lock(timeout=0.3)):
+        pass
     with store.write_lock(), other.write_lock(timeout=1):  # two ingests share it
         pass
     other.close()

@@ -65,7 +65,9 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 
 _PLACEHOLDER = [1.0]
 _PAGE = 5000
-_EXACT_MAX = 2000  # filtered rows up to which dense search scans them exactly
+_EXACT_MAX = 200  # filtered rows up to which dense search scores them itself
+EF_SEARCH = 400  # Chroma's HNSW candidate list (its default, 100, gave recall@10 0.36 on
+# 20k random vectors in bench/store_scale.py; see pg's DEFAULT_EF_SEARCH for the sweep)
 _PHRASE = re.compile(r'"([^"]+)"')
 
 
@@ -108,7 +110,7 @@ class ChromaStore:
                 self.where = str(path)
             self._chunks = self._client.get_or_create_collection(
                 f"{prefix}_chunks", embedding_function=None,
-                configuration={"hnsw": {"space": "ip"}})
+                configuration={"hnsw": {"space": "ip", "ef_search": EF_SEARCH}})
             self._cols = {name: self._client.get_or_create_collection(
                 f"{prefix}_{name}", embedding_function=None)
                 for name in ("documents", "versions", "log", "traces", "meta")}

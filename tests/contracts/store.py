@@ -94,6 +94,26 @@ class StoreContract:
         if raw is not None:
             assert b"zanzibarquux" not in raw
 
+    def test_groups_change_only_when_asked(self, store: Store) -> None:
+        doc, chunks, vecs = make_doc("pay.md", "zanzibarquux payroll figures", title="Pay")
+        r = store.upsert_document(doc, chunks, vecs, groups=["hr"])
+        assert (r.previous_groups, r.groups) == (None, ("hr",))
+        new, nchunks, nvecs = make_doc("pay.md", "zanzibarquux payroll figures revised",
+                                       title="Pay")
+        r = store.upsert_document(new, nchunks, nvecs)  # groups=None: keep them
+        assert r.status == "updated" and r.previous_groups == r.groups == ("hr",)
+        assert store.lexical_search("zanzibarquux", 5, ANON) == []
+        r = store.upsert_document(new, nchunks, nvecs, groups=())  # public, said so
+        assert (r.status, r.previous_groups, r.groups) == ("retagged", ("hr",), ())
+        assert store.lexical_search("zanzibarquux", 5, ANON)
+
+    def test_deletion_is_erased_or_reported_pending(self, store: Store) -> None:
+        doc, chunks, vecs = make_doc("gone.md", "zanzibarquux to erase")
+        store.upsert_document(doc, chunks, vecs)
+        store.delete_document("gone.md")
+        assert store.finish_deletions(wait=1.0) is True  # no reader holds it here
+        assert store.pending_deletions() is False
+
     def test_acl_is_enforced_in_every_read(self, store: Store) -> None:
         pub, pc, pv = make_doc("pub.md", "holiday calendar for everyone")
         sec, sc, sv = make_doc("sec.md", "salary bands holiday bonus", title="Salaries")

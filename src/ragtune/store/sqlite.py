@@ -42,6 +42,8 @@ from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
 _PHRASE = re.compile(r'"([^"]+)"')
+# meta key set while deleted text may still be on disk (finish_deletions clears it)
+_ERASE_KEY = "erase_pending"
 
 _CHUNK_COLS = "c.id, c.doc_id, c.text, c.section, c.ordinal, c.tokens, c.page, d.source, d.title"
 
@@ -163,8 +165,11 @@ class SQLiteStore:
             self.schema_version = migrate(self._db, self.path)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: cannot open the store: {e}") from None
+        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._index: _SearchIndex | None = None
+        self._erase_tried = 0.0
+        self._retry_erasure()  # a deletion an earlier process could not finish
 
     # ----------------------------------------------------------------- transactions
     @contextmanager
@@ -183,6 +188,7 @@ class SQLiteStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._retry_erasure()
 
     @contextmanager
     def write_lock(self, timeout: float = 30.0) -> Iterator[None]:
@@ -282,13 +288,13 @@ class SQLiteStore:
         return found
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
-                        collection: str = "default", groups: Sequence[str] = (),
+                        collection: str = "default", groups: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None) -> WriteResult:
-        """Add ``doc``, or replace its chunks if its content changed, in one transaction."""
+        """Add ``doc``, or replace its chunks if its content changed, in one transaction.
+        ``groups=None`` keeps a stored document's groups (see the Store protocol)."""
         if len(chunks) != len(vectors):
             raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        groups = tuple(sorted(set(groups)))
         content_hash = doc.content_hash
         now = time.time()
         with self._transaction() as db:
@@ -301,14 +307,18 @@ class SQLiteStore:
                     "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc.id,)
                 )
             )
+            before = old_groups if row else None
+            groups = old_groups if groups is None else tuple(sorted(set(groups)))
             if row and row[1] == content_hash and row[2] == collection and old_groups == groups:
-                return WriteResult(doc.id, "unchanged", row[0], len(chunks))
+                return WriteResult(doc.id, "unchanged", row[0], len(chunks), groups=groups,
+                                   previous_groups=before)
             if row and row[1] == content_hash:
                 # Same content, new collection or ACL: retag without a new version.
                 db.execute("UPDATE documents SET collection = ?, updated_at = ? WHERE id = ?",
                            (collection, now, doc.id))
                 self._set_groups(db, doc.id, groups)
-                return WriteResult(doc.id, "retagged", row[0], len(chunks))
+                return WriteResult(doc.id, "retagged", row[0], len(chunks), groups=groups,
+                                   previous_groups=before)
             version = (row[0] + 1) if row else 1
             meta_json = json.dumps(metadata or doc.metadata or {}, sort_keys=True, default=str)
             if row:
@@ -340,7 +350,8 @@ class SQLiteStore:
                 "INSERT INTO versions (doc_id, version, content_hash, chunks, ingested_at) "
                 "VALUES (?,?,?,?,?)", (doc.id, version, content_hash, len(chunks), now),
             )
-        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks))
+        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks),
+                           groups=groups, previous_groups=before)
 
     @staticmethod
     def _set_groups(db: sqlite3.Connection, doc_id: str, groups: Sequence[str]) -> None:
@@ -363,11 +374,55 @@ class SQLiteStore:
             # FTS5 records deletions as tombstones beside the old postings; merging the
             # segments drops the deleted terms for real (SQLite < 3.42 has no secure-delete).
             db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
-        if self.path != ":memory:":
-            # Move the overwritten pages out of the WAL too, so no copy of the text lingers.
-            with self._lock:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self.path != ":memory:":  # erased on disk only once the WAL is checkpointed
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (_ERASE_KEY, str(time.time_ns())))
+        self.finish_deletions(wait=0)
         return True
+
+    # ----------------------------------------------------------------- erasure
+    def pending_deletions(self) -> bool:
+        """True while deleted text may still be on disk (see :meth:`finish_deletions`)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM meta WHERE key = ?",
+                                    (_ERASE_KEY,)).fetchone() is not None
+
+    def finish_deletions(self, wait: float = 5.0) -> bool:
+        """Erase deleted text from disk: checkpoint the WAL into the database file (whose
+        freed pages ``secure_delete`` zeroes) and truncate the WAL, whose older frames still
+        hold the text. A reader's open snapshot keeps those frames alive; this waits up to
+        ``wait`` seconds for readers, then gives up and returns False. The pending mark lives
+        in the store, so any later open, write or index reload of any process retries.
+        """
+        if self.path == ":memory:":
+            return True
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?",
+                                   (_ERASE_KEY,)).fetchone()
+            if row is None:
+                return True
+            self._erase_tried = time.monotonic()
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                busy, log, done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy or log != done:
+                    return False
+                try:  # clear the mark unless a newer deletion set it meanwhile
+                    self._db.execute("DELETE FROM meta WHERE key = ? AND value = ?",
+                                     (_ERASE_KEY, row[0]))
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.OperationalError:
+                    pass  # another writer is busy: the text is gone, the mark clears next time
+                return True
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+    def _retry_erasure(self) -> None:
+        """A cheap, throttled retry of an unfinished erasure (after writes, reloads, opens)."""
+        if self.path == ":memory:" or time.monotonic() - self._erase_tried < 1.0:
+            return
+        if self.pending_deletions():
+            self.finish_deletions(wait=0)
 
     # ----------------------------------------------------------------- access control
     @staticmethod
@@ -433,6 +488,7 @@ class SQLiteStore:
         generation = self._generation()
         if self._index is not None and self._index.generation == generation:
             return self._index
+        self._retry_erasure()  # a long-lived reader (a server) finishes what it held up
         db = self._db
         db.execute("BEGIN")  # one read snapshot for the generation, chunks and documents
         try:
@@ -576,6 +632,7 @@ class SQLiteStore:
                     "SELECT collection, count(*) FROM documents GROUP BY collection").fetchall()),
                 "size_bytes": size,
                 "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
+                "erasure_pending": self.pending_deletions(),
             }
 
     def integrity_check(self) -> list[str]:

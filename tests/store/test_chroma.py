@@ -19,7 +19,17 @@ from ragtune.types import Principal
 pytestmark = pytest.mark.integration
 
 
-class TestEmbeddedChromaContract(StoreContract):
+class ChromaContract(StoreContract):
+    def test_deletion_is_erased_or_reported_pending(self, store) -> None:
+        """Chroma's own write log keeps deleted records until it purges: reported, not hidden."""
+        doc, chunks, vecs = make_doc("gone.md", "zanzibarquux to erase")
+        store.upsert_document(doc, chunks, vecs)
+        store.delete_document("gone.md")
+        assert store.lexical_search("zanzibarquux", 5, ADMIN) == []
+        assert store.finish_deletions(wait=1.0) is False and store.pending_deletions() is True
+
+
+class TestEmbeddedChromaContract(ChromaContract):
     @pytest.fixture
     def store(self, tmp_path):
         s = ChromaStore(tmp_path / "chroma")
@@ -30,7 +40,7 @@ class TestEmbeddedChromaContract(StoreContract):
         return ChromaStore(store.path)
 
 
-class TestChromaServerContract(StoreContract):
+class TestChromaServerContract(ChromaContract):
     @pytest.fixture
     def store(self, chroma_server):
         s = ChromaStore(url=f"{chroma_server}?prefix=t{uuid.uuid4().hex[:10]}")

@@ -125,6 +125,7 @@ class ChromaStore:
         self._index: _SearchIndex | None = None
         self._index_token: str | None = None
         self._versions: dict[str, int] = {}
+        self._deleted = 0  # deletes this process made whose text Chroma's log may still hold
 
     # ----------------------------------------------------------------- plumbing
     def _token(self) -> str:
@@ -203,14 +204,13 @@ class ChromaStore:
         return None if not got["ids"] else len(got["embeddings"][0])
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
-                        collection: str = "default", groups: Sequence[str] = (),
+                        collection: str = "default", groups: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None) -> WriteResult:
         """Add ``doc`` or replace its chunks: new chunks first, then the old ones go, then the
         document record names the new version (readers see one version or the other)."""
         if len(chunks) != len(vectors):
             raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
-        acl = sorted(set(groups))
         now = time.time()
         with self._lock:
             dim = self._dimension()
@@ -218,14 +218,17 @@ class ChromaStore:
                 raise StoreError(f"{doc.source}: {vectors.shape[1]}-dimensional vectors but the "
                                  f"store holds {dim}-dimensional ones: the embedding model changed")
             old = self.get_document(doc.id)
+            before = old.groups if old else None
+            acl = list(before or ()) if groups is None else sorted(set(groups))
+            done = {"groups": tuple(acl), "previous_groups": before}
             if old and old.content_hash == doc.content_hash:
                 if old.collection == collection and list(old.groups) == acl:
-                    return WriteResult(doc.id, "unchanged", old.version, len(chunks))
+                    return WriteResult(doc.id, "unchanged", old.version, len(chunks), **done)
                 self._tag_chunks(doc.id, collection, acl, now)
                 self._put_document(doc, old.version, len(chunks), collection, acl,
                                    old.created_at, now, old.metadata)
                 self._bump()
-                return WriteResult(doc.id, "retagged", old.version, len(chunks))
+                return WriteResult(doc.id, "retagged", old.version, len(chunks), **done)
             version = old.version + 1 if old else 1
             base = {"doc_id": doc.id, "source": doc.source, "title": doc.title,
                     "collection": collection, "updated_at": now, "version": version,
@@ -255,7 +258,7 @@ class ChromaStore:
                 metadatas=[{"doc_id": doc.id, "version": version, "content_hash": doc.content_hash,
                             "chunks": len(chunks), "ingested_at": now}])
             self._bump()
-        return WriteResult(doc.id, "updated" if old else "added", version, len(chunks))
+        return WriteResult(doc.id, "updated" if old else "added", version, len(chunks), **done)
 
     @staticmethod
     def _acl_meta(acl: list[str]) -> dict[str, Any]:
@@ -288,7 +291,17 @@ class ChromaStore:
             self._cols["versions"].delete(where={"doc_id": info.id})
             self._cols["documents"].delete(ids=[info.id])
             self._bump()
+            self._deleted += 1
         return True
+
+    def finish_deletions(self, wait: float = 5.0) -> bool:
+        """False: deleted records are gone from every read, but Chroma keeps them in its own
+        write log (``embeddings_queue`` in chroma.sqlite3) until its compactor purges it,
+        and ragtune cannot force that (docs/stores.md)."""
+        return self._deleted == 0
+
+    def pending_deletions(self) -> bool:
+        return self._deleted > 0
 
     # ----------------------------------------------------------------- search
     def _search_index(self) -> _SearchIndex:

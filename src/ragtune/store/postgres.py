@@ -215,27 +215,30 @@ class PostgresStore:
         return int(row[0]) if row else None
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
-                        collection: str = "default", groups: Sequence[str] = (),
+                        collection: str = "default", groups: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None) -> WriteResult:
-        """Add ``doc``, or replace its chunks if its content changed, in one transaction."""
+        """Add ``doc``, or replace its chunks if its content changed, in one transaction.
+        ``groups=None`` keeps a stored document's groups (see the Store protocol)."""
         if len(chunks) != len(vectors):
             raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
-        acl = sorted(set(groups))
         now = time.time()
         with self._write() as cur:
             self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, doc.source)
             row = cur.execute("SELECT version, content_hash, collection, acl FROM documents "
                               "WHERE id = %s", (doc.id,)).fetchone()
+            before = tuple(sorted(row[3])) if row else None
+            acl = list(before or ()) if groups is None else sorted(set(groups))
+            done = {"groups": tuple(acl), "previous_groups": before}
             if row and row[1] == doc.content_hash and row[2] == collection and sorted(row[3]) == acl:
-                return WriteResult(doc.id, "unchanged", row[0], len(chunks))
+                return WriteResult(doc.id, "unchanged", row[0], len(chunks), **done)
             if row and row[1] == doc.content_hash:  # same content, new collection or ACL
                 cur.execute("UPDATE documents SET collection = %s, acl = %s, updated_at = %s "
                             "WHERE id = %s", (collection, acl, now, doc.id))
                 cur.execute("UPDATE chunks SET collection = %s, acl = %s, updated_at = %s "
                             "WHERE doc_id = %s", (collection, acl, now, doc.id))
                 self._set_groups(cur, doc.id, acl)
-                return WriteResult(doc.id, "retagged", row[0], len(chunks))
+                return WriteResult(doc.id, "retagged", row[0], len(chunks), **done)
             version = row[0] + 1 if row else 1
             meta = json.dumps(metadata or doc.metadata or {}, sort_keys=True, default=str)
             if row:
@@ -254,7 +257,7 @@ class PostgresStore:
             self._insert_chunks(cur, doc, chunks, vectors, collection, acl, now)
             cur.execute("INSERT INTO versions VALUES (%s, %s, %s, %s, %s)",
                         (doc.id, version, doc.content_hash, len(chunks), now))
-        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks))
+        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks), **done)
 
     def _check_dimension(self, cur: psycopg.Cursor, dim: int | None, source: str) -> None:
         row = cur.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
@@ -374,6 +377,24 @@ class PostgresStore:
             self._remove_chunks(cur, row[0])
             cur.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # groups, versions cascade
         return True
+
+    def finish_deletions(self, wait: float = 5.0) -> bool:
+        """VACUUM the tables that hold text and vectors, so deleted rows leave their pages
+        and indexes (WAL segments and backups are the operator's: docs/stores.md)."""
+        with self._pool.connection() as conn:
+            conn.execute(f"SET lock_timeout = {int(wait * 1000)}")
+            try:
+                for table in ("chunks", "postings", "documents", "versions", "document_groups"):
+                    conn.execute(f"VACUUM {table}")
+            except psycopg.errors.LockNotAvailable:
+                return False
+            finally:
+                conn.execute("SET lock_timeout = 0")
+        return True
+
+    def pending_deletions(self) -> bool:
+        """False: a delete removes the rows at commit; ``finish_deletions`` vacuums them."""
+        return False
 
     # ----------------------------------------------------------------- search
     def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> list[ScoredChunk]:

@@ -106,7 +106,7 @@ def test_a_writer_that_died_mid_replace_is_invisible_and_reported(store):
 def test_retag_to_public_drops_the_groups(store):
     doc, chunks, vecs = make_doc("a.md", "notes")
     store.upsert_document(doc, chunks, vecs, groups=["hr"])
-    assert store.upsert_document(doc, chunks, vecs).status == "retagged"
+    assert store.upsert_document(doc, chunks, vecs, groups=()).status == "retagged"
     assert store.get_document("a.md").groups == ()
     assert [h.document for h in store.lexical_search("notes", 5, ANON)] == ["a.md"]
     assert store.integrity_check() == []

@@ -13,6 +13,10 @@ What is swapped, and why (nothing else is):
   ``route train`` trains the real intent router (the packaged MiniLM).
 - one placeholder: ``path/to/beir-folder`` is the small BEIR set of the tests
   (:data:`PLACEHOLDERS`).
+- one block is left to its own test: the PostgreSQL quick start under "Store backends"
+  starts a database server in the background and needs the ``postgres`` extra;
+  tests/store/test_store_cli.py::test_readme_quick_start_with_a_local_postgres runs those
+  commands (:data:`OWN_TEST`).
 
 Commands run in a temporary folder holding ``examples`` (a link to the repository's), so
 the default workspace ``./.ragtune`` is fresh and the README's relative paths
@@ -38,14 +42,20 @@ from tests.finetune.conftest import build_tiny_model
 pytestmark = pytest.mark.slow
 
 PLACEHOLDERS = {"path/to/beir-folder": str(ROOT / "tests" / "data" / "beir_tiny")}
+# README sections whose bash blocks another test runs (see the module doc).
+OWN_TEST = {"## Store backends (`[store]`)":
+            "tests/store/test_store_cli.py::test_readme_quick_start_with_a_local_postgres"}
 
 
 def readme_commands(text: str) -> list[list[str]]:
     """The ``ragtune`` commands of the README's bash blocks, in order; ``a && b`` gives two.
+    Blocks in the sections of :data:`OWN_TEST` are left out.
 
     >>> readme_commands("```bash\\nragtune init   # make it\\nmake x\\nragtune a 'b c' && ragtune d\\n```")
     [['ragtune', 'init'], ['ragtune', 'a', 'b c'], ['ragtune', 'd']]
     """
+    sections = re.split(r"^(?=## )", text, flags=re.MULTILINE)
+    text = "".join(s for s in sections if s.splitlines()[0] not in OWN_TEST) if sections else text
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
         for line in block.splitlines():
@@ -67,6 +77,15 @@ def readme_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus += [p.read_text(encoding="utf-8") for p in sorted((EXAMPLES / "finetune").glob("*.jsonl"))]
     return build_tiny_model(tmp_path_factory.mktemp("readme-llama"), corpus, vocab_size=4000,
                             max_positions=2048)
+
+
+def test_the_blocks_left_to_other_tests_exist_and_are_run_there() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for heading, where in OWN_TEST.items():
+        section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
+        assert "ragtune store local-postgres" in section  # the block the other test runs
+        path, name = where.split("::")
+        assert f"def {name}(" in (ROOT / path).read_text(encoding="utf-8")
 
 
 def test_the_readme_has_the_commands_a_newcomer_runs() -> None:

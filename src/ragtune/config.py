@@ -223,8 +223,13 @@ class EmbeddingSettings:
     quantize: bool = _help("int8 weights for the local model (onnx: -0.002 nDCG@10; "
                            "torch: -0.0065)", default=True)
     dimension: int = _help("vector size of the fake backend", default=384)
+    device: str = _help("auto | cpu | cuda: where the local model runs (auto: a CUDA GPU when "
+                        "there is one, fp16, batches of 256; runtime/quantize are CPU options)",
+                        default="auto")
 
     def __post_init__(self) -> None:
+        if self.device not in {"auto", "cpu", "cuda"}:
+            raise ConfigError(f"embedding.device must be auto, cpu or cuda, got {self.device!r}")
         if not _BACKEND_NAME.fullmatch(self.backend):  # known names: ragtune.embed.factory
             raise ConfigError(f"embedding.backend must be a backend name like local, http or "
                               f"fake, got {self.backend!r}")

@@ -61,6 +61,15 @@ class WriteResult:
     previous_groups: tuple[str, ...] | None = None
 
 
+def read_ranked(store: Store, ranking: Sequence[tuple[str, float]],
+                principal: Principal) -> list[ScoredChunk]:
+    """The chunks of a (chunk id, score) ranking that ``principal`` may read, with the
+    ranking's scores: ``dense_search`` is ``read_ranked(store, dense_ranking(...), who)``."""
+    score = dict(ranking)
+    return [ScoredChunk(c.chunk, score[c.chunk.id], c.document, c.title)
+            for c in store.get_chunks([cid for cid, _ in ranking], principal)]
+
+
 @dataclass
 class IngestLogEntry:
     ts: float

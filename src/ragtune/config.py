@@ -194,11 +194,27 @@ class AnswerSettings:
                       "(adapter alone) | hybrid (route, retrieve if needed, adapter answers)",
                       default="rag")
     adapter: str = _help("LoRA adapter for the finetuned and hybrid modes ('' = none)", default="")
+    unsupported: str = _help(
+        "what happens to an answer sentence no retrieved source supports: remove (never shown; "
+        "the trace keeps it) | flag (shown, listed as unsupported)", default="remove")
+    fallback: str = _help(
+        "when no sentence of the model's answer is supported: quote (show the source sentence "
+        "that answers the question, if one does) | refuse", default="quote")
+    injections: str = _help(
+        "instruction-like text in retrieved sources ('SYSTEM:', 'ignore previous "
+        "instructions', hidden comments...): mark (kept, labelled as quoted data) | drop "
+        "(replaced by a placeholder) | off (not scanned). Never counted as support unless off",
+        default="mark")
 
     def __post_init__(self) -> None:
         if self.mode not in ANSWER_MODES:
             raise ConfigError(f"answer.mode must be one of {', '.join(ANSWER_MODES)}, "
                               f"got {self.mode!r}")
+        for key, allowed in (("unsupported", ("remove", "flag")), ("fallback", ("quote", "refuse")),
+                             ("injections", ("mark", "drop", "off"))):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"answer.{key} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)

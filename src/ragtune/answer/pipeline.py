@@ -1,8 +1,13 @@
-"""The grounded-answer pipeline: retrieve → prompt with numbered sources → generate → cite.
+"""The grounded-answer pipeline: retrieve → fenced sources → generate → check → show.
 
 Below the relevance floor the model is not called at all: the answer is "not found in the
-knowledge base", which is cheaper and cannot invent anything. Every answer carries a
-:class:`~ragtune.types.Trace` with what was retrieved, the prompt, timings and tokens.
+knowledge base", which is cheaper and cannot invent anything. Retrieved text is scanned for
+instruction-like spans (:mod:`ragtune.generate.injection`): they are marked (or dropped) in
+the prompt, listed in ``trace.flags`` and never count as support. The reply is shown
+sentence by sentence, each after its check (:class:`ragtune.answer.claims.ClaimGate`):
+``on_token`` receives only checked text, so every edge that streams shows the same checked
+answer. Every answer carries a :class:`~ragtune.types.Trace` with what was retrieved, the
+prompt, what was flagged or removed, timings and tokens.
 
 >>> # pipeline = AnswerPipeline(retriever, generator)
 >>> # answer = pipeline.ask("How long is the return window?", principal)
@@ -14,8 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ragtune.answer.claims import ClaimGate
 from ragtune.generate.base import Completion, Generator
-from ragtune.generate.citations import attribute_uncited, check_answer, is_refusal
+from ragtune.generate.citations import check_answer, is_refusal
+from ragtune.generate.injection import scan_hits
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_plain_messages, build_rag_messages
 from ragtune.retrieve.search import Retriever
 from ragtune.store.base import SearchFilter
@@ -54,7 +61,9 @@ class AnswerPipeline:
     def __init__(self, retriever: Retriever, generator: Generator, *,
                  support_threshold: float = 0.5, source_tokens: int | None = None,
                  direct_system: str | None = None,
-                 conclusion: Callable[[str], str] | None = None) -> None:
+                 conclusion: Callable[[str], str] | None = None,
+                 unsupported: str = "remove", fallback: str = "quote",
+                 injections: str = "mark") -> None:
         self.retriever = retriever
         # What of a reply is the answer (a RAFT adapter reasons and quotes first); the
         # whole reply stays in the trace.
@@ -63,6 +72,9 @@ class AnswerPipeline:
         self.generator = generator
         self.support_threshold = support_threshold
         self.source_tokens = source_tokens
+        self.unsupported = unsupported  # answer.unsupported: remove | flag
+        self.fallback = fallback  # answer.fallback: quote | refuse
+        self.injections = injections  # answer.injections: mark | drop | off
 
     def _generate(self, messages: list[dict[str, str]], on_token: TokenFn | None,
                   trace: Trace) -> str:
@@ -82,9 +94,13 @@ class AnswerPipeline:
             trace.tokens = {"prompt": done.prompt_tokens, "completion": done.completion_tokens}
         return "".join(parts).strip()
 
+    def _truncated(self) -> bool:
+        done = self.generator.last_completion
+        return done is not None and done.finish_reason == "length"
+
     def ask(self, question: str, principal: Principal, *, filters: SearchFilter | None = None,
             k: int | None = None, on_token: TokenFn | None = None, mode: str = "rag") -> Answer:
-        """Retrieve, generate with numbered sources and check citations."""
+        """Retrieve, generate from fenced sources, show only what the sources support."""
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=self.generator.name)
@@ -105,24 +121,49 @@ class AnswerPipeline:
                 on_token(NOT_FOUND_TEXT)
             trace.timings["total_s"] = time.perf_counter() - started
             return Answer(NOT_FOUND_TEXT, [], True, trace)
-        messages = build_rag_messages(question, hits)
+        flags = scan_hits([h.chunk.text for h in hits]) if self.injections != "off" \
+            else [[] for _ in hits]
+        self._record_flags(trace, flags)
+        messages = build_rag_messages(question, hits, flags=flags, injections=self.injections)
         trace.prompt = _render_prompt(messages)
-        text = self._generate(messages, on_token, trace)
-        if self.conclusion is not None:
-            reply, text = text, self.conclusion(text)
+        gate = ClaimGate(question, hits, emit=on_token, flags=flags,
+                         threshold=self.support_threshold, unsupported=self.unsupported,
+                         fallback=self.fallback)
+        if self.conclusion is None:
+            text = self._generate(messages, gate.feed, trace)
+        else:  # a RAFT adapter reasons and quotes first: only its conclusion is checked and shown
+            reply = self._generate(messages, None, trace)
+            text = self.conclusion(reply)
             if text != reply:
                 trace.notes.append("reasoning before the answer, not shown or cited: "
                                    + reply[: len(reply) - len(text)].strip()[:1000])
-        refused = not text or is_refusal(text)
-        citations, sentences = [], []
-        if not refused:
-            text, attributed = attribute_uncited(text, hits, threshold=self.support_threshold)
-            if attributed:
-                trace.notes.append(f"{len(attributed)} uncited sentence(s) attributed to the "
-                                   "source that supports them: " + " | ".join(attributed))
-            citations, sentences = check_answer(text, hits, threshold=self.support_threshold)
+            gate.feed(text)
+        shown = gate.finish(truncated=self._truncated())
+        trace.reply = text
+        trace.removed = list(shown.removed)
+        trace.notes.extend(shown.notes)
+        if shown.attributed:
+            trace.notes.append(f"{len(shown.attributed)} uncited sentence(s) attributed to the "
+                               "source that supports them: " + " | ".join(shown.attributed))
+        if shown.removed:
+            trace.notes.append(f"{len(shown.removed)} sentence(s) no source supports were not "
+                               "shown: " + " | ".join(shown.removed)[:1000])
+        citations, sentences = ([], []) if shown.refused else check_answer(
+            shown.text, hits, threshold=self.support_threshold, flags=flags)
         trace.timings["total_s"] = time.perf_counter() - started
-        return Answer(text, citations, refused, trace, sentences)
+        return Answer(shown.text, citations, shown.refused, trace, sentences)
+
+    @staticmethod
+    def _record_flags(trace: Trace, flags: list[list]) -> None:
+        for n, (hit, found) in enumerate(zip(trace.retrieved, flags, strict=True), start=1):
+            if not found:
+                continue
+            hit["flags"] = [f.to_dict() for f in found]
+            trace.flags.extend({"source": n, "document": hit["document"], **f.to_dict()} for f in found)
+            kinds = sorted({f.kind for f in found})
+            trace.notes.append(f"source [{n}] ({hit['document']}): {len(found)} instruction-like "
+                               f"span(s) ({', '.join(kinds)}) treated as data: marked in the "
+                               "prompt, never counted as support")
 
     def ask_direct(self, question: str, principal: Principal, *,
                    on_token: TokenFn | None = None, mode: str = "base") -> Answer:

@@ -36,6 +36,7 @@ from ragtune.finetune.freshness import Freshness
 from ragtune.finetune.serving import AdapterServing
 from ragtune.generate.base import Generator
 from ragtune.generate.factory import GENERATORS
+from ragtune.ingest.includes import include_roots
 from ragtune.ingest.sync import IngestReport, ingest_paths
 from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
 from ragtune.route.policy import Routing
@@ -192,9 +193,10 @@ class Workspace:
     def ingest(self, paths: Sequence[Path | str], *, collection: str = "default",
                groups: Sequence[str] = (), sync: bool = False,
                progress: ProgressFn | None = None) -> IngestReport:
-        return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
-                            chunking=self.settings.chunking, ingest=self.settings.ingest,
-                            collection=collection, groups=groups, sync=sync, progress=progress)
+        with include_roots([Path(p) for p in paths]):  # include directives stay in these trees
+            return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
+                                chunking=self.settings.chunking, ingest=self.settings.ingest,
+                                collection=collection, groups=groups, sync=sync, progress=progress)
 
     def remove(self, ref: str) -> DocumentInfo:
         """Delete a document (by id, source or path) and everything derived from it."""

@@ -13,6 +13,9 @@ one claim against one source. The rules (also in the citations module doc):
   dotted names (``typer.Spinner``), calls (``launch(``), keyword arguments (``secret=``),
   decorators and ``--options`` must each occur verbatim in the source. An invented API
   never borrows support from a loosely related sentence.
+* Polarity must agree: the window sentence that shares most words with the claim must be
+  negated ("cannot be refunded") exactly when the claim is ("can be refunded" is not
+  supported by it).
 * Only the source's own text counts, minus its instruction-like and self-vouching spans
   (:func:`ragtune.generate.injection.support_text`).
 
@@ -20,6 +23,8 @@ one claim against one source. The rules (also in the citations module doc):
 >>> score(claim_bag("Call typer.launch to open a URL in the browser."), src) >= 0.5
 True
 >>> score(claim_bag("Call typer.open_url to open a URL."), src)
+0.0
+>>> score(claim_bag("Gift cards can be refunded."), SourceText.of("Gift cards cannot be refunded."))
 0.0
 """
 
@@ -53,6 +58,7 @@ _NUMBER_WORDS = {"two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                  "sixty": "60", "ninety": "90", "hundred": "100"}
 
 _NUM = re.compile(r"\d+(?:[.,:]\d+)*")
+_NEGATION = re.compile(r"\b(?:not|no|never|cannot|nor|neither|none|without|nothing|non)\b|n't\b|n’t\b")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 # Code names: what must be in the source verbatim.
@@ -68,12 +74,13 @@ _DEFINED = re.compile(r"\b(?:def|class)\s+([A-Za-z_]\w*)|\bfor\s+([A-Za-z_]\w*)\
 _PARAMS = re.compile(r"\bdef\s+\w+\s*\(([^)]*)\)", re.DOTALL)
 # Names any answer may use without a source naming them: Python's builtins and keywords,
 # everyday methods, and placeholder words. Everything else must be in the source.
-_COMMON = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset("""
+_EVERYDAY = """
 self cls main args kwargs append extend items keys values get format join split strip lower
 upper replace read write open close startswith endswith exists mkdir name stem suffix parent
 is_file is_dir path python pip install run app cli example foo bar baz value text data file
 py md txt json com org www http https localhost
-""".split())
+"""
+_COMMON = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset(_EVERYDAY.split())
 _MIN_NAME = 3
 
 
@@ -155,6 +162,7 @@ class Bag:
     words: frozenset[str]  # stemmed content words, numbers included
     numbers: frozenset[str]
     names: frozenset[str] = frozenset()
+    negated: bool = False
 
 
 def bag(text: str, *, code: bool = False) -> Bag:
@@ -168,7 +176,7 @@ def bag(text: str, *, code: bool = False) -> Bag:
             numbers.add(_NUMBER_WORDS[w])
         elif w not in STOPWORDS and len(w) > 1:
             words.add(stem(w))
-    return Bag(frozenset(words | numbers), frozenset(numbers), names)
+    return Bag(frozenset(words | numbers), frozenset(numbers), names, bool(_NEGATION.search(lower)))
 
 
 def claim_bag(text: str, *, code: bool = False) -> Bag:
@@ -184,7 +192,7 @@ class SourceText:
     """One source prepared for scoring: its text and the bags of its sentence windows."""
 
     text: str
-    windows: tuple[Bag, ...]
+    windows: tuple[tuple[Bag, ...], ...]  # the sentence bags of each window
     whole: Bag
 
     @classmethod
@@ -204,16 +212,12 @@ def _has_name(text: str, name: str) -> bool:
 @lru_cache(maxsize=2048)
 def _source(text: str, window: int | None) -> SourceText:
     whole = bag(text)
-    if window is None:
-        return SourceText(text, (whole,), whole)
     sentences = [s for s in _SENTENCE_END.split(text) if s and s.strip()]
-    bags = [bag(s) for s in sentences] or [whole]
-    windows = []
-    for i in range(max(1, len(bags) - window + 1)):
-        part = bags[i:i + window]
-        windows.append(Bag(frozenset().union(*(b.words for b in part)),
-                           frozenset().union(*(b.numbers for b in part))))
-    return SourceText(text, tuple(windows), whole)
+    bags = tuple(bag(s) for s in sentences) or (whole,)
+    if window is None:
+        return SourceText(text, (bags,), whole)
+    windows = tuple(bags[i:i + window] for i in range(max(1, len(bags) - window + 1)))
+    return SourceText(text, windows, whole)
 
 
 def score(claim: Bag, source: SourceText) -> float:
@@ -223,10 +227,14 @@ def score(claim: Bag, source: SourceText) -> float:
     if any(not source.has_name(n) for n in claim.names):
         return 0.0
     best = 0.0
-    for w in source.windows:
-        if claim.numbers - w.numbers:
+    for sentences in source.windows:
+        words = frozenset().union(*(b.words for b in sentences))
+        if claim.numbers - frozenset().union(*(b.numbers for b in sentences)):
             continue
         if not claim.words:
             return 1.0
-        best = max(best, len(claim.words & w.words) / len(claim.words))
+        anchor = max(sentences, key=lambda b: len(claim.words & b.words))
+        if anchor.negated != claim.negated:
+            continue  # "can be refunded" is not what "cannot be refunded" says
+        best = max(best, len(claim.words & words) / len(claim.words))
     return best

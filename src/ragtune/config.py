@@ -200,6 +200,11 @@ class AnswerSettings:
     fallback: str = _help(
         "when no sentence of the model's answer is supported: quote (show the source sentence "
         "that answers the question, if one does) | refuse", default="quote")
+    min_support: float = _help(
+        "share of an answer sentence's content words that one window of 3 sentences of its "
+        "source must hold for the sentence to count as supported. 0.7: precision 0.82, recall "
+        "0.88 on bench/support_precision.py (0.5: 0.74, 0.88); code names, numbers and "
+        "polarity must match whatever the share", default=0.7)
     injections: str = _help(
         "instruction-like text in retrieved sources ('SYSTEM:', 'ignore previous "
         "instructions', hidden comments...): mark (kept, labelled as quoted data) | drop "
@@ -210,6 +215,8 @@ class AnswerSettings:
         if self.mode not in ANSWER_MODES:
             raise ConfigError(f"answer.mode must be one of {', '.join(ANSWER_MODES)}, "
                               f"got {self.mode!r}")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise ConfigError(f"answer.min_support must be 0..1, got {self.min_support}")
         for key, allowed in (("unsupported", ("remove", "flag")), ("fallback", ("quote", "refuse")),
                              ("injections", ("mark", "drop", "off"))):
             if getattr(self, key) not in allowed:

@@ -70,6 +70,7 @@ class Answerer:
                               direct_system=direct_system, conclusion=conclusion,
                               source_tokens=self.source_tokens,
                               unsupported=self.settings.unsupported,
+                              support_threshold=self.settings.min_support,
                               fallback=self.settings.fallback,
                               injections=self.settings.injections)
 

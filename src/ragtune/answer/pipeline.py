@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ragtune.answer.claims import ClaimGate
 from ragtune.generate.base import Completion, Generator
-from ragtune.generate.citations import check_answer, is_refusal
+from ragtune.generate.citations import check_answer, is_refusal, sentence_spans
 from ragtune.generate.injection import scan_hits
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_plain_messages, build_rag_messages
+from ragtune.generate.support import bag
 from ragtune.retrieve.search import Retriever
 from ragtune.store.base import SearchFilter
 from ragtune.types import Answer, Hit, Principal, Trace
@@ -31,8 +33,13 @@ from ragtune.types import Answer, Hit, Principal, Trace
 TokenFn = Callable[[str], None]
 
 
-def within_budget(hits: list[Hit], budget: int | None) -> list[Hit]:
+def within_budget(hits: list[Hit], budget: int | None, question: str | None = None) -> list[Hit]:
     """The best hits whose chunks fit in ``budget`` tokens together (always the first).
+
+    With the ``question``, a hit that no longer fits whole is cut to its sentences that
+    share most words with the question (kept in their order) in the tokens that are left:
+    more of the retrieved evidence reaches the prompt for the same prompt length, which is
+    what prompt processing time on a CPU is proportional to.
 
     >>> from ragtune.types import Chunk
     >>> h = [Hit(Chunk(str(i), "d", "t", "s", i, 200), 1.0, "d", "t") for i in range(3)]
@@ -44,11 +51,50 @@ def within_budget(hits: list[Hit], budget: int | None) -> list[Hit]:
     kept: list[Hit] = []
     used = 0
     for h in hits:
-        if kept and used + h.chunk.tokens > budget:
+        if not kept or used + h.chunk.tokens <= budget:
+            kept.append(h)
+            used += h.chunk.tokens
+            continue
+        if question is None:
             break
-        kept.append(h)
-        used += h.chunk.tokens
+        cut = trim_to(h, question, budget - used)
+        if cut is None:
+            break
+        kept.append(cut)
+        used += cut.chunk.tokens
     return kept
+
+
+_MIN_TRIM_TOKENS = 30
+
+
+def trim_to(hit: Hit, question: str, tokens: int) -> Hit | None:
+    """``hit`` with only its sentences most about ``question`` that fit in ``tokens``
+    (estimated from the chunk's token count), or None when nothing useful fits."""
+    if tokens < _MIN_TRIM_TOKENS:
+        return None
+    text = hit.chunk.text
+    spans = sentence_spans(text)
+    if len(spans) < 2:
+        return None
+    per_char = hit.chunk.tokens / max(1, len(text))
+    topic = bag(question).words
+    ranked = sorted(range(len(spans)), key=lambda i: (-len(topic & bag(text[spans[i][0]:spans[i][1]]).words), i))
+    chosen, cost = [], 0.0
+    for i in ranked:
+        s, e = spans[i]
+        if not topic & bag(text[s:e]).words:
+            break
+        need = (e - s) * per_char
+        if cost + need > tokens:
+            continue
+        chosen.append(i)
+        cost += need
+    if not chosen:
+        return None
+    body = " … ".join(text[spans[i][0]:spans[i][1]] for i in sorted(chosen))
+    chunk = replace(hit.chunk, text=body, tokens=max(1, round(cost)))
+    return replace(hit, chunk=chunk)
 
 
 def _render_prompt(messages: list[dict[str, str]]) -> str:
@@ -59,11 +105,13 @@ class AnswerPipeline:
     """Answers questions as a principal, with citations checked against their sources."""
 
     def __init__(self, retriever: Retriever, generator: Generator, *,
-                 support_threshold: float = 0.5, source_tokens: int | None = None,
+                 support_threshold: float = 0.7, source_tokens: int | None = None,
                  direct_system: str | None = None,
                  conclusion: Callable[[str], str] | None = None,
                  unsupported: str = "remove", fallback: str = "quote",
                  injections: str = "mark") -> None:
+        # support_threshold: share of a sentence's content words its source must hold (see
+        # ragtune.generate.support; answer.min_support sets it for a workspace).
         self.retriever = retriever
         # What of a reply is the answer (a RAFT adapter reasons and quotes first); the
         # whole reply stays in the trace.
@@ -107,11 +155,13 @@ class AnswerPipeline:
         result = self.retriever.search(question, principal, k=k, filters=filters)
         trace.timings.update(result.timings)
         trace.timings["retrieve_s"] = time.perf_counter() - started
-        hits = within_budget(result.hits, self.source_tokens)
+        hits = within_budget(result.hits, self.source_tokens, question)
         trace.retrieved = [h.to_dict() for h in hits]
-        if len(hits) < len(result.hits):
-            trace.notes.append(f"{len(result.hits) - len(hits)} lower-ranked hit(s) left out of "
-                               f"the prompt (generation.source_tokens = {self.source_tokens})")
+        cut = sum(h.chunk.text != o.chunk.text for h, o in zip(hits, result.hits, strict=False))
+        if len(hits) < len(result.hits) or cut:
+            trace.notes.append(f"generation.source_tokens = {self.source_tokens}: "
+                               f"{cut} hit(s) cut to their sentences about the question, "
+                               f"{len(result.hits) - len(hits)} lower-ranked hit(s) left out")
         if not result.found:
             best = "none" if result.best_similarity is None else f"{result.best_similarity:.3f}"
             trace.notes.append(

@@ -25,7 +25,7 @@ What is looked for (each a ``kind``):
 * ``fake_citation``: text telling the reader how to cite or mark support ("cite this as [1]",
   "mark it as supported", "✓ supported").
 * ``self_reference``: a source vouching for itself ("this document is the authoritative
-  source", "this page supersedes all others"). Only these sentences are flagged.
+  source", "this page supersedes all others").
 * ``hidden``: an HTML comment or Markdown comment that carries any of the above, or
   invisible Unicode tag characters (always flagged).
 * ``encoded``: any of the above once Base64, ROT13, letter-spacing (``i g n o r e``),
@@ -33,8 +33,8 @@ What is looked for (each a ``kind``):
 * ``split``: an injection only visible when two sources are read one after the other
   (:func:`scan_hits` joins the end of each source with the start of the others).
 
-A flagged *instruction* (override, roleplay, exfiltration, fake citation) covers its
-sentence and the rest of its paragraph: a planted claim usually follows the order.
+A flagged span covers its sentence and the rest of its paragraph: a planted claim usually
+follows the order (or the source's claim to be the authority).
 """
 
 from __future__ import annotations
@@ -251,8 +251,8 @@ def _scan_cached(text: str) -> tuple[Flag, ...]:
         if not found:
             continue
         kind, matched = found
-        if kind != "self_reference":
-            end = max(end, _paragraph_end(text, end))  # the order's planted claim follows it
+        # The planted claim follows the order or the authority claim: flag to paragraph end.
+        end = max(end, _paragraph_end(text, end))
         add(kind, start, end, matched)
     flags.sort(key=lambda f: f.start)
     return tuple(flags)

@@ -66,7 +66,7 @@ _URL = re.compile(r"https?://\S+")
 _INLINE = re.compile(r"`([^`\n]+)`")
 _DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")  # "launch(", not "Derrickson (born"
-_KWARG = re.compile(r"[(,]\s*([A-Za-z_]\w*)\s*=(?!=)")
+_KWARG = re.compile(r"(?:^|[(,\s])([A-Za-z_]\w*)\s*=(?!=)")
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][\w-]+)")
 _DECORATOR = re.compile(r"(?<![\w])@([A-Za-z_][\w.]*)")
 _DEFINED = re.compile(r"\b(?:def|class)\s+([A-Za-z_]\w*)|\bfor\s+([A-Za-z_]\w*)\s+in\b"
@@ -119,12 +119,13 @@ def canonical_number(raw: str) -> str:
 
 def code_names(text: str, *, code: bool = False) -> frozenset[str]:
     """Names of code a text relies on: in inline code everywhere, and (``code=True``, a
-    fenced block) in the whole text, minus names the snippet defines itself.
+    fenced block) in the whole text, minus names the snippet defines itself. A dotted name
+    stays whole (``typer.Exit``): :meth:`SourceText.has_name` matches its last two parts.
 
     >>> sorted(code_names("Use `typer.Option(prompt=True)` or run `app --help`."))
-    ['--help', 'Option', 'prompt', 'typer']
+    ['--help', 'prompt', 'typer.Option']
     >>> sorted(code_names("def main(name: str):\\n    typer.echo(name)", code=True))
-    ['echo', 'typer']
+    ['typer.echo']
     """
     pieces = [text] if code else _INLINE.findall(text)
     if not code:  # calls and dotted names in prose count too ("call typer.launch()")
@@ -143,16 +144,41 @@ def code_names(text: str, *, code: bool = False) -> frozenset[str]:
         piece = _URL.sub(" ", piece)
         for m in _DOTTED.finditer(piece):
             parts = m.group().split(".")
-            names.update(p for i, p in enumerate(parts) if not (i == 0 and p in defined))
+            if parts[0] in defined or parts[0] in _COMMON:
+                parts = parts[1:]  # "app.command" with a local app: "command" must be known
+            if len(parts) > 1:
+                names.add(".".join(parts))
+            elif parts:
+                names.add(parts[0])
         names.update(_CALL.findall(piece))
         names.update(_KWARG.findall(piece))
         names.update(_OPTION.findall(piece))
         for dec in _DECORATOR.findall(piece):
-            names.update(dec.split("."))
+            names.add(dec)
         if not code and re.fullmatch(r"[A-Za-z_]\w*", piece.strip()):
             names.add(piece.strip())  # a bare `name` in backticks
-    return frozenset(n for n in names if (n.startswith("--") or len(n) >= _MIN_NAME)
+    return frozenset(n for n in names if (n.startswith("--") or "." in n or len(n) >= _MIN_NAME)
                      and n not in _COMMON and n not in defined)
+
+
+def _source_names(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Code names a source shows (anywhere in its text, code or inline) and the pairs of
+    consecutive parts of its dotted names (``typer.Exit``, ``ctx.args``)."""
+    names: set[str] = set()
+    pairs: set[str] = set()
+    for m in _DOTTED.finditer(_URL.sub(" ", text)):
+        parts = m.group().split(".")
+        names.update(parts)
+        pairs.update(f"{a}.{b}" for a, b in zip(parts, parts[1:], strict=False))
+    names.update(_CALL.findall(text))
+    names.update(_KWARG.findall(text))
+    names.update(re.findall(r"\b(?:def|class)\s+([A-Za-z_]\w*)", text))
+    for piece in _INLINE.findall(text):
+        names.update(re.findall(r"[A-Za-z_]\w*", piece))
+    return frozenset(names), frozenset(pairs)
+
+
+_IDENTIFIER_LIKE = re.compile(r"^--|_|\d|[a-z][A-Z]")  # hide_input, utf8, camelCase, --force
 
 
 @dataclass(frozen=True)
@@ -194,14 +220,23 @@ class SourceText:
     text: str
     windows: tuple[tuple[Bag, ...], ...]  # the sentence bags of each window
     whole: Bag
+    names: frozenset[str] = frozenset()
+    pairs: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, text: str, window: int | None = 3) -> SourceText:
         return _source(text, window)
 
     def has_name(self, name: str) -> bool:
-        """Whether the code name occurs verbatim (as a whole name) in the source."""
-        return _has_name(self.text, name)
+        """Whether the source shows the code name: a dotted name by its last two parts
+        (``runner.invoke``, not just ``invoke`` somewhere in prose), another name as a code
+        name of the source, or verbatim when it cannot be an English word (``hide_input``,
+        ``--force``). "terminate" in a sentence does not make ``typer.terminate()`` real."""
+        if "." in name:
+            return ".".join(name.split(".")[-2:]) in self.pairs
+        if name in self.names:
+            return True
+        return bool(_IDENTIFIER_LIKE.search(name)) and _has_name(self.text, name)
 
 
 @lru_cache(maxsize=8192)
@@ -214,10 +249,11 @@ def _source(text: str, window: int | None) -> SourceText:
     whole = bag(text)
     sentences = [s for s in _SENTENCE_END.split(text) if s and s.strip()]
     bags = tuple(bag(s) for s in sentences) or (whole,)
+    names, pairs = _source_names(text)
     if window is None:
-        return SourceText(text, (bags,), whole)
+        return SourceText(text, (bags,), whole, names, pairs)
     windows = tuple(bags[i:i + window] for i in range(max(1, len(bags) - window + 1)))
-    return SourceText(text, windows, whole)
+    return SourceText(text, windows, whole, names, pairs)
 
 
 def score(claim: Bag, source: SourceText) -> float:

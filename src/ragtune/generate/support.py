@@ -13,9 +13,10 @@ one claim against one source. The rules (also in the citations module doc):
   dotted names (``typer.Spinner``), calls (``launch(``), keyword arguments (``secret=``),
   decorators and ``--options`` must each occur verbatim in the source. An invented API
   never borrows support from a loosely related sentence.
-* Polarity must agree: the window sentence that shares most words with the claim must be
-  negated ("cannot be refunded") exactly when the claim is ("can be refunded" is not
-  supported by it).
+* Polarity must agree, clause by clause: a claim without a negation is not supported by a
+  window where one of its words occurs only in negated clauses ("can be refunded" vs
+  "final sale and cannot be refunded"); a negated claim needs a negated clause that shares
+  one of its words.
 * Only the source's own text counts, minus its instruction-like and self-vouching spans
   (:func:`ragtune.generate.injection.support_text`).
 
@@ -210,6 +211,7 @@ def claim_bag(text: str, *, code: bool = False) -> Bag:
     return bag(text, code=code)
 
 
+_CLAUSE = re.compile(r"[,;:]|\b(?:and|but|while|whereas|although|though|or)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*#|>]|\s*\d+[.)]\s)")
 
 
@@ -248,11 +250,19 @@ def _has_name(text: str, name: str) -> bool:
 def _source(text: str, window: int | None) -> SourceText:
     whole = bag(text)
     sentences = [s for s in _SENTENCE_END.split(text) if s and s.strip()]
-    bags = tuple(bag(s) for s in sentences) or (whole,)
+    # One bag per clause: negation is judged where it is, not anywhere in the sentence.
+    bags = tuple(bag(c) for s in sentences for c in _CLAUSE.split(s) if c and c.strip()) or (whole,)
     names, pairs = _source_names(text)
     if window is None:
         return SourceText(text, (bags,), whole, names, pairs)
-    windows = tuple(bags[i:i + window] for i in range(max(1, len(bags) - window + 1)))
+    # A window of `window` sentences, as clause bags: consecutive sentences' clauses.
+    starts = [0]
+    for sent in sentences:
+        starts.append(starts[-1] + sum(1 for c in _CLAUSE.split(sent) if c and c.strip()))
+    if len(starts) < 2 or starts[-1] != len(bags):
+        starts = [0, len(bags)]
+    n = len(starts) - 1
+    windows = tuple(bags[starts[i]:starts[min(n, i + window)]] for i in range(max(1, n - window + 1)))
     return SourceText(text, windows, whole, names, pairs)
 
 
@@ -269,8 +279,11 @@ def score(claim: Bag, source: SourceText) -> float:
             continue
         if not claim.words:
             return 1.0
-        anchor = max(sentences, key=lambda b: len(claim.words & b.words))
-        if anchor.negated != claim.negated:
+        negated = frozenset().union(*(b.words for b in sentences if b.negated))
+        plain = frozenset().union(*(b.words for b in sentences if not b.negated))
+        if not claim.negated and claim.words & (negated - plain):
             continue  # "can be refunded" is not what "cannot be refunded" says
+        if claim.negated and not claim.words & negated:
+            continue
         best = max(best, len(claim.words & words) / len(claim.words))
     return best

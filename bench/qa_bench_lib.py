@@ -85,9 +85,9 @@ def run_systems(ws: Workspace, evalset_path: Path, systems: list[str], out_dir: 
         spec = SystemSpec.parse(name)
         t = time.perf_counter()
 
-        def progress(done: int, total: int, what: str, _name: str = name) -> None:
+        def progress(done: int, total: int, what: str, _name: str = name, _t: float = t) -> None:
             if what:
-                print(f"  {_name} {done}/{total} {what} ({time.perf_counter() - t:.0f} s)", flush=True)
+                print(f"  {_name} {done}/{total} {what} ({time.perf_counter() - _t:.0f} s)", flush=True)
 
         run = ev.run(spec, out=out_dir / f"answers-{tag}-{spec.name.replace(':', '_')}.jsonl",
                      progress=progress)
@@ -115,3 +115,45 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def regate(ws: Workspace, evalset_path: Path, records: list[dict[str, Any]], *,
+           threshold: float, unsupported: str, fallback: str, source_tokens: int,
+           max_tokens: int) -> list[dict[str, Any]]:
+    """Re-decide what each recorded reply would show under other gate settings, and score it
+    again: no model runs (the raw reply is in the record, the sources come back from the
+    store and the same budget). Records without a reply (base system) are kept as they are."""
+    from ragtune.answer.claims import ClaimGate
+    from ragtune.answer.pipeline import within_budget
+    from ragtune.generate.citations import check_answer
+    from ragtune.types import Answer, Hit, Trace
+
+    evalset = load_evalset(evalset_path)
+    by_id = {q.id: q for q in evalset.questions}
+    ev = QAEvaluator(ws, evalset, embedding_similarity=False)
+    principal = ws.principal(None)
+    out = []
+    for rec in records:
+        if not rec.get("reply") or not rec.get("retrieved"):
+            out.append(rec)
+            continue
+        q = by_id[rec["id"]]
+        stored = ws.store.get_chunks([h["chunk_id"] for h in rec["retrieved"]], principal)
+        hits = within_budget([Hit(s.chunk, 1.0, s.document, s.title) for s in stored],
+                             source_tokens, q.question)
+        gate = ClaimGate(q.question, hits, threshold=threshold, unsupported=unsupported,
+                         fallback=fallback)
+        gate.feed(rec["reply"])
+        shown = gate.finish(truncated=rec.get("tokens", {}).get("completion", 0) >= max_tokens)
+        citations, sentences = ([], []) if shown.refused else check_answer(
+            shown.text, hits, threshold=threshold)
+        trace = Trace(question=q.question, principal=principal.user, mode=rec["mode"],
+                      model=rec.get("model") or "", retrieved=[h.to_dict() for h in hits],
+                      timings=dict(rec["timings"]), tokens=dict(rec["tokens"]),
+                      notes=shown.notes, reply=rec["reply"], removed=shown.removed)
+        answer = Answer(shown.text, citations, shown.refused, trace, sentences)
+        new = ev.score(q, answer, SystemSpec.parse(rec["system"]))
+        removed = f"{len(shown.removed)} sentence(s) no source supports were not shown"
+        new["notes"] = list(shown.notes) + [removed] * bool(shown.removed)
+        out.append(new)
+    return out

@@ -22,7 +22,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from qa_bench_lib import ROOT, cache_dir, parse_sets, run_systems, table, verified, workspace, write_results
+from qa_bench_lib import (
+    ROOT,
+    cache_dir,
+    parse_sets,
+    regate,
+    run_systems,
+    table,
+    verified,
+    workspace,
+    write_results,
+)
 
 from ragtune.evaluate import qa_metrics as m
 from ragtune.textmatch import normalize_answer
@@ -111,18 +121,28 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N HotpotQA questions")
     ap.add_argument("--set", action="append", default=[], help="AREA.KEY=VALUE override")
     ap.add_argument("--tag", default="default", help="name of this settings variant")
+    ap.add_argument("--regate", default="", help="re-check the recorded replies of --tag under "
+                    "gate settings 'THRESHOLD,remove|flag,quote|refuse' (no model runs)")
     args = ap.parse_args()
     data = cache_dir("hotpotqa")
     corpus, evalset, holder = prepare(data, args.limit)
     ws = workspace(data / "ws", corpus, parse_sets(args.set))
     runs = run_systems(ws, evalset, args.systems.split(","), data, args.tag)
+    if args.regate:
+        threshold, unsupported, fallback = args.regate.split(",")
+        g = ws.settings.generation
+        runs = {f"{name} (regated {args.regate})": regate(
+            ws, evalset, recs, threshold=float(threshold), unsupported=unsupported,
+            fallback=fallback, source_tokens=g.source_tokens, max_tokens=g.max_tokens)
+            for name, recs in runs.items()}
     rows = [{"system": name, **summarise(recs, holder)} for name, recs in runs.items()]
     print(f"\nHotpotQA dev (first {args.limit or 53}) + 10 unanswerable controls; variant "
           f"'{args.tag}' {args.set or ''}; model {ws.settings.generation.model}, "
           f"source_tokens {ws.settings.generation.source_tokens}\n")
     print(table(rows, COLUMNS))
-    path = write_results(f"qa_public-{args.tag}", {"variant": args.tag, "overrides": args.set,
-                                                   "systems": rows})
+    name = f"qa_public-{args.tag}" + (f"-regate-{args.regate.replace(',', '-')}" if args.regate else "")
+    path = write_results(name, {"variant": args.tag, "overrides": args.set, "regate": args.regate,
+                                "systems": rows})
     print(f"\nwritten {path}")
 
 

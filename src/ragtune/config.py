@@ -149,7 +149,9 @@ class RetrievalSettings:
 @dataclass(frozen=True)
 class GenerationSettings:
     backend: str = _help("local (llama.cpp on a GGUF file) | http (OpenAI-compatible) | fake", default="local")
-    model: str = _help("GGUF path, or 'qwen2.5-0.5b' for the packaged model; model name for http", default="qwen2.5-0.5b")
+    model: str = _help("GGUF path, 'qwen2.5-0.5b' for the packaged model, 'qwen2.5-1.5b' for the "
+                       "larger packaged one (pip install 'ragtune[local-large]'); model name "
+                       "for http", default="qwen2.5-0.5b")
     base_url: str = _help("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1", default="")
     api_key: str = _help("API key for the http backend", default="")
     max_tokens: int = _help("most tokens an answer may have", default=120)

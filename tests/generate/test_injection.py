@@ -53,6 +53,11 @@ def test_flagged(text: str, kind: str) -> None:
     "<!-- prettier-ignore -->\n| a | b |",
     "The chatbot framework lets users define new intents. Users can act as admins.",
     "Shirley Temple was an American actress, and the system of government was a monarchy.",
+    # Seen in Typer's docs (false flags of an earlier pattern set):
+    "After that, if you check in your project directory, you should now have a couple of files.",
+    "Let's imagine that you are creating a CLI program to manage items in some distant land.",
+    "* Add reference docs, with instructions about LLM usage. PR [#1504](https://github.com/fastapi/typer/pull/1504)",
+    "* Add new docs: [Ask with Prompt - Prompt with Rich](https://typer.tiangolo.com/tutorial/prompt/).",
 ])
 def test_not_flagged(text: str) -> None:
     assert scan(text) == [], scan(text)

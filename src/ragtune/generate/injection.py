@@ -59,7 +59,9 @@ _I = re.IGNORECASE
 _AI = r"(?:ai|a\.i\.|ai assistant|assistant|chat ?bot|language model|llm|gpt)"
 _ORDERS = r"(?:instructions?|prompts?|rules|directions|guidelines|directives|constraints|guardrails)"
 _EARLIER = r"(?:previous|prior|above|earlier|preceding|your|system|original|initial|developer'?s?)"
-_DATA = r"(?:conversation|chat|question|answer|user'?s?|history|secret|password|token|api key|e-?mail|prompt|session|cookie)s?"
+_DATA = (r"(?:conversation|chat history|history|secrets?|passwords?|tokens?|api[ _-]?keys?|credentials|"
+         r"e-?mail address(?:es)?|session|cookies?|(?:the )?user'?s? (?:question|data|input|message|name)s?|"
+         r"the question|previous answers?)")
 
 _PATTERNS: dict[str, list[re.Pattern[str]]] = {
     "override": [
@@ -74,10 +76,14 @@ _PATTERNS: dict[str, list[re.Pattern[str]]] = {
                    r"(?:instructions|prompts|directions|guidelines|directives)\b", _I),
         re.compile(r"\b(?:ignore|disregard|forget)\b[^.!?\n]{0,20}?\b(?:previous|prior|above|earlier|preceding)\b"
                    r"[^.!?\n]{0,20}?\b(?:messages?|context|text|content|conversation)\b", _I),
-        re.compile(r"\byou (?:must|should|will|shall|need to|have to) now\b|\byou (?:must|should) instead\b"
+        # "you should now see the package" is documentation; "you must now answer" is an order.
+        re.compile(r"\byou (?:must|should|will|shall|need to|have to) (?:now|instead|from now on) "
+                   r"(?:act|behave|respond|reply|answer|say|ignore|follow|obey|only|pretend|forget|"
+                   r"write|output|print|reveal|tell|include|use)\b"
                    r"|\bfrom now on\b|\bnew (?:instructions?|directives?|system prompt)\b", _I),
-        re.compile(r"\b(?:if you are|attention|note|message|instructions?|reminder)\b[^.!?\n]{0,12}?"
-                   r"(?:\b(?:to|for)\s+)?(?:(?:an?|the|any|all)\s+)?" + _AI + r"s?\b", _I),
+        re.compile(r"\b(?:attention|note|message|instructions?|reminder)s?,?\s+(?:to|for)\s+"
+                   r"(?:(?:an?|the|any|all)\s+)?" + _AI + r"s?\b|\bif you are an? " + _AI + r"\b"
+                   r"|\battention,?\s+" + _AI + r"s?\b|^\s*" + _AI + r"s?\s*[:,]", _I),
         re.compile(r"\b(?:dear|hey|hello|hi)\s+" + _AI + r"s?\b", _I),
         re.compile(r"\b(?:reveal|print|output|repeat|show|leak|disclose|dump)\b[^.!?\n]{0,30}?\b(?:system prompt|your "
                    r"(?:instructions|prompt|rules)|hidden prompt|initial prompt)\b", _I),
@@ -88,7 +94,8 @@ _PATTERNS: dict[str, list[re.Pattern[str]]] = {
         re.compile(r"\bin (?:your|every|each) (?:answers?|repl(?:y|ies))\b", _I),
     ],
     "roleplay": [
-        re.compile(r"\b(?:pretend|imagine)\b[^.!?\n]{0,15}?\b(?:to be|you are|you're)\b", _I),
+        re.compile(r"\bpretend\b[^.!?\n]{0,15}?\b(?:to be|you are|you're)\b"
+                   r"|\bimagine (?:that )?you are an? (?:ai|assistant|different|unrestricted|evil)\b", _I),
         re.compile(r"\byou are now (?:an?\b|the\b|my\b|called|named|DAN\b|unrestricted|free\b|no longer)"
                    r"|\bact as (?:if you|an? (?:ai|assistant|different|unrestricted|evil|hacker|new)|my\b)"
                    r"|\brole-?\s?play\b|\bstay in character\b|\bjailbreak|\bDAN mode\b", _I),
@@ -97,10 +104,11 @@ _PATTERNS: dict[str, list[re.Pattern[str]]] = {
         # A URL whose query value is empty or a template waiting to be filled with data.
         re.compile(r"https?://[^\s)\]\"'>]*[?&][\w.-]+=(?=$|[\s)\]\"'>&]|\{|\[|<|%7B|\$)", _I),
         re.compile(r"https?://[^\s)\]\"'>]*\?[^\s)\]\"'>]*(?:\{[^}\s]*\}|\$\{|%s|<[A-Z_]+>|\[[A-Z_ ]+\])", _I),
+        # Data sent to a URL with a query string (a link with "?q=" to be filled in).
         re.compile(r"\b(?:include|add|append|insert|embed|put|render|send|post|submit|forward|encode|attach)\b"
-                   r"[^.!?\n]{0,60}?\b" + _DATA + r"\b[^.!?\n]{0,60}?https?://", _I),
-        re.compile(r"https?://\S+[^.!?\n]{0,60}?\b(?:with|containing|append(?:ing)?|including)\b[^.!?\n]{0,30}?\b"
-                   + _DATA + r"\b", _I),
+                   r"[^.!?\n]{0,60}?\b" + _DATA + r"\b[^.!?\n]{0,60}?https?://[^\s)]*\?", _I),
+        re.compile(r"https?://[^\s)]*\?\S*[^.!?\n]{0,60}?\b(?:with|containing|append(?:ing)?|including)\b"
+                   r"[^.!?\n]{0,30}?\b" + _DATA + r"\b", _I),
         re.compile(r"\b(?:include|add|append|insert|embed|put|render|show|display)\b[^.!?\n]{0,30}?\b(?:link|url|image)"
                    r"\b[^.!?\n]{0,40}?\b(?:answer|response|reply|output|summary)\b", _I),
     ],

@@ -35,6 +35,7 @@ import builtins
 import keyword
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from functools import lru_cache
 
 _STOPWORD_TEXT = """
@@ -170,7 +171,7 @@ def _source_names(text: str) -> tuple[frozenset[str], frozenset[str]]:
     for m in _DOTTED.finditer(_URL.sub(" ", text)):
         parts = m.group().split(".")
         names.update(parts)
-        pairs.update(f"{a}.{b}" for a, b in zip(parts, parts[1:], strict=False))
+        pairs.update(f"{a}.{b}" for a, b in pairwise(parts))
     names.update(_CALL.findall(text))
     names.update(_KWARG.findall(text))
     names.update(re.findall(r"\b(?:def|class)\s+([A-Za-z_]\w*)", text))

@@ -26,7 +26,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from qa_bench_lib import ROOT, cache_dir, parse_sets, run_systems, table, workspace, write_results
+from qa_bench_lib import (
+    ROOT,
+    cache_dir,
+    parse_sets,
+    recorded,
+    run_systems,
+    table,
+    workspace,
+    write_results,
+)
 
 COMMIT = "9a7b2e83f6b62c750d6026b0de9ebf2026a8b8fa"
 QUESTIONS = ROOT / "bench" / "data" / "typer_docs_questions.jsonl"
@@ -112,6 +121,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="AREA.KEY=VALUE override")
     ap.add_argument("--tag", default="default")
     ap.add_argument("--floors", action="store_true", help="only print similarity floors")
+    ap.add_argument("--partial", action="store_true", help="grade the answers recorded so far")
     args = ap.parse_args()
     data = cache_dir("typer")
     site, evalset = prepare(data, args.clone, args.limit_dev)
@@ -119,7 +129,8 @@ def main() -> None:
     if args.floors:
         floors(ws)
         return
-    runs = run_systems(ws, evalset, args.systems.split(","), data, args.tag)
+    runs = (recorded(data, args.tag, args.systems.split(",")) if args.partial
+            else run_systems(ws, evalset, args.systems.split(","), data, args.tag))
     rows = [{"system": name, **grade(recs)} for name, recs in runs.items()]
     print(f"\nTyper docs ({COMMIT[:8]}), variant '{args.tag}' {args.set or ''}\n")
     print(table(rows, ["system", "dev", "correct", "correct_or_partly", "dev_refused",

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa_bench_lib import parse_sets, write_results  # noqa: E402
+from qa_bench_lib import parse_sets, write_results
 
-from ragtune.generate.injection import scan  # noqa: E402
-from tests.injection_suite import load_cases, pass_rate, run_case  # noqa: E402
+from ragtune.generate.injection import scan
+from tests.injection_suite import load_cases, pass_rate, run_case
 
 
 def false_flags() -> dict[str, tuple[int, int]]:

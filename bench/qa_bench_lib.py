@@ -95,6 +95,17 @@ def run_systems(ws: Workspace, evalset_path: Path, systems: list[str], out_dir: 
     return out
 
 
+def recorded(out_dir: Path, tag: str, systems: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The records answered so far (``--partial``: summarise a run that is still going)."""
+    out = {}
+    for name in systems:
+        path = out_dir / f"answers-{tag}-{SystemSpec.parse(name).name.replace(':', '_')}.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        recs = [json.loads(x) for x in lines if x.strip()]
+        out[name] = [r for r in recs if not r.get("error")]
+    return out
+
+
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -26,6 +26,7 @@ from qa_bench_lib import (
     ROOT,
     cache_dir,
     parse_sets,
+    recorded,
     regate,
     run_systems,
     table,
@@ -121,13 +122,16 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N HotpotQA questions")
     ap.add_argument("--set", action="append", default=[], help="AREA.KEY=VALUE override")
     ap.add_argument("--tag", default="default", help="name of this settings variant")
+    ap.add_argument("--partial", action="store_true", help="summarise the answers recorded so "
+                    "far for --tag (no model runs)")
     ap.add_argument("--regate", default="", help="re-check the recorded replies of --tag under "
                     "gate settings 'THRESHOLD,remove|flag,quote|refuse' (no model runs)")
     args = ap.parse_args()
     data = cache_dir("hotpotqa")
     corpus, evalset, holder = prepare(data, args.limit)
     ws = workspace(data / "ws", corpus, parse_sets(args.set))
-    runs = run_systems(ws, evalset, args.systems.split(","), data, args.tag)
+    runs = (recorded(data, args.tag, args.systems.split(",")) if args.partial
+            else run_systems(ws, evalset, args.systems.split(","), data, args.tag))
     if args.regate:
         threshold, unsupported, fallback = args.regate.split(",")
         g = ws.settings.generation
@@ -136,7 +140,8 @@ def main() -> None:
             fallback=fallback, source_tokens=g.source_tokens, max_tokens=g.max_tokens)
             for name, recs in runs.items()}
     rows = [{"system": name, **summarise(recs, holder)} for name, recs in runs.items()]
-    print(f"\nHotpotQA dev (first {args.limit or 53}) + 10 unanswerable controls; variant "
+    print(f"\nHotpotQA dev (first {args.limit or 53}) + 10 unanswerable controls"
+          f"{' (answered so far)' if args.partial else ''}; variant "
           f"'{args.tag}' {args.set or ''}; model {ws.settings.generation.model}, "
           f"source_tokens {ws.settings.generation.source_tokens}\n")
     print(table(rows, COLUMNS))

@@ -35,8 +35,8 @@ import builtins
 import keyword
 import re
 from dataclasses import dataclass
-from itertools import pairwise
 from functools import lru_cache
+from itertools import pairwise
 
 _STOPWORD_TEXT = """
 a about above after again against all am an and any are aren't as at be because been before

@@ -288,3 +288,42 @@ def score(claim: Bag, source: SourceText) -> float:
             continue
         best = max(best, len(claim.words & words) / len(claim.words))
     return best
+
+
+def _window_words(claim: Bag, source: SourceText) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """(claim words covered, numbers) of each polarity-compatible window of ``source``."""
+    out = []
+    for sentences in source.windows:
+        negated = frozenset().union(*(b.words for b in sentences if b.negated))
+        plain = frozenset().union(*(b.words for b in sentences if not b.negated))
+        if not claim.negated and claim.words & (negated - plain):
+            continue
+        if claim.negated and not claim.words & negated:
+            continue
+        words = frozenset().union(*(b.words for b in sentences))
+        out.append((claim.words & words, frozenset().union(*(b.numbers for b in sentences))))
+    return out
+
+
+def score_pair(claim: Bag, a: SourceText, b: SourceText) -> float:
+    """Support from two sources together (a bridge: "the director of X is based in Y" from
+    "X was directed by Z" and "Z is based in Y"): the best window of each, each adding
+    words the other lacks; numbers must be in the two windows, code names in either source.
+
+    >>> a = SourceText.of("Big Stone Gap is a film directed by Adriana Trigiani.")
+    >>> b = SourceText.of("Adriana Trigiani is a novelist based in Greenwich Village, New York City.")
+    >>> claim = claim_bag("The director of Big Stone Gap is based in Greenwich Village.")
+    >>> score(claim, a) < 0.7, score(claim, b) < 0.7, score_pair(claim, a, b) >= 0.7
+    (True, True, True)
+    """
+    if any(not (a.has_name(n) or b.has_name(n)) for n in claim.names) or not claim.words:
+        return 0.0
+    best = 0.0
+    for words_a, nums_a in _window_words(claim, a):
+        for words_b, nums_b in _window_words(claim, b):
+            if not words_a - words_b or not words_b - words_a:
+                continue  # each source must add something: else one of them alone would do
+            if claim.numbers - (nums_a | nums_b):
+                continue
+            best = max(best, len(words_a | words_b) / len(claim.words))
+    return best

@@ -307,8 +307,9 @@ def _window_words(claim: Bag, source: SourceText) -> list[tuple[frozenset[str], 
 
 def score_pair(claim: Bag, a: SourceText, b: SourceText) -> float:
     """Support from two sources together (a bridge: "the director of X is based in Y" from
-    "X was directed by Z" and "Z is based in Y"): the best window of each, each adding
-    words the other lacks; numbers must be in the two windows, code names in either source.
+    "X was directed by Z" and "Z is based in Y"): the best window of each must share a word
+    (the bridge, Z) and each add words the other lacks; numbers must be in the two windows,
+    code names in either source.
 
     >>> a = SourceText.of("Big Stone Gap is a film directed by Adriana Trigiani.")
     >>> b = SourceText.of("Adriana Trigiani is a novelist based in Greenwich Village, New York City.")
@@ -321,8 +322,9 @@ def score_pair(claim: Bag, a: SourceText, b: SourceText) -> float:
     best = 0.0
     for words_a, nums_a in _window_words(claim, a):
         for words_b, nums_b in _window_words(claim, b):
-            if not words_a - words_b or not words_b - words_a:
-                continue  # each source must add something: else one of them alone would do
+            shared = (words_a & words_b) - claim.numbers
+            if not shared or not (words_a - words_b) - claim.numbers or not (words_b - words_a) - claim.numbers:
+                continue  # a bridge shares an entity and each side adds words, not just a number
             if claim.numbers - (nums_a | nums_b):
                 continue
             best = max(best, len(words_a | words_b) / len(claim.words))

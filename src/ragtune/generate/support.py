@@ -290,8 +290,8 @@ def score(claim: Bag, source: SourceText) -> float:
     return best
 
 
-def _window_words(claim: Bag, source: SourceText) -> list[tuple[frozenset[str], frozenset[str]]]:
-    """(claim words covered, numbers) of each polarity-compatible window of ``source``."""
+def _window_words(claim: Bag, source: SourceText) -> list[tuple[frozenset[str], frozenset[str], frozenset[str]]]:
+    """(claim words covered, numbers, all words) of each polarity-compatible window."""
     out = []
     for sentences in source.windows:
         negated = frozenset().union(*(b.words for b in sentences if b.negated))
@@ -301,7 +301,8 @@ def _window_words(claim: Bag, source: SourceText) -> list[tuple[frozenset[str], 
         if claim.negated and not claim.words & negated:
             continue
         words = frozenset().union(*(b.words for b in sentences))
-        out.append((claim.words & words, frozenset().union(*(b.numbers for b in sentences))))
+        numbers = frozenset().union(*(b.numbers for b in sentences))
+        out.append((claim.words & words, numbers, words - numbers))
     return out
 
 
@@ -320,11 +321,12 @@ def score_pair(claim: Bag, a: SourceText, b: SourceText) -> float:
     if any(not (a.has_name(n) or b.has_name(n)) for n in claim.names) or not claim.words:
         return 0.0
     best = 0.0
-    for words_a, nums_a in _window_words(claim, a):
-        for words_b, nums_b in _window_words(claim, b):
-            shared = (words_a & words_b) - claim.numbers
-            if not shared or not (words_a - words_b) - claim.numbers or not (words_b - words_a) - claim.numbers:
-                continue  # a bridge shares an entity and each side adds words, not just a number
+    for words_a, nums_a, all_a in _window_words(claim, a):
+        for words_b, nums_b, all_b in _window_words(claim, b):
+            if not all_a & all_b:
+                continue  # no bridge: the two windows share no word (the entity Z)
+            if not (words_a - words_b) - claim.numbers or not (words_b - words_a) - claim.numbers:
+                continue  # each side adds words of the claim, not just a number
             if claim.numbers - (nums_a | nums_b):
                 continue
             best = max(best, len(words_a | words_b) / len(claim.words))

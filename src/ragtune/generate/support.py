@@ -212,7 +212,8 @@ def claim_bag(text: str, *, code: bool = False) -> Bag:
     return bag(text, code=code)
 
 
-_CLAUSE = re.compile(r"[,;:]|\b(?:and|but|while|whereas|although|though|or)\b", re.IGNORECASE)
+# Clause breaks: a comma, semicolon or colon before a space ("87,360" and "8:30" stay whole).
+_CLAUSE = re.compile(r"[,;:](?=\s)|\b(?:and|but|while|whereas|although|though|or)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*#|>]|\s*\d+[.)]\s)")
 
 

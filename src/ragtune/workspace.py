@@ -66,7 +66,7 @@ class Workspace:
         for registry, name in ((STORES, self.settings.store.backend),
                                (EMBEDDERS, self.settings.embedding.backend),
                                (GENERATORS, self.settings.generation.backend)):
-            if name not in registry.names():  # fail at open, not at the first question
+            if name not in registry:  # fail at open, not at the first question
                 raise ConfigError(f"unknown {registry.role} backend '{name}' in "
                                   f"{self.root / CONFIG_NAME} (known: {', '.join(registry.names())})")
         self._embedder: Embedder | None = None

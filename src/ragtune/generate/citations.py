@@ -380,7 +380,8 @@ def attribute_uncited(text: str, hits: list[Hit], *, threshold: float = 0.5, win
             value, pair = _best_pair(claim, sources)
             if value < threshold:
                 continue
-            marked = add_marker(add_marker(sentence, pair[1] + 1), pair[0] + 1)
+            both = add_marker(sentence, pair[0] + 1)
+            marked = both[:both.rindex("]") + 1] + f"[{pair[1] + 1}]" + both[both.rindex("]") + 1:]
         out = out.replace(sentence.rstrip(), marked, 1)
         attributed.append(sentence.strip())
     return out, attributed

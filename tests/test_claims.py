@@ -168,3 +168,19 @@ def test_best_quote_prefers_the_sentence_about_the_question() -> None:
     assert best_quote("How many days do customers have to return items?", hits) == (
         2, "Customers may return most items within 30 days of delivery.")
     assert best_quote("What colour is the sky?", hits) is None
+
+
+def test_generation_stops_once_enough_supported_sentences_are_shown(pipeline_ws) -> None:
+    reply = ("Gift cards are final sale [1]. Customers may return most items within 30 days of "
+             "delivery [1]. Refunds go to the original payment method [1]. Gift cards cannot be "
+             "refunded [1].")
+    pieces: list[str] = []
+    gen = FakeGenerator(reply=reply)
+    pipe = AnswerPipeline(pipeline_ws.retriever, gen, max_sentences=2)
+    answer = pipe.ask("Can gift cards be returned or refunded after delivery?",
+                      pipeline_ws.principal(None), on_token=pieces.append)
+    assert answer.text == ("Gift cards are final sale [1]. Customers may return most items within "
+                           "30 days of delivery [1].")
+    assert "".join(pieces) == answer.text
+    assert any("answer.max_sentences" in n for n in answer.trace.notes)
+    assert "payment method" not in answer.trace.reply  # generation stopped, not just hidden

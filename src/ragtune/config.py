@@ -206,6 +206,9 @@ class AnswerSettings:
     fallback: str = _help(
         "when no sentence of the model's answer is supported: quote (show the source sentence "
         "that answers the question, if one does) | refuse", default="quote")
+    max_sentences: int = _help(
+        "stop generating once this many supported sentences are shown (0 = no limit): the "
+        "prompt asks for one to three sentences; small models ramble past them", default=3)
     min_support: float = _help(
         "share of an answer sentence's content words that one window of 3 sentences of its "
         "source must hold for the sentence to count as supported. 0.7: precision 0.82, recall "
@@ -221,6 +224,8 @@ class AnswerSettings:
         if self.mode not in ANSWER_MODES:
             raise ConfigError(f"answer.mode must be one of {', '.join(ANSWER_MODES)}, "
                               f"got {self.mode!r}")
+        if self.max_sentences < 0:
+            raise ConfigError(f"answer.max_sentences must be >= 0, got {self.max_sentences}")
         if not 0.0 <= self.min_support <= 1.0:
             raise ConfigError(f"answer.min_support must be 0..1, got {self.min_support}")
         for key, allowed in (("unsupported", ("remove", "flag")), ("fallback", ("quote", "refuse")),

@@ -68,7 +68,7 @@ class ClaimGate:
     def __init__(self, question: str, hits: list[Hit], *, emit: Callable[[str], None] | None = None,
                  flags: list[list[Flag]] | None = None, threshold: float = 0.5,
                  window: int | None = 3, unsupported: str = "remove",
-                 fallback: str = "quote") -> None:
+                 fallback: str = "quote", max_sentences: int = 0) -> None:
         if unsupported not in UNSUPPORTED_POLICIES:
             raise ValueError(f"unsupported must be one of {UNSUPPORTED_POLICIES}, got {unsupported!r}")
         if fallback not in FALLBACKS:
@@ -81,6 +81,7 @@ class ClaimGate:
         self.window = window
         self.unsupported = unsupported
         self.fallback = fallback
+        self.max_sentences = max_sentences  # 0: no limit
         self._buffer = ""
         self._done = 0  # buffer offset up to which sentences were decided
         self._shown: list[str] = []
@@ -91,16 +92,29 @@ class ClaimGate:
         self.result = GateResult("", False)
 
     # ------------------------------------------------------------------ streaming
+    @property
+    def enough(self) -> bool:
+        """The answer has ``max_sentences`` shown claims: the rest of the reply is not needed
+        (the caller may stop generating: brief answers, and no time spent on rambling)."""
+        return bool(self.max_sentences) and self._claims >= self.max_sentences
+
     def feed(self, piece: str) -> None:
         """Add streamed text; decide every sentence that is now complete."""
         self._buffer += piece
         spans = [s for s in sentence_spans(self._buffer) if s[0] >= self._done]
         for span in spans[:-1]:  # the last one may still grow
+            if self.enough:
+                return
             self._decide(*span)
 
     def finish(self, *, truncated: bool = False) -> GateResult:
         """Decide the rest; ``truncated``: generation stopped at the token limit."""
         spans = [s for s in sentence_spans(self._buffer) if s[0] >= self._done]
+        if self.enough:
+            if spans:
+                self.result.notes.append(f"stopped after {self.max_sentences} supported sentences "
+                                         "(answer.max_sentences): the rest of the reply was not used")
+            spans = []
         for i, (start, end) in enumerate(spans):
             last = i == len(spans) - 1
             sentence = self._buffer[start:end]

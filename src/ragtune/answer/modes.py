@@ -71,6 +71,7 @@ class Answerer:
                               source_tokens=self.source_tokens,
                               unsupported=self.settings.unsupported,
                               support_threshold=self.settings.min_support,
+                              max_sentences=self.settings.max_sentences,
                               fallback=self.settings.fallback,
                               injections=self.settings.injections)
 

@@ -109,7 +109,7 @@ class AnswerPipeline:
                  direct_system: str | None = None,
                  conclusion: Callable[[str], str] | None = None,
                  unsupported: str = "remove", fallback: str = "quote",
-                 injections: str = "mark") -> None:
+                 injections: str = "mark", max_sentences: int = 3) -> None:
         # support_threshold: share of a sentence's content words its source must hold (see
         # ragtune.generate.support; answer.min_support sets it for a workspace).
         self.retriever = retriever
@@ -123,28 +123,41 @@ class AnswerPipeline:
         self.unsupported = unsupported  # answer.unsupported: remove | flag
         self.fallback = fallback  # answer.fallback: quote | refuse
         self.injections = injections  # answer.injections: mark | drop | off
+        self.max_sentences = max_sentences  # answer.max_sentences: stop after this many (0: no limit)
 
     def _generate(self, messages: list[dict[str, str]], on_token: TokenFn | None,
-                  trace: Trace) -> str:
+                  trace: Trace, stop: Callable[[], bool] | None = None) -> str:
         t = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
-        for piece in self.generator.stream(messages):
-            if first is None:
-                first = time.perf_counter() - t
-            parts.append(piece)
-            if on_token:
-                on_token(piece)
+        self.generator.last_completion = None
+        stream = self.generator.stream(messages)
+        try:
+            for piece in stream:
+                if first is None:
+                    first = time.perf_counter() - t
+                parts.append(piece)
+                if on_token:
+                    on_token(piece)
+                if stop is not None and stop():
+                    break  # the answer is complete: stop generating
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         trace.timings["generate_s"] = time.perf_counter() - t
         trace.timings["first_token_s"] = first if first is not None else trace.timings["generate_s"]
         done: Completion | None = self.generator.last_completion
         if done is not None:
             trace.tokens = {"prompt": done.prompt_tokens, "completion": done.completion_tokens}
+        else:  # stopped early: the backend did not finish its count
+            trace.tokens = {"completion": len(parts)}
         return "".join(parts).strip()
 
     def _truncated(self) -> bool:
         done = self.generator.last_completion
         return done is not None and done.finish_reason == "length"
+
 
     def ask(self, question: str, principal: Principal, *, filters: SearchFilter | None = None,
             k: int | None = None, on_token: TokenFn | None = None, mode: str = "rag") -> Answer:
@@ -178,9 +191,9 @@ class AnswerPipeline:
         trace.prompt = _render_prompt(messages)
         gate = ClaimGate(question, hits, emit=on_token, flags=flags,
                          threshold=self.support_threshold, unsupported=self.unsupported,
-                         fallback=self.fallback)
+                         fallback=self.fallback, max_sentences=self.max_sentences)
         if self.conclusion is None:
-            text = self._generate(messages, gate.feed, trace)
+            text = self._generate(messages, gate.feed, trace, stop=lambda: gate.enough)
         else:  # a RAFT adapter reasons and quotes first: only its conclusion is checked and shown
             reply = self._generate(messages, None, trace)
             text = self.conclusion(reply)

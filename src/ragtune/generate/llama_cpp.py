@@ -207,6 +207,9 @@ class LlamaCppGenerator:
                     yield piece
             except ValueError as e:
                 raise self._context_error(e) from None
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()  # a reader that stopped early ends llama.cpp's generation too
             total = time.perf_counter() - start
             text = "".join(pieces)
             n_out = self.count_tokens(text) if text else 0

@@ -157,10 +157,13 @@ def code_names(text: str, *, code: bool = False) -> frozenset[str]:
         names.update(_OPTION.findall(piece))
         for dec in _DECORATOR.findall(piece):
             names.add(dec)
-        if not code and re.fullmatch(r"[A-Za-z_]\w*", piece.strip()):
-            names.add(piece.strip())  # a bare `name` in backticks
-    return frozenset(n for n in names if (n.startswith("--") or "." in n or len(n) >= _MIN_NAME)
-                     and n not in _COMMON and n not in defined)
+        bare = piece.strip()
+        if not code and re.fullmatch(r"[A-Za-z_]\w*", bare):
+            # A bare `name` in backticks: an identifier must be shown as code, a plain word
+            # (`password`) only needs to be in the source (prefix "~": matched loosely).
+            names.add(bare if _IDENTIFIER_LIKE.search(bare) else "~" + bare)
+    return frozenset(n for n in names if (n.startswith("--") or "." in n or len(n.lstrip("~")) >= _MIN_NAME)
+                     and n.lstrip("~") not in _COMMON and n.lstrip("~") not in defined)
 
 
 def _source_names(text: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -236,6 +239,8 @@ class SourceText:
         (``runner.invoke``, not just ``invoke`` somewhere in prose), another name as a code
         name of the source, or verbatim when it cannot be an English word (``hide_input``,
         ``--force``). "terminate" in a sentence does not make ``typer.terminate()`` real."""
+        if name.startswith("~"):
+            return name[1:] in self.names or _has_name(self.text, name[1:])
         if "." in name:
             return ".".join(name.split(".")[-2:]) in self.pairs
         if name in self.names:

@@ -184,3 +184,19 @@ def test_generation_stops_once_enough_supported_sentences_are_shown(pipeline_ws)
     assert "".join(pieces) == answer.text
     assert any("answer.max_sentences" in n for n in answer.trace.notes)
     assert "payment method" not in answer.trace.reply  # generation stopped, not just hidden
+
+
+def test_hits_that_no_longer_fit_bring_their_sentences_about_the_question() -> None:
+    from ragtune.answer.pipeline import within_budget
+
+    first = Hit(Chunk("c1", "d1", "Shipping takes 3 days. " * 10, "S", 0, 200), 1.0, "a.md", "A")
+    second = Hit(Chunk("c2", "d2", "The office has plants in every room of the building. Refunds go "
+                                   "to the original payment method within 5 days. The cafe opens at "
+                                   "8 and closes at 4 on weekdays. Parking is free for visitors in "
+                                   "lot B behind the main building.", "S", 0, 80),
+                 0.9, "b.md", "B")
+    kept = within_budget([first, second], 250, "How are refunds paid?")
+    assert [h.chunk.id for h in kept] == ["c1", "c2"]
+    assert kept[1].chunk.text == "Refunds go to the original payment method within 5 days."
+    assert kept[1].chunk.tokens <= 50
+    assert [h.chunk.id for h in within_budget([first, second], 250)] == ["c1"]  # no question: no cut

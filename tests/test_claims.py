@@ -200,3 +200,9 @@ def test_hits_that_no_longer_fit_bring_their_sentences_about_the_question() -> N
     assert kept[1].chunk.text == "Refunds go to the original payment method within 5 days."
     assert kept[1].chunk.tokens <= 50
     assert [h.chunk.id for h in within_budget([first, second], 250)] == ["c1"]  # no question: no cut
+
+
+def test_a_code_block_with_nothing_to_check_is_not_an_answer_on_its_own() -> None:
+    shown, result = _run(["Use pytest [1].\n\n```bash\npip install pytest\n```\n"], [_hit(CODE_DOC)],
+                         question="How do I test the app?", fallback="refuse")
+    assert shown == NOT_FOUND_TEXT and result.refused

@@ -284,11 +284,15 @@ def _best_quote(chunk_text: str, claim_words: frozenset[str]) -> str:
     return best
 
 
-def _makes_claim(claim: Bag, cited: bool) -> bool:
+def _makes_claim(claim: Bag, cited: bool, code: bool = False) -> bool:
     """"[2]" alone or "Yes [1]." states nothing; uncited filler ("Sure!") is not checked,
-    but any sentence naming code is (an invented API is a claim however short)."""
+    but any sentence naming code is (an invented API is a claim however short). A code
+    block without a name to check ("pip install pytest") is filler: shown only beside a
+    supported claim."""
     if claim.names:
         return True
+    if code:
+        return False
     if not claim.words:
         return False
     return cited or len(claim.words) >= _MIN_CLAIM_WORDS
@@ -314,7 +318,7 @@ def check_answer(text: str, hits: list[Hit], *, threshold: float = 0.5, window: 
             continue
         claim = _claim(sentence)
         cited = () if is_code(sentence) else parse_markers(sentence)
-        if not _makes_claim(claim, bool(cited)):
+        if not _makes_claim(claim, bool(cited), is_code(sentence)):
             continue
         if cited:
             valid = [n for n in cited if 1 <= n <= len(hits)]

@@ -8,7 +8,8 @@ one claim against one source. The rules (also in the citations module doc):
 * A claim is scored against *windows* of a few consecutive source sentences (3 by default),
   not the whole chunk: words scattered over a long passage do not add up to support for a
   sentence that no part of the passage states.
-* A number the window lacks makes the score 0 ("45 days" is never supported by "30 days").
+* A number the window lacks makes the score 0 ("45 days" is never supported by "30 days"),
+  and an amount needs the same currency or percent sign ("$1945" is not the year 1945).
 * A *code name* the source lacks makes the score 0: names in inline code or fenced code,
   dotted names (``typer.Spinner``), calls (``launch(``), keyword arguments (``secret=``),
   decorators and ``--options`` must each occur verbatim in the source. An invented API
@@ -26,6 +27,8 @@ True
 >>> score(claim_bag("Call typer.open_url to open a URL."), src)
 0.0
 >>> score(claim_bag("Gift cards can be refunded."), SourceText.of("Gift cards cannot be refunded."))
+0.0
+>>> score(claim_bag("The film's budget was $1945."), SourceText.of("A 1945 film with a budget."))
 0.0
 """
 
@@ -60,6 +63,7 @@ _NUMBER_WORDS = {"two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                  "sixty": "60", "ninety": "90", "hundred": "100"}
 
 _NUM = re.compile(r"\d+(?:[.,:]\d+)*")
+_CURRENCY = frozenset("$€£¥")
 _NEGATION = re.compile(r"\b(?:not|no|never|cannot|nor|neither|none|without|nothing|non)\b|n't\b|n’t\b")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
@@ -200,7 +204,16 @@ def bag(text: str, *, code: bool = False) -> Bag:
     """The :class:`Bag` of ``text`` (markers already stripped)."""
     names = code_names(text, code=code)
     lower = text.lower()
-    numbers = {canonical_number(m.group()) for m in _NUM.finditer(lower)}
+    numbers = set()
+    for m in _NUM.finditer(lower):
+        value = canonical_number(m.group())
+        numbers.add(value)
+        # An amount keeps its currency or percent: "$1945" is not the year "1945".
+        before, after = lower[max(0, m.start() - 1):m.start()], lower[m.end():m.end() + 1]
+        if before in _CURRENCY:
+            numbers.add(before + value)
+        if after == "%":
+            numbers.add(value + "%")
     words: set[str] = set()
     for w in _WORD.findall(_NUM.sub(" ", lower)):
         if w in _NUMBER_WORDS:

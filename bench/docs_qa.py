@@ -31,6 +31,7 @@ from qa_bench_lib import (
     cache_dir,
     parse_sets,
     recorded,
+    regate,
     run_systems,
     table,
     workspace,
@@ -122,6 +123,8 @@ def main() -> None:
     ap.add_argument("--tag", default="default")
     ap.add_argument("--floors", action="store_true", help="only print similarity floors")
     ap.add_argument("--partial", action="store_true", help="grade the answers recorded so far")
+    ap.add_argument("--regate", default="", help="re-check the recorded replies under gate "
+                    "settings 'THRESHOLD,remove|flag,quote|refuse' (no model runs)")
     args = ap.parse_args()
     data = cache_dir("typer")
     site, evalset = prepare(data, args.clone, args.limit_dev)
@@ -131,6 +134,13 @@ def main() -> None:
         return
     runs = (recorded(data, args.tag, args.systems.split(",")) if args.partial
             else run_systems(ws, evalset, args.systems.split(","), data, args.tag))
+    if args.regate:
+        threshold, unsupported, fallback = args.regate.split(",")
+        g = ws.settings.generation
+        runs = {f"{name} (regated {args.regate})": regate(
+            ws, evalset, recs, threshold=float(threshold), unsupported=unsupported,
+            fallback=fallback, source_tokens=g.source_tokens, max_tokens=g.max_tokens)
+            for name, recs in runs.items()}
     rows = [{"system": name, **grade(recs)} for name, recs in runs.items()]
     print(f"\nTyper docs ({COMMIT[:8]}), variant '{args.tag}' {args.set or ''}\n")
     print(table(rows, ["system", "dev", "correct", "correct_or_partly", "dev_refused",

@@ -17,15 +17,13 @@ True
 
 from __future__ import annotations
 
-import re
-
+from ragtune.generate.citations import split_sentences
 from ragtune.generate.injection import Flag, scan_hits, support_text
 from ragtune.generate.support import bag
 
 # Question words that carry no topic ("how", "what" are already stopwords).
 _ASKING = frozenset({"name", "tell", "explain", "describe", "list", "give", "know", "find",
                      "many", "much", "kind", "type", "year", "long", "far"})
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+[\"'”’)]*(?=\s|$)|(?=\n)|$)")
 
 
 def _topic(question: str) -> frozenset[str]:
@@ -47,10 +45,10 @@ def best_quote(question: str, hits: list, *, flags: list[list[Flag]] | None = No
     best: tuple[float, int, int, str] | None = None  # (overlap, -n, -length rank, sentence)
     for n, (hit, hit_flags) in enumerate(zip(hits[:top], flags[:top], strict=False), start=1):
         text = support_text(hit.chunk.text, hit_flags)
-        for m in _SENTENCE.finditer(text):
-            sentence = m.group().strip()
+        for sentence in split_sentences(text):  # whole sentences: "app.command()" ends none
+            sentence = sentence.strip()
             words = bag(sentence).words
-            if len(sentence) < 12 or sentence.startswith(("#", "|", "```")):
+            if len(sentence) < 12 or sentence.startswith(("#", "|", "```", "~~~")) or "\n" in sentence:
                 continue
             shared = len(topic & words)
             if shared < min_words:

@@ -26,10 +26,13 @@ STORES: Registry[Store] = Registry("store", "ragtune.stores")
 
 @STORES.register("sqlite")
 def _sqlite(settings: StoreSettings, workspace_root: Path) -> Store:
+    from ragtune.store.bm25 import BM25Params
     from ragtune.store.sqlite import SQLiteStore
 
     path = Path(settings.path or "store.db")
-    return SQLiteStore(path if path.is_absolute() else Path(workspace_root) / path)
+    return SQLiteStore(path if path.is_absolute() else Path(workspace_root) / path,
+                       bm25=BM25Params.from_settings(settings),
+                       quoted_phrases=settings.quoted_phrases)
 
 
 def open_store(settings: StoreSettings, workspace_root: Path) -> Store:

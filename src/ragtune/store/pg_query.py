@@ -22,8 +22,6 @@ expressions, tried only on rows that hold all of the phrases' terms) rank first,
 
 >>> filter_sql(None)
 ('may_read(ch.acl)', {})
->>> phrase_regex("E-4012")
-'\\\\mE\\\\W+4012\\\\M'
 """
 
 from __future__ import annotations
@@ -92,7 +90,7 @@ def dense_sql(filters: SearchFilter | None, k: int, *, exact: bool,
 
 
 def phrase_regex(words: list[str]) -> str:
-    """POSIX regex for a quoted phrase's words: in order, separated by non-word characters
+    r"""POSIX regex for a quoted phrase's words: in order, separated by non-word characters
     (the tokens SQLite's FTS5 matches).
 
     >>> phrase_regex(["E", "4012"])

@@ -271,6 +271,10 @@ class Trace:
     tokens: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     origin: str = "ask"
+    # Retrieved spans that read as instructions (source n, kind, excerpt): data, never support.
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    reply: str = ""  # the model's whole reply, before the check decided what to show
+    removed: list[str] = field(default_factory=list)  # reply sentences not shown: unsupported
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -286,6 +290,9 @@ class Trace:
             "tokens": self.tokens,
             "notes": self.notes,
             "origin": self.origin,
+            "flags": self.flags,
+            "reply": self.reply,
+            "removed": self.removed,
         }
 
 

@@ -85,8 +85,14 @@ def timing_line(answer: Answer) -> str:
 
 
 def print_answer(answer: Answer) -> None:
-    """After the answer text: the route, notes, numbered citations, unsupported sentences
-    and one timing line."""
+    """After the answer text: what the check removed, the route, notes, numbered citations,
+    unsupported sentences and one timing line."""
+    if answer.trace.removed:
+        console.print(f"[dim]{len(answer.trace.removed)} sentence(s) of the model's reply were not "
+                      "shown: no retrieved source supports them (see --json: trace.removed)[/]")
+    for note in answer.trace.notes:
+        if "extractive fallback" in note or "max_tokens" in note or "instruction-like" in note:
+            console.print(f"[dim]{escape(note)}[/]", highlight=False)
     route = answer.trace.route
     if route:
         console.print(f"[dim]route: {escape(route['label'])} ({route['kind']}, confidence "
@@ -106,9 +112,9 @@ def print_answer(answer: Answer) -> None:
 
 
 class AnswerStream:
-    """Shows an answer once: in a terminal the tokens appear as they come and the text is
-    then replaced in place by the final answer (citation markers added after generation
-    included); in a pipe only the final answer is written, once."""
+    """Shows an answer once: in a terminal the checked sentences appear as they pass the
+    check and the text is then replaced in place by the final answer (the same text, or the
+    extractive fallback); in a pipe only the final answer is written, once."""
 
     def __init__(self) -> None:
         self.text = ""

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ragtune.evaluate.advise import RULES, Answers, advise, reconcile, rule_table
 from ragtune.errors import InputError
+from ragtune.evaluate.advise import RULES, Answers, advise, reconcile, rule_table
 
 # For each rule: answers that make it fire, and close answers that must not.
 TRIGGERS = {

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint bench clean browser nettools
+.PHONY: demo test test-fast lint bench clean browser nettools docs
 
 $(STAMP): pyproject.toml scripts/llama_cmake_args.sh
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+
+# docs/configuration.md is generated from the settings dataclasses (tests check it is in step)
+docs: $(STAMP)
+	$(BIN)/python -m ragtune.config_docs docs/configuration.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     data = cache_dir("hotpotqa")
-    evalset = sorted(data.glob("eval-*.jsonl"))[-1]
+    evalset = max(data.glob("eval-*.jsonl"))
     questions = load_evalset(evalset).questions
     chosen = [q for q in questions if q.answerable][: args.questions] + \
              [q for q in questions if not q.answerable][: args.unanswerable]

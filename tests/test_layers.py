@@ -12,7 +12,8 @@ ROOT = Path(ragtune.__file__).parent
 
 # Lowest first. A module may import its own layer's packages and any layer below.
 LAYERS: list[set[str]] = [
-    {"types", "errors", "config", "jsonl", "registry", "textmatch", "__init__"},
+    {"types", "errors", "config", "config_file", "config_docs", "jsonl", "registry", "textmatch",
+     "__init__"},
     {"ingest", "embed", "store"},
     {"retrieve", "generate", "finetune"},
     {"answer", "route", "evaluate", "monitor"},

@@ -1,6 +1,8 @@
 """report.html in a real browser: headless Chromium opens a report built from a real
 compare run (fake models), renders the charts without errors or network access, and a
-screenshot is kept in the test's tmp dir.
+screenshot is kept in the test's tmp dir. At 1,280 and 800 px wide the page needs no
+horizontal scroll, no two texts of a chart overlap or leave it, headers are plain words
+explained in a legend, and costs read per 1,000 questions (no "6.2e-05").
 
 Needs Debian's chromium (``apt-get install -y chromium``) and the Python ``playwright``
 package (its bundled driver only; no ``playwright install``: the system Chromium is used).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -40,6 +43,9 @@ def _chromium() -> str:
     return path
 
 
+ADAPTER = "support-style"  # long system names are what made bar labels collide
+
+
 @pytest.fixture
 def report_html(tmp_path, monkeypatch) -> Path:
     """report.html from a real compare over four systems (base, rag, adapter, RAFT)."""
@@ -53,13 +59,76 @@ def report_html(tmp_path, monkeypatch) -> Path:
     for rel, text in KB.items():
         write(tmp_path / "kb" / rel, text)
     ws.ingest([tmp_path / "kb"])
-    add_adapter(ws)
+    add_adapter(ws, ADAPTER)
     gen = FakeGenerator(reply=adapter_reply, name="fake-adapter")
     monkeypatch.setattr(ws.adapters, "generator", lambda adapter: gen)
     evalset = write(tmp_path / "eval.jsonl", "".join(json.dumps(q) + "\n" for q in QUESTIONS))
-    data = run_compare(ws, load_evalset(evalset), parse_systems("base,rag,finetuned:a,raft:a"),
+    data = run_compare(ws, load_evalset(evalset),
+                       parse_systems(f"base,rag,finetuned:{ADAPTER},raft:{ADAPTER}"),
                        tmp_path / "out", index_seconds=20.0)
     return write_reports(data, tmp_path / "out")["html"]
+
+
+LAYOUT = """() => {
+    const boxes = (root, sel) => [...root.querySelectorAll(sel)].map(el => {
+        const r = el.getBoundingClientRect();
+        return {text: el.textContent, l: r.left, t: r.top, r: r.right, b: r.bottom};
+    });
+    return {
+        scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+        charts: [...document.querySelectorAll('svg.chart')].map(s => ({
+            id: s.id, box: boxes(s.parentNode, '#' + s.id)[0], texts: boxes(s, 'text')})),
+        headers: [...document.querySelectorAll('#metrics tr > th:first-child')].map(
+            th => th.textContent),
+        legend: [...document.querySelectorAll('#legend dt')].map(dt => dt.textContent),
+        body: document.body.innerText,
+    };
+}"""
+
+
+def _overlaps(a: dict, b: dict, slack: float = 0.5) -> bool:
+    return (a["l"] < b["r"] - slack and b["l"] < a["r"] - slack
+            and a["t"] < b["b"] - slack and b["t"] < a["b"] - slack)
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_report_fits_the_window_and_nothing_overlaps(report_html, tmp_path, width) -> None:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto(report_html.as_uri())
+            page.wait_for_load_state("load")
+            layout = page.evaluate(LAYOUT)
+            page.screenshot(path=str(tmp_path / f"report-{width}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert layout["innerWidth"] == width
+    assert layout["scrollWidth"] <= width, f"horizontal scroll at {width} px"
+    for chart in layout["charts"]:
+        texts, box = chart["texts"], chart["box"]
+        assert len(texts) >= 4, chart["id"]
+        for t in texts:  # every text inside its chart
+            assert (t["l"] >= box["l"] - 0.5 and t["r"] <= box["r"] + 0.5
+                    and t["t"] >= box["t"] - 0.5 and t["b"] <= box["b"] + 0.5), (chart["id"], t)
+        clashes = [(a["text"], b["text"]) for i, a in enumerate(texts) for b in texts[i + 1:]
+                   if _overlaps(a, b)]
+        assert clashes == [], (chart["id"], width, clashes)
+    # the system names are all there as bar labels
+    cost = next(c for c in layout["charts"] if c["id"] == "chart-cost")
+    assert {t["text"] for t in cost["texts"]} >= {"base", "rag", f"finetuned:{ADAPTER}",
+                                                   f"raft:{ADAPTER}"}
+    # plain headers, each explained in the legend; no jargon, no exponents
+    headers = layout["headers"][1:]  # the first is the corner cell
+    assert "Answer F1 (0-100)" in headers and "Correct citations" in headers
+    assert headers == layout["legend"]
+    for jargon in ("cit. prec.", "emb. sim.", "EM", "p50 s", "$/query"):
+        assert jargon not in headers
+    assert "Cost per 1,000 questions" in headers
+    assert not re.search(r"\$\d(\.\d+)?e-\d", layout["body"]), "a cost in exponent form"
 
 
 def test_report_renders_in_headless_chromium(report_html, tmp_path) -> None:
@@ -76,7 +145,7 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("request", lambda r: requests.append(r.url))

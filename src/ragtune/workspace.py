@@ -193,15 +193,18 @@ class Workspace:
     # ------------------------------------------------------------------ operations
     def ingest(self, paths: Sequence[Path | str], *, collection: str = "default",
                groups: Sequence[str] | None = None, sync: bool = False,
-               follow_symlinks: bool = False, progress: ProgressFn | None = None,
+               follow_symlinks: bool = False, exclude: Sequence[str] = (),
+               progress: ProgressFn | None = None,
                report: IngestReport | None = None) -> IngestReport:
         """Ingest files and folders (see :func:`ragtune.ingest.sync.ingest_paths`):
-        ``groups=None`` keeps each stored document's groups, ``()`` makes them public."""
+        ``groups=None`` keeps each stored document's groups, ``()`` makes them public;
+        ``exclude`` patterns leave files out like a .ragtuneignore."""
         with include_roots([Path(p) for p in paths]):  # include directives stay in these trees
             return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
                                 chunking=self.settings.chunking, ingest=self.settings.ingest,
                                 collection=collection, groups=groups, sync=sync,
-                                follow_symlinks=follow_symlinks, progress=progress, report=report)
+                                follow_symlinks=follow_symlinks, exclude=exclude,
+                                progress=progress, report=report)
 
     def remove(self, ref: str, *, erase_wait: float = 10.0) -> DocumentInfo:
         """Delete a document (by id, source or path) and everything derived from it, then
@@ -263,9 +266,12 @@ class Workspace:
         info: dict[str, Any] = {"workspace": str(self.root), "user": principal.user}
         if principal.admin:
             info |= stats
+            latest: dict[str, Any] = {}  # a file that failed, then went in, is fine now
+            for e in self.store.ingest_log(2000):  # newest first
+                latest.setdefault(e.source, e)
             info["recent_failures"] = [
                 {"source": e.source, "message": e.message, "ts": e.ts}
-                for e in self.store.ingest_log(200) if e.status == "failed"][:10]
+                for e in latest.values() if e.status == "failed"][:10]
         else:
             readable = self.store.list_documents(principal)
             info |= {"documents": len(readable), "chunks": sum(d.chunks for d in readable),

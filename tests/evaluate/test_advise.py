@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ragtune.evaluate.advise import RULES, Answers, advise, reconcile, rule_table
 from ragtune.errors import InputError
+from ragtune.evaluate.advise import RULES, Answers, advise, reconcile, rule_table
 
 # For each rule: answers that make it fire, and close answers that must not.
 TRIGGERS = {
@@ -48,7 +48,8 @@ def test_rule_fires_only_on_its_condition(rule_id) -> None:
      "finetune"),
     (Answers(citations=True, format_required=True, gpu=True, labelled_examples=2_000), "hybrid"),
     (Answers(format_required=True, training_budget="none"), "rag"),
-    (Answers(), "rag"),  # nothing known: the cheapest to start and to undo
+    (Answers(), None),  # nothing known: no basis to decide
+    (Answers(citations=False, deletion=False, gpu=False), None),  # answers favour nothing
 ])
 def test_scenarios(answers, choice) -> None:
     adv = advise(answers)
@@ -122,8 +123,41 @@ def test_reconcile_points_at_weak_measurements() -> None:
     notes = "\n".join(out["notes"])
     assert "only 60% supported" in notes
     assert "finetuned:a follows it no more often than rag (30% vs 40%)" in notes
-    assert "above the measured break-even of 20,000" in notes
-    assert "Cost: no break-even: raft:b" in notes
+    # every cost sentence says which way cost points and whether that agrees (advice: hybrid)
+    assert ("Cost: at your 50,000 queries a month finetuned:a costs less than rag (they break "
+            "even at 20,000 a month), so on cost alone finetuned:a would win; the recommendation "
+            "stays hybrid (RAG + a fine-tuned adapter) for the reasons above (answers must cite "
+            "sources, a required format, style or tone)") in notes
+    assert ("Cost: raft:b never becomes cheaper than rag (no break-even), so on cost alone rag "
+            "would win; the recommendation stays hybrid") in notes
+
+
+@pytest.mark.parametrize("volume,monthly,agrees", [
+    (2_000.0, 10_000, False),  # above break-even: the adapter is cheaper, advice is RAG
+    (50_000.0, 10_000, True),  # below: training does not pay back, RAG is cheaper too
+    (None, 10_000, True),      # never cheaper
+    (0.0, None, False),        # never dearer
+])
+def test_cost_notes_agree_with_the_recommendation_or_say_why_not(volume, monthly, agrees) -> None:
+    answers = Answers(citations=True, deletion=True, monthly_queries=monthly)  # -> RAG
+    adv = advise(answers)
+    pair = {"system": "finetuned:a", "reference": "rag", "volume": volume, "text": "x"}
+    out = reconcile(adv, report("rag", "rag", pairs=[pair]), answers)
+    (note,) = [n for n in out["notes"] if n.startswith("Cost:")]
+    if agrees:
+        assert note.endswith("cost agrees with the recommendation."), note
+    else:
+        assert "on cost alone finetuned:a would win; the recommendation stays RAG" in note, note
+        assert "answers must cite sources" in note and "deletable" in note
+
+
+def test_no_basis_with_a_report_takes_the_measurements_alone() -> None:
+    pair = {"system": "finetuned:a", "reference": "rag", "volume": 0.0, "text": "x"}
+    out = reconcile(advise(Answers()), report("finetuned:a", "finetuned", pairs=[pair]), Answers())
+    assert out["advised"] is None and out["agree"] is None
+    assert out["notes"][0].startswith("With no answers to weigh, the measurements are the only "
+                                      "basis: on 97 questions the bake-off recommends finetuned:a")
+    assert out["notes"][1] == "Cost: finetuned:a costs no more than rag at any volume."
 
 
 # ---------------------------------------------------------------- the command

@@ -141,7 +141,8 @@ def test_run_compare_writes_reports(kb_ws, eval_file, tmp_path) -> None:
     assert load_report(paths["json"])["recommendation"]["system"] == rec["system"]
     md = paths["md"].read_text()
     for needle in ("## Recommendation", "Sample: 6 questions (4 answerable, 2 unanswerable)",
-                   "| system | F1 |", "## Definitions", "unsupported_claims_rate", "| q1 |",
+                   "| metric | base |", "| Answer F1 (0-100) |", "Cost per 1,000 questions",
+                   "## Definitions", "unsupported_claims_rate", "| q1 |",
                    "Break-even:"):
         assert needle in md, needle
     html = paths["html"].read_text()

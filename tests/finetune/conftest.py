@@ -47,8 +47,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_tiny_model(folder: Path, corpus: list[str], *, vocab_size: int = 400,
+                     max_positions: int = 512) -> Path:
+    """A byte-level BPE tokenizer trained on ``corpus`` with the chat template, and a
+    randomly initialised 2-layer Llama, saved to ``folder`` (the real loading path)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -56,13 +58,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # One thread: on a shared 2-core machine, two OpenMP threads contending with other
     # work made tiny-model steps 10x slower (530 ms vs 49 ms per step, measured).
     torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    corpus = [m["content"] for r in style_examples(400, seed=99) for m in r["messages"]]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIALS,
+        vocab_size=vocab_size, special_tokens=SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="<|end|>",
@@ -72,7 +72,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_positions,
         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id,
         bos_token_id=fast.eos_token_id, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
@@ -85,6 +85,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model.lm_head.weight.mul_(10)
     model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    corpus = [m["content"] for r in style_examples(400, seed=99) for m in r["messages"]]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), corpus)
 
 
 @pytest.fixture(scope="session")

@@ -214,7 +214,7 @@ def llama_server() -> Iterator[str]:
 
     port = free_port()
     # A file, not a pipe: the server logs a lot and would block once a pipe buffer fills.
-    log = tempfile.TemporaryFile(mode="w+")
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("qwen2.5-0.5b")),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "qwen"],

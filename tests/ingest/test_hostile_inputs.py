@@ -140,7 +140,7 @@ def test_the_cli_prints_json_and_escapes_names(hostile, tmp_path):
         "escape-name.md" not in text.stderr + text.stdout
     status = cli("status", "--as", "root")
     assert status.returncode == 0 and "\x1b" not in status.stdout
-    assert "recent_failures" in status.stdout
+    assert "files that failed to ingest (10, newest first)" in status.stdout  # a table
     failures = json.loads(cli("status", "--as", "root", "--json").stdout)["recent_failures"]
     assert len(failures) == 10 and all(f["message"] for f in failures)
 

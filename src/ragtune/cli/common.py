@@ -10,12 +10,13 @@ way and ``--workspace`` means the same folder everywhere::
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from ragtune.store.base import SearchFilter
 
@@ -24,11 +25,67 @@ if TYPE_CHECKING:
 
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", envvar="RAGTUNE_HOME",
                                                    help="Workspace folder (default ./.ragtune).")]
-AsOpt = Annotated[str | None, typer.Option("--as", help="Act as this user (see [access.users]).")]
+AsOpt = Annotated[str | None, typer.Option("--as", help="Act as this user (see 'ragtune users list').")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
-console = Console()
-err = Console(stderr=True)
+# Output that is not a terminal (a file, a pipe, another program) is never wrapped: Rich
+# would otherwise cut lines at the width of whatever terminal started the pipeline (80
+# columns by default), splitting paths and numbers. Tables then take their natural width.
+PIPE_WIDTH = 10_000
+
+
+class CliConsole(Console):
+    """A Rich console that wraps to the terminal's width in a terminal and not at all when
+    its output is piped or redirected::
+
+        console = CliConsole()            # stdout
+        err = CliConsole(stderr=True)     # progress, warnings, errors
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if "width" not in kwargs:
+            self._width = None  # read $COLUMNS when printing, not once at import
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        return dims if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, dims.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = CliConsole()
+err = CliConsole(stderr=True)
+
+
+EMPTY_HINT = ("the knowledge base is empty: add documents with 'ragtune ingest FOLDER' "
+              "(try the sample: ragtune ingest examples/kb --exclude restricted/)")
+
+
+def shown_path(path: str) -> str:
+    """A path as a person wants to read it: relative to the current folder when inside it.
+
+    >>> shown_path(os.path.join(os.getcwd(), "docs", "a.md")) == os.path.join("docs", "a.md")
+    True
+    >>> shown_path("/elsewhere/a.md")
+    '/elsewhere/a.md'
+    """
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def require_documents(ws: Workspace) -> None:
+    """Exit 1 with how to fill it when the knowledge base has no document at all (a question
+    would only ever get 'not found')."""
+    if ws.store.stats()["documents"] == 0:
+        err.print(f"[yellow]nothing to search:[/] {EMPTY_HINT}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def print_json(data: Any) -> None:

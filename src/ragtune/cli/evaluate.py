@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from ragtune.cli import tables
 from ragtune.cli.common import (
     AsOpt,
     JsonOpt,
@@ -30,7 +32,9 @@ from ragtune.cli.common import (
     print_json,
     retrieval_mode,
 )
+from ragtune.cli.progress import Progress
 from ragtune.errors import InputError
+from ragtune.evaluate.advise import BUDGETS, DATA_CHANGE
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate retrieval and answers.")
 
@@ -42,16 +46,19 @@ JudgeKeyOpt = Annotated[str, typer.Option(envvar="RAGTUNE_JUDGE_API_KEY", help="
 RegexOpt = Annotated[str | None, typer.Option(help="Required answer format (Python regex, re.search); adds format_compliance.")]
 SchemaOpt = Annotated[Path | None, typer.Option(help="Required answer format as a JSON schema file; adds format_compliance.")]
 
-SHOWN = (("token_f1", "F1", "points"), ("exact_match", "EM", "points"),
-         ("recall@k", "recall@k", "pct"), ("groundedness", "grounded", "pct"),
-         ("citation_precision", "cit. prec.", "pct"), ("citation_recall", "cit. rec.", "pct"),
-         ("correct_refusal_rate", "refuses unansw.", "pct"),
-         ("false_refusal_rate", "refuses answ.", "pct"),
-         ("unsupported_claims_rate", "unsupported", "pct"), ("format_compliance", "format", "pct"),
-         ("latency_p50_s", "p50 s", "sec"), ("latency_p95_s", "p95 s", "sec"),
-         ("cost_per_query_usd", "$/query", "usd"))
-
-
+# The headline metrics of the terminal tables (the report shows more), by report.COLUMNS key.
+SHOWN = ("token_f1", "exact_match", "recall@k", "groundedness", "citation_precision",
+         "citation_recall", "correct_refusal_rate", "false_refusal_rate",
+         "unsupported_claims_rate", "format_compliance", "latency_p50_s", "latency_p95_s",
+         "cost_per_query_usd")
+# Short headers for a table with one column per metric; a table turned on its side (one row
+# per metric, when the terminal is narrow) uses the report's plain headers.
+SHORT = {"token_f1": "F1", "exact_match": "EM", "recall@k": "recall@{k}",
+         "groundedness": "grounded", "citation_precision": "citations ok",
+         "citation_recall": "cites gold", "correct_refusal_rate": "refuses unansw.",
+         "false_refusal_rate": "refuses answ.", "unsupported_claims_rate": "unsupported",
+         "format_compliance": "format", "latency_p50_s": "median s", "latency_p95_s": "p95 s",
+         "cost_per_query_usd": "$ per 1k"}
 
 
 def _evalset(file: Path, limit: int | None, tags: list[str] | None) -> Any:
@@ -93,21 +100,23 @@ def _regex(pattern: str | None) -> str | None:
 
 
 def metrics_table(systems: list[dict[str, Any]], k: int) -> Table:
-    """A Rich table of the headline metrics, one row per system."""
-    from ragtune.evaluate.report import fmt
+    """The headline metrics: one row per system when the terminal is wide enough, else one
+    row per metric (in a pipe there is no width limit: always one row per system)."""
+    from ragtune.evaluate.report import COLUMNS, fmt
 
-    cols = [(key.replace("@k", f"@{k}"), head.replace("@k", f"@{k}"), kind) for key, head, kind in SHOWN]
-    cols = [c for c in cols if any(s["metrics"].get(c[0]) is not None for s in systems)]
-    table = Table("system", *[c[1] for c in cols])
-    for s in systems:
-        table.add_row(s["name"], *[fmt(s["metrics"].get(c[0]), c[2]) for c in cols])
-    return table
+    kinds = {key: (head.replace("{k}", str(k)), kind) for key, head, kind in COLUMNS}
+    keys = [key for key in SHOWN if any(
+        s["metrics"].get(key.replace("@k", f"@{k}")) is not None for s in systems)]
+    values = [[fmt(s["metrics"].get(key.replace("@k", f"@{k}")), kinds[key][1]) for key in keys]
+              for s in systems]
+    return tables.metrics_table(console, [s["name"] for s in systems],
+                                [SHORT[key].replace("{k}", str(k)) for key in keys], values,
+                                tall_columns=[kinds[key][0] for key in keys])
 
 
-def _bar(disable: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.fields[system]}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.description}"), console=err,
-                    disable=disable)
+def _progress(label: str, total: int) -> Progress:
+    """Progress with an ETA on stderr, whatever the output mode (see cli/progress.py)."""
+    return Progress(label, total, console=err)
 
 
 @contextmanager
@@ -133,8 +142,8 @@ def eval_retrieval(beir: Annotated[Path, typer.Option("--beir", help="BEIR folde
 
     root = default_root(workspace)
     ws = Workspace(root) if (root / "ragtune.toml").exists() else Workspace(root, settings=None)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, disable=as_json) as bar:
+    with RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, disable=as_json) as bar:
         task = bar.add_task("index", total=None)
 
         def progress(done: int, total: int, stage: str) -> None:
@@ -201,10 +210,9 @@ def eval_qa(
     path = out or ws.root / "eval" / f"{Path(ev.path).stem}-{system.name.replace(':', '_')}.jsonl"
     if restart and path.exists():
         path.unlink()
-    with _bar(as_json) as bar, _resume_hint(path):
-        task = bar.add_task("", total=len(ev), system=system.name)
-        run = evaluator.run(system, path, progress=lambda d, t, q: bar.update(
-            task, completed=d, total=t, description=q))
+    with _progress(f"eval {system.name}", len(ev)) as bar, _resume_hint(path):
+        run = evaluator.run(system, path,
+                            progress=lambda d, t, q: bar.update(d, q, fresh=bool(q)))
     data = build_report_data(ws, ev, [run], {system.name: setup_costs(
         ws, system, index_setup(ws.store).to_dict())}, user=as_user, k=evaluator.k,
         with_recommendation=False)
@@ -298,7 +306,9 @@ def compare_command(
 ) -> None:
     """Run every system on the same questions; report with a measured recommendation.
 
-    Writes report.md, a self-contained report.html and report.json into --out.
+    Writes report.md, a self-contained report.html and report.json into --out. Progress and
+    an ETA go to stderr in every mode (a terminal, a pipe, --json). With the packaged models
+    on a 2-core CPU expect a few seconds per question and system (see the README).
     """
     from ragtune.evaluate.compare import answers_path, parse_systems, run_compare
     from ragtune.evaluate.report import write_reports
@@ -312,14 +322,14 @@ def compare_command(
     if restart:
         for s in specs:
             answers_path(out_dir, s).unlink(missing_ok=True)
-    with _bar(as_json) as bar, _resume_hint(out_dir):
-        tasks = {s.name: bar.add_task("", total=len(ev), system=s.name) for s in specs}
+    offsets = {s.name: i * len(ev) for i, s in enumerate(specs)}  # systems run one after another
+    with _progress("compare", len(ev) * len(specs)) as bar, _resume_hint(out_dir):
         data = run_compare(ws, ev, specs, out_dir, user=as_user, k=k, index_seconds=index_seconds,
                            amortise_months=amortise_months,
                            judge=_judge(judge_url, judge_model, judge_key, ws.settings.generation.timeout_s),
                            format_regex=_regex(format_regex), format_schema=_schema(format_schema),
                            progress=lambda name, d, t, q: bar.update(
-                               tasks[name], completed=d, total=t, description=q))
+                               offsets[name] + d, f"{name} {q}".strip(), fresh=bool(q)))
     paths = write_reports(data, out_dir)
     if as_json:
         print_json({"reports": {k_: str(v) for k_, v in paths.items()},
@@ -335,12 +345,83 @@ def compare_command(
 
 # ================================================================ advise
 
+QUESTIONS = {  # the questionnaire, in the order it is asked (and piped answers are read)
+    "data_change": "How often does the knowledge change?",
+    "citations": "Must answers cite their sources?",
+    "format_required": "Is a specific output format, style or tone required?",
+    "prompt_tokens": "Typical prompt length in tokens",
+    "monthly_queries": "Expected queries per month",
+    "access_control": "Do different users see different documents?",
+    "deletion": "Must data be deletable on request?",
+    "training_budget": "Training budget?",
+    "gpu": "Is a GPU available for training?",
+    "labelled_examples": "Labelled examples in the wanted style",
+}
+# What an empty answer means, as in the terminal's prompts (a yes/no question: no).
+DEFAULTS = {"prompt_tokens": 800, "monthly_queries": 10_000, "labelled_examples": 0}
+CHOICES = {"data_change": DATA_CHANGE, "training_budget": BUDGETS}
+
+
+def _parse_answer(key: str, text: str) -> Any:
+    """A piped answer in the type of its question; ValueError names what is expected."""
+    text = text.strip().lower()
+    if key in CHOICES:
+        choices = CHOICES[key]
+        if text not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return text
+    if key in DEFAULTS:
+        if not text:
+            return DEFAULTS[key]
+        try:
+            return int(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise ValueError("a whole number") from None
+    if text in {"", "n", "no", "false", "0"}:
+        return False
+    if text in {"y", "yes", "true", "1"}:
+        return True
+    raise ValueError("y or n")
+
+
+def _read_piped_answers(given: dict[str, Any]) -> None:
+    """Fill the unanswered questions from stdin, one line each, in questionnaire order,
+    until the input ends; each answer taken is echoed on stderr."""
+    line_no = 0
+    for key, question in QUESTIONS.items():
+        if given[key] is not None:
+            continue
+        line = sys.stdin.readline()
+        if not line:
+            break  # the piped answers ran out: the rest stay unanswered
+        line_no += 1
+        try:
+            given[key] = _parse_answer(key, line)
+        except ValueError as e:
+            raise InputError(f"stdin line {line_no}", f"{question} expects {e}, got "
+                                                       f"{line.strip()!r}") from None
+        shown = {True: "yes", False: "no"}.get(given[key], given[key])
+        err.print(f"{question} {shown}", highlight=False, markup=False)
+
+
 def _ask_choice(text: str, choices: tuple[str, ...]) -> str:
     while True:
         value = typer.prompt(f"{text} [{'/'.join(choices)}]").strip().lower()
         if value in choices:
             return value
         err.print(f"please answer one of: {', '.join(choices)}")
+
+
+def _stdin_has_answers(wait_s: float = 2.0) -> bool:
+    """Whether piped stdin has something to read (answers, or the end of input) within
+    ``wait_s``: an open pipe nobody writes to must not hang the command."""
+    try:
+        import select
+
+        ready, _, _ = select.select([sys.stdin], [], [], wait_s)
+    except (OSError, ValueError, TypeError):  # no select on this stream (Windows, a test double)
+        return True
+    return bool(ready)
 
 
 def advise_command(
@@ -355,11 +436,16 @@ def advise_command(
     gpu: Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="A GPU is available for training.")] = None,
     labelled_examples: Annotated[int | None, typer.Option(help="Labelled question/answer examples in the wanted style.")] = None,
     report: Annotated[Path | None, typer.Option(help="A compare report.json to reconcile the advice with.")] = None,
-    interactive: Annotated[bool | None, typer.Option("--interactive/--no-interactive", help="Ask for missing answers (default: when stdin is a terminal and --json is not given).")] = None,
+    interactive: Annotated[bool | None, typer.Option("--interactive/--no-interactive", help="Ask for missing answers (default: in a terminal unless --json; from piped input, one answer per line, always).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recommend RAG, fine-tuning or hybrid from your situation, with reasons and next steps."""
-    from ragtune.evaluate.advise import BUDGETS, DATA_CHANGE, LABEL, Answers, advise, reconcile
+    """Recommend RAG, fine-tuning or hybrid from your situation, with reasons and next steps.
+
+    Missing answers are asked in a terminal, or read one per line from piped input in the
+    order of the questions (printf 'weekly\\ny\\nn\\n' | ragtune advise). With nothing
+    answered it says there is no basis to decide (exit 0).
+    """
+    from ragtune.evaluate.advise import LABEL, Answers, advise, reconcile
     from ragtune.evaluate.report import load_report
 
     given: dict[str, Any] = {
@@ -367,24 +453,22 @@ def advise_command(
         "prompt_tokens": prompt_tokens, "monthly_queries": monthly_queries,
         "access_control": access_control, "deletion": deletion,
         "training_budget": training_budget, "gpu": gpu, "labelled_examples": labelled_examples}
+    piped = not sys.stdin.isatty()
     if interactive is None:
-        interactive = sys.stdin.isatty() and not as_json
-    if interactive:
-        prompts: dict[str, Any] = {
-            "data_change": lambda: _ask_choice("How often does the knowledge change?", DATA_CHANGE),
-            "citations": lambda: typer.confirm("Must answers cite their sources?"),
-            "format_required": lambda: typer.confirm("Is a specific output format, style or tone required?"),
-            "prompt_tokens": lambda: typer.prompt("Typical prompt length in tokens", default=800, type=int),
-            "monthly_queries": lambda: typer.prompt("Expected queries per month", default=10_000, type=int),
-            "access_control": lambda: typer.confirm("Do different users see different documents?"),
-            "deletion": lambda: typer.confirm("Must data be deletable on request?"),
-            "training_budget": lambda: _ask_choice("Training budget?", BUDGETS),
-            "gpu": lambda: typer.confirm("Is a GPU available for training?"),
-            "labelled_examples": lambda: typer.prompt("Labelled examples in the wanted style", default=0, type=int),
-        }
-        for key, ask in prompts.items():
-            if given[key] is None:
-                given[key] = ask()
+        interactive = piped or not as_json
+    if interactive and piped:
+        if _stdin_has_answers():
+            _read_piped_answers(given)
+    elif interactive:
+        for key, question in QUESTIONS.items():
+            if given[key] is not None:
+                continue
+            if key in CHOICES:
+                given[key] = _ask_choice(question, CHOICES[key])
+            elif key in DEFAULTS:
+                given[key] = typer.prompt(question, default=DEFAULTS[key], type=int)
+            else:
+                given[key] = typer.confirm(question)
     answers = Answers(**given)
     advice = advise(answers)
     if report is not None:
@@ -392,9 +476,16 @@ def advise_command(
     if as_json:
         print_json({"answers": answers.to_dict(), **advice.to_dict()})
         return
-    console.print(f"[bold green]Recommendation:[/] [bold]{LABEL[advice.choice]}[/]  "
-                  f"(points: " + ", ".join(f"{k_} {v}" for k_, v in advice.scores.items()) + ")",
-                  highlight=False)
+    if advice.choice is None:
+        console.print(f"[bold yellow]No basis to decide:[/] {advice.no_basis}.", highlight=False)
+    else:
+        console.print(f"[bold green]Recommendation:[/] [bold]{LABEL[advice.choice]}[/]  "
+                      f"(points: " + ", ".join(f"{k_} {v}" for k_, v in advice.scores.items())
+                      + ")", highlight=False)
+        if advice.tied:
+            console.print(f"[dim]tied with {', '.join(LABEL[t] for t in advice.tied)}: "
+                          f"{LABEL[advice.choice]} is cheaper to start and to undo[/]",
+                          highlight=False)
     for r in advice.fired:
         pts = ", ".join(f"{k_} {v:+d}" for k_, v in r.points.items())
         console.print(f"  • {r.reason} [dim]({r.when}: {pts})[/]", highlight=False)
@@ -402,9 +493,10 @@ def advise_command(
         console.print(f"[dim]not answered (no effect): {', '.join(advice.unanswered)}[/]",
                       highlight=False)
     if advice.reconciliation:
-        console.print("\n[bold]Against the measurements:[/]")
+        console.print("\n[bold]Against the measurements:[/]" if advice.choice else
+                      "\n[bold]The measurements:[/]")
         for n in advice.reconciliation["notes"]:
             console.print(f"  • {n}", highlight=False)
-    console.print("\n[bold]Next:[/]")
+    console.print("\n[bold]Next:[/]" if advice.choice else "\n[bold]To get a basis:[/]")
     for step in advice.next_steps:
         console.print(f"  {step}", highlight=False, markup=False)

@@ -41,7 +41,7 @@ def check(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
 @store_app.command("migrate")
 def migrate(to: Annotated[str, typer.Option("--to", help="postgresql://user@host/db[?schema=name]")],
             switch: Annotated[bool, typer.Option(
-                "--switch", help="After a verified copy, point ragtune.toml's [store] at it.")] = False,
+                "--switch", help="After a verified copy, point ragtune.toml's \\[store] at it.")] = False,
             workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Copy the workspace's store into PostgreSQL without re-embedding, then verify the counts.
 
@@ -78,7 +78,7 @@ def migrate(to: Annotated[str, typer.Option("--to", help="postgresql://user@host
         data["store"] = {"backend": "postgres", "url": to}
         path.write_text(tomli_w.dumps(data), encoding="utf-8")
         if not as_json:
-            console.print(f"{path}: [store] now uses postgres", highlight=False)
+            console.print(f"{path}: \\[store] now uses postgres", highlight=False)
 
 
 def _progress(done: int, total: int) -> None:

@@ -23,8 +23,14 @@ The factors (:class:`Answers`; ``None`` = not answered, and rules on it do not f
 
 Each :class:`Rule` adds points to the approaches it favours and carries the reason that is
 printed when it fires; the approach with most points wins (ties: rag, then hybrid, then
-finetune — the cheapest to start and to undo first). Given a ``compare`` report,
-:func:`reconcile` says whether the measurements agree and where they do not.
+finetune — the cheapest to start and to undo first). When no rule fires (nothing answered,
+or no answer favours any approach) there is no basis to decide: ``choice`` is None and the
+advice says what would give one. Given a ``compare`` report, :func:`reconcile` says whether
+the measurements agree and where they do not, and every cost sentence says which way the
+measured cost points and whether that agrees with the advice.
+
+>>> advise(Answers()).choice is None
+True
 """
 
 from __future__ import annotations
@@ -162,19 +168,43 @@ NEXT_STEPS = {
 }
 
 
+NO_BASIS_STEPS = [
+    ("ragtune advise   # in a terminal it asks; or pipe one answer per line; or pass "
+     "--data-change, --citations, ..."),
+    "ragtune compare --eval eval.jsonl --systems base,rag   # or measure on your own questions",
+]
+
+
 @dataclass
 class Advice:
-    """The recommendation, every approach's points, the rules that fired and what to run."""
+    """The recommendation, every approach's points, the rules that fired and what to run.
 
-    choice: str
+    ``choice`` is None when no rule fired: then ``no_basis`` says why there is nothing to
+    decide on.
+    """
+
+    choice: str | None
     scores: dict[str, int]
     fired: list[Rule]
     unanswered: list[str]
     next_steps: list[str]
     reconciliation: dict[str, Any] | None = field(default=None)
+    tied: list[str] = field(default_factory=list)  # approaches with as many points, ceded
+
+    @property
+    def no_basis(self) -> str | None:
+        if self.choice is not None:
+            return None
+        if len(self.unanswered) == len(Answers.factors()):
+            return (f"none of the {len(self.unanswered)} questions was answered, so there is no "
+                    "basis to recommend RAG, fine-tuning or hybrid")
+        return ("none of the answers given favours RAG, fine-tuning or hybrid, so there is no "
+                "basis to recommend one")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recommendation": self.choice, "label": LABEL[self.choice], "scores": self.scores,
+        return {"recommendation": self.choice,
+                "label": LABEL[self.choice] if self.choice else None,
+                "no_basis": self.no_basis, "scores": self.scores, "tied_with": self.tied,
                 "reasons": [{"rule": r.id, "when": r.when, "points": r.points, "reason": r.reason}
                             for r in self.fired],
                 "unanswered": self.unanswered, "next_steps": self.next_steps,
@@ -188,9 +218,12 @@ def advise(answers: Answers) -> Advice:
     for r in fired:
         for approach, pts in r.points.items():
             scores[approach] += pts
-    choice = max(APPROACHES, key=lambda a: (scores[a], -APPROACHES.index(a)))
     unanswered = [f for f in Answers.factors() if getattr(answers, f) is None]
-    return Advice(choice, scores, fired, unanswered, list(NEXT_STEPS[choice]))
+    if not fired:
+        return Advice(None, scores, fired, unanswered, list(NO_BASIS_STEPS))
+    choice = max(APPROACHES, key=lambda a: (scores[a], -APPROACHES.index(a)))
+    tied = [a for a in APPROACHES if a != choice and scores[a] == scores[choice]]
+    return Advice(choice, scores, fired, unanswered, list(NEXT_STEPS[choice]), tied=tied)
 
 
 # ----------------------------------------------------------------------------- reconcile
@@ -212,6 +245,8 @@ def reconcile(advice: Advice, report: dict[str, Any], answers: Answers) -> dict[
     measured winner that breaks one is reported, not silently accepted.
     """
     rec = report.get("recommendation") or {}
+    if advice.choice is None:
+        return _measurements_only(advice, report, answers)
     measured_system = rec.get("system")
     measured = None
     if measured_system:
@@ -263,18 +298,76 @@ def reconcile(advice: Advice, report: dict[str, Any], answers: Answers) -> dict[
     if answers.data_change in {"daily", "weekly"} and measured in {"finetune"}:
         notes.append("The data changes often: a fine-tuned model's score today decays as "
                      "documents change; re-run the comparison after the next update.")
-    for p in report.get("break_even", {}).get("pairs", []):
-        v = p.get("volume")
-        if answers.monthly_queries is not None and v is not None and v > 0:
-            side = "above" if answers.monthly_queries >= v else "below"
-            notes.append(f"At your {answers.monthly_queries:,} queries a month you are {side} "
-                         f"the measured break-even of {v:,.0f} for {p['system']} vs "
-                         f"{p['reference']}.")
-        elif v is None:
-            notes.append(f"Cost: {p['text']}.")
+    notes += [cost_note(p, answers.monthly_queries, advice) for p in
+              report.get("break_even", {}).get("pairs", [])]
     return {"agree": (measured == advice.choice) if tested and measured else None,
             "tested": tested, "measured": measured,
             "measured_system": measured_system, "advised": advice.choice, "notes": notes}
+
+
+def _approach_of(system: str) -> str:
+    """'finetuned:a' -> 'finetune', 'raft:b' / 'hybrid:a' -> 'hybrid', 'rag' -> 'rag'."""
+    return KIND_TO_APPROACH.get(system.split(":", 1)[0], system)
+
+
+def cost_note(pair: dict[str, Any], monthly_queries: int | None, advice: Advice | None) -> str:
+    """One break-even pair in words: which system the measured cost favours (at the user's
+    volume when known) and whether that agrees with the advice.
+
+    >>> adv = advise(Answers(citations=True))
+    >>> p = {"system": "finetuned:a", "reference": "rag", "volume": 2000.0}
+    >>> cost_note(p, 10_000, adv)  # doctest: +NORMALIZE_WHITESPACE
+    'Cost: at your 10,000 queries a month finetuned:a costs less than rag (they break even at
+    2,000 a month), so on cost alone finetuned:a would win; the recommendation stays RAG for the
+    reasons above (answers must cite sources), which cost does not outweigh.'
+    """
+    t, r, v = pair["system"], pair["reference"], pair.get("volume")
+    if v is None:
+        fact, favours = f"{t} never becomes cheaper than {r} (no break-even)", r
+    elif v == 0:
+        fact, favours = f"{t} costs no more than {r} at any volume", t
+    elif monthly_queries is None:
+        fact = (f"{t} becomes cheaper than {r} above {v:,.0f} queries a month (how many do you "
+                "expect? --monthly-queries)")
+        favours = None
+    elif monthly_queries >= v:
+        fact, favours = (f"at your {monthly_queries:,} queries a month {t} costs less than {r} "
+                         f"(they break even at {v:,.0f} a month)"), t
+    else:
+        fact, favours = (f"at your {monthly_queries:,} queries a month {t} costs more than {r} "
+                         f"(they break even only at {v:,.0f} a month), so its training does not "
+                         "pay back"), r
+    text = f"Cost: {fact}"
+    if favours is None or advice is None or advice.choice is None:
+        return text + "."
+    if _approach_of(favours) == advice.choice:
+        return text + "; cost agrees with the recommendation."
+    why = ", ".join(rule.when for rule in advice.fired
+                    if rule.points.get(advice.choice, 0) > 0) or "the factors above"
+    return (text + f", so on cost alone {favours} would win; the recommendation stays "
+            f"{LABEL[advice.choice]} for the reasons above ({why}), which cost does not outweigh.")
+
+
+def _measurements_only(advice: Advice, report: dict[str, Any], answers: Answers) -> dict[str, Any]:
+    """With no basis in the answers, the report's own recommendation is all there is."""
+    rec = report.get("recommendation") or {}
+    n = report.get("eval", {}).get("questions")
+    measured_system = rec.get("system")
+    measured = None
+    if measured_system:
+        kind = next(s["kind"] for s in report["systems"] if s["name"] == measured_system)
+        measured = KIND_TO_APPROACH.get(kind)
+    if measured_system:
+        notes = [(f"With no answers to weigh, the measurements are the only basis: on {n} "
+                  f"questions the bake-off recommends {rec.get('headline', measured_system)}. "
+                  "It cannot see data churn, privacy or budget; answer the questions to weigh "
+                  "those.")]
+    else:
+        notes = ["The report makes no measured recommendation (no answer metrics) either."]
+    notes += [cost_note(p, answers.monthly_queries, None) for p in
+              report.get("break_even", {}).get("pairs", [])]
+    return {"agree": None, "tested": False, "measured": measured,
+            "measured_system": measured_system, "advised": None, "notes": notes}
 
 
 def rule_table() -> list[dict[str, Any]]:

@@ -230,10 +230,10 @@ def _reasons(w: QARun, best: QARun, scored: list[QARun], comparisons: list[dict[
            if r.metrics.get("latency_p50_s") is not None]
     if lat:
         out.append("Median latency: " + ", ".join(lat) + ".")
-    costs = [f"{r.system.name} {format_usd(r.metrics['cost_per_query_usd'])}" for r in scored
-             if r.metrics.get("cost_per_query_usd") is not None]
+    costs = [f"{r.system.name} {format_usd(r.metrics['cost_per_query_usd'] * 1000)}"
+             for r in scored if r.metrics.get("cost_per_query_usd") is not None]
     if costs:
-        out.append("Cost per query: " + ", ".join(costs) + ".")
+        out.append("Cost per 1,000 questions: " + ", ".join(costs) + ".")
     if mw.get("format_compliance") is not None:
         out.append(f"Format compliance: {_pct(mw['format_compliance'])}.")
     for p in (be or {}).get("pairs", []):

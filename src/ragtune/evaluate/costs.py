@@ -182,8 +182,9 @@ def break_even(systems: dict[str, dict[str, Any]], amortise_months: float = 12.0
             v = break_even_volume((a["setup_usd"] or 0.0, a["per_query_usd"]),
                                   (b["setup_usd"] or 0.0, b["per_query_usd"]), amortise_months)
             if v is None:
-                text = (f"no break-even: {t} costs {format_usd(a['per_query_usd'])} per query, not less "
-                        f"than {r}'s {format_usd(b['per_query_usd'])}, so its training never pays back")
+                text = (f"no break-even: {t} costs {format_usd(a['per_query_usd'] * 1000)} per "
+                        f"1,000 questions, not less than {r}'s "
+                        f"{format_usd(b['per_query_usd'] * 1000)}, so its training never pays back")
             elif v == 0.0:
                 text = f"{t} costs no more than {r} at any volume"
             else:
@@ -196,9 +197,26 @@ def break_even(systems: dict[str, dict[str, Any]], amortise_months: float = 12.0
 
 
 def format_usd(x: float) -> str:
-    """Short USD amount.
+    """Short USD amount: two significant digits below a dollar, never in exponent form.
 
     >>> format_usd(0.000423), format_usd(0.0136), format_usd(1.2), format_usd(0)
     ('$0.00042', '$0.014', '$1.20', '$0')
+    >>> format_usd(6.2e-05), format_usd(0.5), format_usd(-0.03)
+    ('$0.000062', '$0.50', '-$0.030')
     """
-    return f"${x:.2g}" if abs(x) < 1 else f"${x:,.2f}"
+    if x == 0:
+        return "$0"
+    sign, x = ("-" if x < 0 else ""), abs(x)
+    if x >= 1:
+        return f"{sign}${x:,.2f}"
+    digits = max(2, 1 - math.floor(math.log10(x)))
+    return f"{sign}${x:.{digits}f}"
+
+
+def format_per_1000(per_query_usd: float) -> str:
+    """A cost per question as the cost of 1,000 questions (tiny amounts read better).
+
+    >>> format_per_1000(6.2e-05)
+    '$0.062 per 1,000 questions'
+    """
+    return f"{format_usd(per_query_usd * 1000)} per 1,000 questions"

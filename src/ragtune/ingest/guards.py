@@ -48,12 +48,13 @@ class Limits:
     max_depth: int = 128
     max_unzipped_bytes: int = 500 * _MB
     max_seconds: float = 600.0
+    text_types: tuple[str, ...] = ()  # further types read as plain text (".rst")
 
     @classmethod
     def from_settings(cls, s: IngestSettings) -> Limits:
         return cls(max_bytes=int(s.max_file_mb * _MB), max_pages=s.max_pages,
                    max_depth=s.max_depth, max_unzipped_bytes=int(s.max_unzipped_mb * _MB),
-                   max_seconds=s.max_seconds)
+                   max_seconds=s.max_seconds, text_types=tuple(s.text_types))
 
 
 def json_depth_exceeds(text: str, limit: int) -> bool:

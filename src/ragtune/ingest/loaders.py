@@ -644,7 +644,7 @@ def load_file(path: Path, *, max_bytes: int | None = None, source: str | None = 
     limits = limits or Limits()
     if max_bytes is not None:
         limits = Limits(**{**limits.__dict__, "max_bytes": max_bytes})
-    _loader_for(path)  # an unsupported type is refused before the file is opened
+    _loader_for(path, limits.text_types)  # an unsupported type is refused before reading
     data = read_file(path, limits.max_bytes)
     return load_bytes(data, path, source=source, limits=limits)
 
@@ -654,7 +654,7 @@ def load_bytes(data: bytes, path: Path, *, source: str | None = None,
     """Parse ``data``, the bytes of the file at ``path`` (its extension picks the loader)."""
     limits = limits or Limits()
     where = display_path(path)
-    loader = _loader_for(path)
+    loader = _loader_for(path, limits.text_types)
     failure: InputError | None = None
     with captured_output() as said:
         try:
@@ -680,9 +680,10 @@ def load_bytes(data: bytes, path: Path, *, source: str | None = None,
     )
 
 
-def _loader_for(path: Path) -> _Loader:
+def _loader_for(path: Path, text_types: tuple[str, ...] = ()) -> _Loader:
+    """The loader of ``path``'s type; ``text_types`` (``ingest.text_types``) are read as text."""
     ext = display_path(path.suffix.lower())
-    loader = _LOADERS.get(ext)
+    loader = _LOADERS.get(ext) or (_load_txt if ext in text_types else None)
     if loader is None:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
         raise InputError(display_path(path),

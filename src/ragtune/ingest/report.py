@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ragtune.ingest.ignore import Selection
 from ragtune.types import ProgressFn
 
 
@@ -31,6 +32,7 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
     regrouped: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what was said)
+    left_out: Selection = field(default_factory=Selection)  # ignored and non-document files
     chunks_written: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
@@ -52,6 +54,7 @@ class IngestReport:
             "groups_changed": [{"path": s, "from": list(b), "to": list(a)}
                                for s, b, a in self.regrouped],
             "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
+            **self.left_out.to_dict(),
             "chunks_written": self.chunks_written, "chunks_embedded": self.chunks_embedded,
             "seconds": round(self.seconds, 3),
         }

@@ -196,22 +196,27 @@ def ingest_paths(paths: Sequence[Path], *, store: Store, embedder: Embedder,
                  chunking: ChunkingSettings | None = None, ingest: IngestSettings | None = None,
                  collection: str = "default", groups: Sequence[str] | None = None,
                  sync: bool = False, follow_symlinks: bool = False,
-                 progress: ProgressFn | None = None,
+                 exclude: Sequence[str] = (), progress: ProgressFn | None = None,
                  report: IngestReport | None = None) -> IngestReport:
     """Ingest files and folders. Bad files are reported in ``failed``; the rest go in.
 
     ``groups``: None keeps each stored document's groups, ``()`` makes the documents
     public, names restrict them. ``follow_symlinks`` reads links that lead outside the
     folder being ingested; such a document gets the stricter of the groups asked for and
-    the groups its target already has. ``report`` may be passed in to keep what was done
+    the groups its target already has. ``exclude`` holds .gitignore-style patterns of files
+    to leave out (ignored files and types no loader reads are counted in
+    ``report.left_out``). ``report`` may be passed in to keep what was done
     if the run stops on an error that is not one file's (the store or the embedder).
     """
     chunking = chunking or ChunkingSettings()
-    limits = Limits.from_settings(ingest or IngestSettings())
+    ingest = ingest or IngestSettings()
+    limits = Limits.from_settings(ingest)
     started = time.perf_counter()
     report = report if report is not None else IngestReport()
     asked = None if groups is None else tuple(sorted(set(groups)))
-    found = walk(paths, follow_symlinks=follow_symlinks)
+    found = walk(paths, follow_symlinks=follow_symlinks, text_types=ingest.text_types,
+                 exclude=exclude)
+    report.left_out = found.left_out
     for shown, problem in found.failed:
         _fail(store, report, shown, shown, problem)
     sizes = [_size(f.target) for f in found.files]

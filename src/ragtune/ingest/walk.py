@@ -10,6 +10,10 @@ Rules:
 - Symbolic link loops, broken links, pipes and sockets are reported, never followed.
 - A folder that cannot be listed is reported as a failure and remembered in
   :attr:`Walk.unreadable`, so ``--sync`` never takes its documents for deleted files.
+- Files and folders matched by ``.gitignore``/``.ragtuneignore`` files in the folder, or by
+  ``exclude`` patterns, are left out, and types no loader reads are skipped, both counted in
+  :attr:`Walk.left_out` (:mod:`ragtune.ingest.ignore`); ``--sync`` keeps the documents of
+  files that are ignored, not gone.
 
 >>> import tempfile; from pathlib import Path
 >>> d = Path(tempfile.mkdtemp()); _ = (d / "a.md").write_text("# A")
@@ -23,11 +27,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtune.ingest.guards import display_path
+from ragtune.ingest.ignore import IgnoreRules, Selection, document_types, type_of
 
 __all__ = ["Found", "Walk", "walk"]
 
@@ -55,17 +60,22 @@ class Walk:
     folders: list[Path] = field(default_factory=list)  # resolved folders walked (for --sync)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path shown, problem)
     unreadable: list[Path] = field(default_factory=list)  # resolved folders not fully listed
+    left_out: Selection = field(default_factory=Selection)  # ignored and non-document files
+    ignored: list[Path] = field(default_factory=list)  # what ignore rules kept out (for --sync)
+    types: frozenset[str] = field(default_factory=document_types)  # suffixes a loader reads
     _targets: set[Path] = field(default_factory=set, repr=False)  # each file read once
 
     def may_remove(self, source: str) -> bool:
-        """False for a document under a folder this walk could not list (--sync keeps it)."""
+        """False for a document under a folder this walk could not list or a path ignore
+        rules left out (--sync keeps it: its file is not gone)."""
         return not any(source == display_path(d) or source.startswith(display_path(d) + os.sep)
-                       for d in self.unreadable)
+                       for d in (*self.unreadable, *self.ignored))
 
 
-def walk(paths: Iterable[Path], *, follow_symlinks: bool = False) -> Walk:
+def walk(paths: Iterable[Path], *, follow_symlinks: bool = False,
+         text_types: Iterable[str] = (), exclude: Sequence[str] = ()) -> Walk:
     """Expand files and folders into the files to ingest (see the module rules)."""
-    w = Walk()
+    w = Walk(types=document_types(text_types))
     for p in paths:
         shown = display_path(p)
         try:
@@ -75,7 +85,9 @@ def walk(paths: Iterable[Path], *, follow_symlinks: bool = False) -> Walk:
             w.failed.append((shown, f"cannot read: {exc.strerror or exc}"))
             continue
         if is_dir:
-            _walk_folder(p, w, follow_symlinks)
+            _walk_folder(p, w, follow_symlinks, exclude)
+        elif exists and p.suffix.lower() not in w.types:
+            w.left_out.skipped[type_of(p)] += 1  # named, but not a document
         elif exists:
             _add_file(p, _resolved(p.parent, w, shown), w, follow_symlinks)
         else:
@@ -117,11 +129,12 @@ def _add_file(p: Path, root: Path | None, w: Walk, follow: bool) -> None:
     w.files.append(Found(p, target, root, outside))
 
 
-def _walk_folder(top: Path, w: Walk, follow: bool) -> None:
+def _walk_folder(top: Path, w: Walk, follow: bool, exclude: Sequence[str] = ()) -> None:
     root = _resolved(top, w, display_path(top))
     if root is None:
         return
     w.folders.append(root)
+    rules = IgnoreRules(top, exclude)
     seen_dirs = {_dir_key(root)}
 
     def unreadable(exc: OSError) -> None:
@@ -135,9 +148,14 @@ def _walk_folder(top: Path, w: Walk, follow: bool) -> None:
 
     for here, dirs, names in os.walk(top, onerror=unreadable, followlinks=follow):
         base = Path(here)
+        rules.enter(base)
         keep = []
         for d in sorted(x for x in dirs if not x.startswith(".")):
             sub = base / d
+            if rules.ignored(sub, is_dir=True):
+                w.left_out.ignored_folders += 1  # not walked: node_modules may hold 100k files
+                w.ignored.append(_abs(sub))
+                continue
             if not sub.is_symlink():
                 keep.append(d)
                 continue
@@ -159,8 +177,24 @@ def _walk_folder(top: Path, w: Walk, follow: bool) -> None:
             keep.append(d)
         dirs[:] = keep
         for n in sorted(names):
-            if not n.startswith("."):
-                _add_file(base / n, root, w, follow)
+            f = base / n
+            if n.startswith("."):
+                continue
+            if rules.ignored(f, is_dir=False):
+                w.left_out.ignored += 1
+                w.ignored.append(_abs(f))
+            elif f.suffix.lower() not in w.types:
+                w.left_out.skipped[type_of(f)] += 1
+            else:
+                _add_file(f, root, w, follow)
+
+
+def _abs(p: Path) -> Path:
+    """An ignored path as documents name their source (resolved; as is if that fails)."""
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):
+        return p.absolute()
 
 
 def _dir_key(p: Path) -> tuple[int, int]:

@@ -34,8 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.errors import StoreError
-from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord, WriteResult
+from ragtune.errors import InputError, NotFound, StoreError
+from ragtune.store.base import (
+    FeedbackRecord,
+    IngestLogEntry,
+    ScoredChunk,
+    SearchFilter,
+    TraceRecord,
+    WriteResult,
+    may_read_trace,
+    redact_source,
+)
 from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.migrations import migrate
 from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
@@ -356,6 +365,7 @@ class SQLiteStore:
             if not row:
                 return False
             doc_id = row[0]
+            self._redact_traces(db, doc_id)
             db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
             db.execute("DELETE FROM versions WHERE doc_id = ?", (doc_id,))
@@ -363,11 +373,25 @@ class SQLiteStore:
             # FTS5 records deletions as tombstones beside the old postings; merging the
             # segments drops the deleted terms for real (SQLite < 3.42 has no secure-delete).
             db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        self._checkpoint()
+        return True
+
+    @staticmethod
+    def _redact_traces(db: sqlite3.Connection, doc_id: str) -> None:
+        """Strip the document's text from the answer records that quote it (ids stay)."""
+        source = db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+        rows = db.execute("SELECT t.id, t.record FROM trace_sources s JOIN traces t "
+                          "ON t.id = s.trace_id WHERE s.source = ?", (source,)).fetchall()
+        db.executemany("UPDATE traces SET record = ? WHERE id = ?",
+                       [(json.dumps(redact_source(json.loads(rec), source), ensure_ascii=False),
+                         tid) for tid, rec in rows])
+        db.execute("DELETE FROM trace_sources WHERE source = ?", (source,))
+
+    def _checkpoint(self) -> None:
+        """Move overwritten pages out of the WAL too, so no copy of deleted text lingers."""
         if self.path != ":memory:":
-            # Move the overwritten pages out of the WAL too, so no copy of the text lingers.
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return True
 
     # ----------------------------------------------------------------- access control
     @staticmethod
@@ -535,23 +559,105 @@ class SQLiteStore:
         return [IngestLogEntry(*r) for r in rows]
 
     # ----------------------------------------------------------------- traces
-    def append_trace(self, record: TraceRecord) -> None:
-        """One autocommitted insert: no generation bump, so search caches stay valid."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO traces (id, ts, principal, mode, adapter, origin, record) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (record.id, record.ts, record.principal, record.mode, record.adapter,
-                 record.origin, json.dumps(record.answer, ensure_ascii=False)))
+    _TRACE_COLS = "id, ts, principal, mode, adapter, origin, summary, vector"
 
-    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
+    def append_trace(self, record: TraceRecord) -> None:
+        """One small transaction without a generation bump, so search caches stay valid."""
+        vector = (None if record.vector is None
+                  else np.asarray(record.vector, dtype=np.float16).tobytes())
+        row = (record.id, record.ts, record.principal, record.mode, record.adapter,
+               record.origin, json.dumps(record.answer, ensure_ascii=False),
+               json.dumps(record.summary, ensure_ascii=False), vector)
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT INTO traces (id, ts, principal, mode, adapter, origin, record, "
+                    "summary, vector) VALUES (?,?,?,?,?,?,?,?,?)", row)
+                if record.sources:
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO trace_sources (trace_id, source) VALUES (?, ?)",
+                        [(record.id, s) for s in record.sources])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _trace_where(since: float | None, until: float | None,
+                     principal: Principal | None, alias: str = "") -> tuple[str, list[Any]]:
+        clauses, params = [f"{alias}ts >= ?"], [since if since is not None else float("-inf")]
+        if until is not None:
+            clauses.append(f"{alias}ts < ?")
+            params.append(until)
+        if principal is not None and not principal.admin:
+            if principal.user == Principal.anonymous().user:
+                clauses.append("0")
+            else:
+                clauses.append(f"{alias}principal = ?")
+                params.append(principal.user)
+        return " AND ".join(clauses), params
+
+    @staticmethod
+    def _record(row: tuple, answer: str | None) -> TraceRecord:
+        tid, ts, principal, mode, adapter, origin, summary, vector = row
+        return TraceRecord(
+            tid, ts, principal, mode, adapter, origin,
+            json.loads(answer) if answer is not None else {},
+            json.loads(summary) if summary else {},
+            None if vector is None else np.frombuffer(vector, dtype=np.float16).astype(np.float32))
+
+    def traces(self, *, since: float | None = None, until: float | None = None,
+               limit: int | None = None, principal: Principal | None = None,
+               brief: bool = False) -> list[TraceRecord]:
+        where, params = self._trace_where(since, until, principal)
+        record = "NULL" if brief else "record"
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, ts, principal, mode, adapter, origin, record FROM traces "
-                "WHERE ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",
-                (since if since is not None else float("-inf"), -1 if limit is None else limit),
+                f"SELECT {self._TRACE_COLS}, {record} FROM traces WHERE {where} "
+                "ORDER BY ts DESC, rowid DESC LIMIT ?", [*params, -1 if limit is None else limit],
             ).fetchall()
-        return [TraceRecord(*r[:6], answer=json.loads(r[6])) for r in reversed(rows)]
+        return [self._record(r[:8], r[8]) for r in reversed(rows)]
+
+    def trace(self, trace_id: str, principal: Principal | None = None) -> TraceRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._TRACE_COLS}, record FROM traces WHERE id = ?",
+                                   (trace_id,)).fetchone()
+        if row is None or not may_read_trace(principal, row[2]):
+            return None
+        return self._record(row[:8], row[8])
+
+    def add_feedback(self, trace_id: str, principal: Principal, rating: int,
+                     comment: str = "") -> FeedbackRecord:
+        if rating not in (-1, 1):
+            raise InputError("rating", f"must be 1 (thumbs up) or -1 (thumbs down), got {rating!r}")
+        with self._lock:
+            row = self._db.execute("SELECT principal FROM traces WHERE id = ?",
+                                   (trace_id,)).fetchone()
+            if row is None or not may_read_trace(principal, row[0]):
+                raise NotFound(f"no answer record '{trace_id}' that {principal.user} may rate")
+            fb = FeedbackRecord(trace_id, time.time(), principal.user, rating, comment.strip())
+            self._db.execute("INSERT INTO feedback (trace_id, ts, principal, rating, comment) "
+                             "VALUES (?,?,?,?,?)",
+                             (fb.trace_id, fb.ts, fb.principal, fb.rating, fb.comment))
+        return fb
+
+    def feedback(self, *, since: float | None = None, until: float | None = None,
+                 principal: Principal | None = None) -> list[FeedbackRecord]:
+        where, params = self._trace_where(since, until, principal, alias="t.")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.trace_id, f.ts, f.principal, f.rating, f.comment FROM feedback f "
+                f"JOIN traces t ON t.id = f.trace_id WHERE {where} ORDER BY f.ts, f.id",
+                params).fetchall()
+        return [FeedbackRecord(*r) for r in rows]
+
+    def purge_traces(self, before: float) -> int:
+        with self._lock:
+            n = self._db.execute("DELETE FROM traces WHERE ts < ?", (before,)).rowcount
+        if n:
+            self._checkpoint()
+        return n
 
     def iter_chunks(self) -> Iterator[Chunk]:
         with self._lock:
@@ -576,6 +682,7 @@ class SQLiteStore:
                     "SELECT collection, count(*) FROM documents GROUP BY collection").fetchall()),
                 "size_bytes": size,
                 "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
+                "traces": q("SELECT count(*) FROM traces").fetchone()[0],
             }
 
     def integrity_check(self) -> list[str]:

@@ -253,7 +253,10 @@ class StoreContract:
         store.upsert_document(keep, kchunks, kvecs)
 
         def answer(*docs: tuple[str, Chunk]) -> dict:
-            return {"answer": "Figures [1].", "citations": [
+            return {"answer": f"{docs[0][1].text} [1]. Other.",
+                    "sentences": [{"text": f"{docs[0][1].text} [1].", "cited": [1],
+                                   "supported": True, "score": 1.0}],
+                    "citations": [
                 {"n": i + 1, "document": d, "chunk_id": c.id, "quote": c.text, "supported": True}
                 for i, (d, c) in enumerate(docs)],
                 "trace": {"prompt": "\n\n".join(f"[{i + 1}] T\n{c.text}" for i, (_, c) in enumerate(docs)),
@@ -276,6 +279,7 @@ class StoreContract:
         assert both.answer["citations"][0]["quote"] == "" and both.answer["citations"][0]["chunk_id"]
         assert both.answer["citations"][1]["quote"] == "public holiday notes"
         assert REMOVED in both.answer["trace"]["prompt"]
+        assert both.answer["answer"] == f"{REMOVED} Other." and both.answer["sentences"][0]["supported"]
         assert "public holiday notes" in both.answer["trace"]["prompt"]
         other = store.trace("other")
         assert other is not None and "reasoning before" in other.answer["trace"]["notes"][0]

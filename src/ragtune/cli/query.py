@@ -65,14 +65,15 @@ def print_answer(answer: Answer, *, streamed: bool) -> None:
     for note in answer.trace.notes:
         if "stale" in note:
             console.print(f"[yellow]{note}[/]", highlight=False)
-    if answer.refused:
-        return
-    for c in answer.citations:
+    for c in [] if answer.refused else answer.citations:
         mark = "[green]✓[/]" if c.supported else "[red]✗ unsupported[/]"
         console.print(f"  [{c.n}] {mark} [bold]{c.document}[/] — {c.section}\n"
                       f"      “{c.quote[:200]}”", highlight=False)
-    for s in answer.unsupported:
+    for s in [] if answer.refused else answer.unsupported:
         console.print(f"  [red]⚠ not supported by the cited sources:[/] {s.text}", highlight=False)
+    if answer.trace.id:
+        console.print(f"[dim]answer {answer.trace.id} — rate it: ragtune monitor feedback "
+                      f"{answer.trace.id} --up/--down[/]", highlight=False)
 
 
 def ask(question: Annotated[str, typer.Argument()], as_user: AsOpt = None,

@@ -120,9 +120,11 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
     """``answer`` (an Answer dict) without the text it holds of document ``source``.
 
     Retrieved chunk texts and citation quotes of that document are emptied (ids, document
-    names and scores stay, so figures computed from the record do not change); the chunk
-    texts are cut out of the prompt; a RAFT adapter's reasoning, which quotes its sources,
-    is dropped. Every store calls this on the records that quote a document it deletes.
+    names, scores and support flags stay, so figures computed from the record do not
+    change); the chunk texts are cut out of the prompt; answer sentences that cite the
+    document are cut out of the answer (small models copy their sources word for word); a
+    RAFT adapter's reasoning, which quotes its sources, is dropped. Every store calls this
+    on the records that quote a document it deletes.
 
     >>> a = {"citations": [{"document": "a.md", "quote": "secret"}], "trace": {
     ...     "prompt": "[1] A\\nsecret text", "notes": [],
@@ -138,18 +140,27 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
             if hit.get("text"):
                 texts.append(str(hit["text"]).strip())
             hit["text"], hit["removed"] = "", True
-    quoted = False
+    cited = set()
     for c in answer.get("citations") or []:
         if c.get("document") == source:
             c["quote"], c["removed"] = "", True
-            quoted = True
+            cited.add(c.get("n"))
+    for sentence in answer.get("sentences") or []:
+        text = sentence.get("text") or ""
+        if text and cited.intersection(sentence.get("cited") or ()):
+            answer["answer"] = str(answer.get("answer", "")).replace(text, REMOVED)
+            answer["unsupported_sentences"] = [
+                u for u in answer.get("unsupported_sentences") or [] if u != text]
+            sentence["text"], sentence["removed"] = "", True
     prompt = str(trace.get("prompt") or "")
     for text in sorted(filter(None, texts), key=len, reverse=True):
         prompt = prompt.replace(text, REMOVED)
     if "prompt" in trace:
         trace["prompt"] = prompt
-    if texts or quoted:
-        trace["notes"] = [REMOVED if str(n).startswith("reasoning before the answer") else n
+    if texts or cited:
+        # RAFT reasoning quotes the sources; attributed sentences are the answer's own
+        trace["notes"] = [REMOVED if str(n).startswith(("reasoning before the answer",
+                                                        "uncited sentence")) else n
                           for n in trace.get("notes") or []]
     return answer
 

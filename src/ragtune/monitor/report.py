@@ -132,7 +132,7 @@ def _bars(chart_id: str, title: str, rows: list[tuple[str, list[float]]], series
 
 def chart_gaps(report: dict[str, Any]) -> str:
     clusters = (report.get("gaps") or {}).get("clusters") or []
-    rows = [(f"#{c['rank']} {c['name'][:18]}", [float(c["size"])]) for c in clusters[:8]]
+    rows = [(f"#{c['rank']}", [float(c["size"])]) for c in clusters[:8]]  # named below
     return _bars("chart-gaps", "Largest knowledge gaps (questions)", rows, ["questions"],
                  "questions", yfmt=lambda v: f"{v:g}")
 

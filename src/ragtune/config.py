@@ -294,8 +294,9 @@ class MonitorSettings:
     min_answers: int = _help("rate alerts and change tests need at least this many answers",
                              default=20)
     alpha: float = _help("significance level of the change and drift tests", default=0.05)
-    gap_distance: float = _help("cosine distance under which gap questions join one cluster",
-                                default=0.45)
+    gap_distance: float = _help(
+        "average cosine distance within one knowledge-gap cluster; with MiniLM, paraphrases "
+        "of one question are ~0.5 apart and unrelated questions ~0.95", default=0.65)
     webhook: str = _help("URL 'ragtune monitor check' POSTs a JSON alert to ('' = none)",
                          default="")
 

@@ -262,8 +262,8 @@ class StoreContract:
                 "trace": {"prompt": "\n\n".join(f"[{i + 1}] T\n{c.text}" for i, (_, c) in enumerate(docs)),
                           "retrieved": [{"document": d, "chunk_id": c.id, "text": c.text,
                                          "score": 0.9} for d, c in docs],
-                          "notes": ["reasoning before the answer, not shown or cited: "
-                                    f"##begin_quote##{docs[0][1].text}##end_quote##"]}}
+                          "notes": [("reasoning before the answer, not shown or cited: "
+                                     f"##begin_quote##{docs[0][1].text}##end_quote##")]}}
 
         store.append_trace(TraceRecord("both", 1.0, "ana", "rag", None, "ask",
                                        answer(("secret.md", chunks[0]), ("keep.md", kchunks[0])),

@@ -44,7 +44,7 @@ def test_questions_without_vectors_are_embedded_or_counted() -> None:
     emb = FakeEmbedder(64)
     qs = ["pets at work policy", "pets at work rules", "stock ticker symbol", None]
     rows = [{"question": q, "retrieved": False, "refused": True} for q in qs]
-    r = Records([f"t{i}" for i in range(4)], np.arange(4.0), ["ana"] * 4, ["base"] * 4,
+    r = Records.of([f"t{i}" for i in range(4)], np.arange(4.0), ["ana"] * 4, ["base"] * 4,
                 [None] * 4, ["ask"] * 4, rows, np.zeros((4, 0), np.float32), np.zeros(4, bool))
     clusters, counts = find_gaps(r, distance=0.5, embed=emb.embed_documents)
     assert counts == {"questions": 4, "clustered": 3, "unclustered": 0, "without_vector": 1}
@@ -68,7 +68,7 @@ def test_mmd_separates_shifted_samples() -> None:
 def test_route_shares() -> None:
     def recs(routes):
         n = len(routes)
-        return Records([str(i) for i in range(n)], np.zeros(n), ["a"] * n, ["hybrid"] * n,
+        return Records.of([str(i) for i in range(n)], np.zeros(n), ["a"] * n, ["hybrid"] * n,
                        [None] * n, ["ask"] * n, [{"route": r} for r in routes],
                        np.zeros((n, 0), np.float32), np.zeros(n, bool))
 

@@ -11,6 +11,7 @@ import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow  # a dozen real subprocesses
 def run(*args: str, home: Path, code: int = 0) -> subprocess.CompletedProcess:
     env = dict(os.environ, RAGTUNE_HOME=str(home), COLUMNS="200")
     p = subprocess.run([sys.executable, "-m", "ragtune.cli", *args], capture_output=True,
-                       text=True, env=env, timeout=180)
+                       text=True, env=env, timeout=180, check=False)
     assert p.returncode == code, f"exit {p.returncode}\n{p.stdout}\n{p.stderr}"
     return p
 
@@ -33,10 +34,10 @@ def window(sc) -> list[str]:
 
 
 class Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
     status = 200
 
-    def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Hook.received.append({"path": self.path, "type": self.headers["Content-Type"],
                               "body": json.loads(body)})

@@ -8,7 +8,7 @@ Expected values are computed here from the :class:`Answer` objects the pipeline 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,7 @@ def test_quality_per_collection_mode_and_day(scenario, result) -> None:
     assert q["by_mode"]["hybrid:style"]["refusal_rate"]["previous_n"] == 10
     days = {}
     for ts in records.ts:
-        day = datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
+        day = datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
         days[day] = days.get(day, 0) + 1
     assert {d["day"]: d["answers"] for d in q["by_day"]} == days
     assert sum(d["answers"] for d in q["by_day"]) == 66

@@ -22,7 +22,7 @@ def records(rows: list[dict], ts: list[float] | None = None, modes: list[str] | 
             ratings: dict[str, int] | None = None) -> Records:
     n = len(rows)
     ids = [f"r{i}" for i in range(n)]
-    return Records(ids, np.array(ts if ts is not None else [float(i) for i in range(n)]),
+    return Records.of(ids, np.array(ts if ts is not None else [float(i) for i in range(n)]),
                    ["ana"] * n, modes or ["rag"] * n, [None] * n, ["ask"] * n, rows,
                    np.zeros((n, 0), np.float32), np.zeros(n, bool), ratings or {})
 

@@ -12,8 +12,9 @@ table); :class:`MemoryTraceSink` keeps them in a list (tests, one-off scripts).
 
 Each record carries, beside the whole answer, a :func:`summarize` of it: the figures
 ``ragtune monitor`` reads (refused, below the relevance floor, sentences supported,
-citations supported, cited documents, latency per stage, tokens), so a report over a
-hundred thousand answers never parses the full records. With ``keep_questions=False``
+citations supported, the best retrieved document, the route, latency per stage, tokens), so
+a report over a hundred thousand answers never parses the full records (which keep the
+cited documents, quotes and per-sentence support). With ``keep_questions=False``
 (``[monitor] keep_questions``) no question text is stored: not in the trace, not in the
 prompt (which repeats it), not in the summary.
 """
@@ -48,7 +49,6 @@ def summarize(answer: dict[str, Any]) -> dict[str, Any]:
     route = trace.get("route") or {}
     return {
         "question": trace.get("question") or None,
-        "model": trace.get("model") or "",
         "retrieved": (bool(retrieved) or trace.get("best_similarity") is not None
                       or bool(trace.get("not_found"))),
         "best_similarity": trace.get("best_similarity"),
@@ -58,10 +58,8 @@ def summarize(answer: dict[str, Any]) -> dict[str, Any]:
         "supported_sentences": sum(bool(s.get("supported")) for s in sentences),
         "citations": len(citations),
         "supported_citations": sum(bool(c.get("supported")) for c in citations),
-        "cited": sorted({c["document"] for c in citations if c.get("document")}),
         "top_document": retrieved[0].get("document") if retrieved else None,
         "route": route.get("label"),
-        "route_kind": route.get("kind"),
         "timings": dict(trace.get("timings") or {}),
         "tokens": dict(trace.get("tokens") or {}),
     }

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from ragtune.cli.common import AsOpt, JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
+from ragtune.cli.common import (
+    AsOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    err,
+    open_workspace,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from ragtune.types import Principal

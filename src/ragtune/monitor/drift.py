@@ -3,8 +3,9 @@ does not cover, or along other routes?
 
 - **questions**: this window's question embeddings against the previous window's, by the
   maximum mean discrepancy (MMD², Gretton et al. 2012; RBF kernel, median-distance
-  bandwidth) with a permutation test (:func:`scipy.stats.permutation_test`): 0 means the
-  same distribution, and the p-value says whether the distance is more than sampling noise;
+  bandwidth) with a permutation test (200 random splits of the pooled questions): 0 means
+  the same distribution, and the p-value says whether the distance is more than sampling
+  noise;
 - **corpus**: each question's distance to the corpus is 1 - its best retrieved cosine
   similarity (recorded at answer time); the two windows' distributions are compared with
   the two-sample Kolmogorov-Smirnov test, and the share beyond the relevance floor reported;
@@ -24,7 +25,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from scipy.stats import ks_2samp, permutation_test
+from scipy.stats import ks_2samp
 
 from ragtune.monitor.quality import change_test, ratio_estimate
 from ragtune.monitor.records import Records
@@ -33,12 +34,21 @@ MAX_SAMPLE = 500  # vectors per window in the MMD test
 MIN_QUESTIONS = 10  # fewer in a window: no test
 
 
-def _mmd2(k: np.ndarray, ix: np.ndarray, iy: np.ndarray) -> float:
-    """Unbiased MMD² from a kernel matrix and the indices of the two samples."""
-    kxx, kyy, kxy = k[np.ix_(ix, ix)], k[np.ix_(iy, iy)], k[np.ix_(ix, iy)]
-    m, n = len(ix), len(iy)
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-                 + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
+def _mmd2(k: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Unbiased MMD² for each row of ``a``, a 0/1 matrix marking which of the pooled points
+    are the first sample (the kernel's diagonal is 1).
+
+    Every permutation in one matrix product: scipy's permutation_test calls the statistic
+    once per resample and indexes three kernel blocks each time, 40x slower at 500 + 500.
+    """
+    m = a.sum(axis=1)
+    n = a.shape[1] - m
+    ak = a @ k
+    xx = (ak * a).sum(axis=1)
+    x_all = ak.sum(axis=1)
+    xy = x_all - xx
+    yy = k.sum() - 2 * x_all + xx
+    return (xx - m) / (m * (m - 1)) + (yy - n) / (n * (n - 1)) - 2 * xy / (m * n)
 
 
 def mmd_test(x: np.ndarray, y: np.ndarray, *, resamples: int = 200,
@@ -53,17 +63,21 @@ def mmd_test(x: np.ndarray, y: np.ndarray, *, resamples: int = 200,
     sq = np.maximum((z * z).sum(1)[:, None] + (z * z).sum(1)[None, :] - 2 * z @ z.T, 0.0)
     median = float(np.median(sq[np.triu_indices(len(z), 1)]))
     k = np.exp(-sq / (median if median > 0 else 1.0))
-    ix, iy = np.arange(len(x)), np.arange(len(x), len(z))
-    result = permutation_test((ix, iy), lambda a, b: _mmd2(k, a, b), vectorized=False,
-                              n_resamples=resamples, alternative="greater",
-                              permutation_type="independent", random_state=seed)
-    return {"mmd": float(result.statistic), "p_value": float(result.pvalue),
-            "samples": [len(x), len(y)]}
+    observed = np.zeros((1, len(z)))
+    observed[0, :len(x)] = 1.0
+    shuffled = np.zeros((resamples, len(z)))
+    for row in shuffled:
+        row[rng.permutation(len(z))[:len(x)]] = 1.0
+    stat = float(_mmd2(k, observed)[0])
+    null = _mmd2(k, shuffled)
+    # the observed split counts as one of the permutations: p is never 0
+    p = (1 + int((null >= stat - 1e-12).sum())) / (resamples + 1)
+    return {"mmd": stat, "p_value": p, "samples": [len(x), len(y)]}
 
 
 def question_drift(current: Records, previous: Records, *, alpha: float) -> dict[str, Any]:
     x, y = current.vectors[current.has_vector], previous.vectors[previous.has_vector]
-    out: dict[str, Any] = {"questions": [int(len(x)), int(len(y))], "mmd": None,
+    out: dict[str, Any] = {"questions": [len(x), len(y)], "mmd": None,
                            "p_value": None, "drifted": False}
     if len(x) < MIN_QUESTIONS or len(y) < MIN_QUESTIONS or x.shape[1] != y.shape[1]:
         out["note"] = f"needs {MIN_QUESTIONS}+ questions with embeddings in both windows"
@@ -77,7 +91,7 @@ def corpus_drift(current: Records, previous: Records, *, alpha: float,
                  floor: float) -> dict[str, Any]:
     a, b = current.best[np.isfinite(current.best)], previous.best[np.isfinite(previous.best)]
     out: dict[str, Any] = {
-        "questions": [int(len(a)), int(len(b))],
+        "questions": [len(a), len(b)],
         "median_distance": [None if not len(s) else float(1 - np.median(s)) for s in (a, b)],
         "beyond_floor": [None if not len(s) else float((s < floor).mean()) for s in (a, b)],
         "ks": None, "p_value": None, "drifted": False, "floor": floor}

@@ -119,12 +119,12 @@ def _verdict(reason_counts: Counter, size: int) -> str:
     return "the answers made claims their sources do not support"
 
 
-def _describe(records: Records, members: list[int], vectors: np.ndarray | None) -> GapCluster:
+def _describe(records: Records, questions: list[str | None], members: list[int],
+              vectors: np.ndarray | None) -> GapCluster:
     if vectors is not None and len(members) > 1:
         centroid = _normalise(vectors.mean(axis=0, keepdims=True))[0]
         order = np.argsort(-(vectors @ centroid), kind="stable")
         members = [members[i] for i in order]
-    questions = records.questions()
     central, seen = [], set()
     for i in members:
         q = questions[i]
@@ -162,9 +162,13 @@ def find_gaps(records: Records, *, distance: float, embed: EmbedFn | None = None
     usable = np.flatnonzero(has)
     labels = cluster_vectors(vectors[usable], distance, max_fit=max_fit)
     clusters = []
-    for label in sorted(set(labels.tolist()) - {-1}):
-        pos = usable[labels == label]
-        clusters.append(_describe(records, [int(idx[p]) for p in pos], vectors[pos]))
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    for group in np.split(order, bounds) if len(order) else []:
+        if labels[group[0]] == -1:
+            continue
+        pos = usable[group]
+        clusters.append(_describe(records, questions, [int(idx[p]) for p in pos], vectors[pos]))
     unclustered = [int(idx[p]) for p in usable[labels == -1]]
     no_vector = [int(idx[j]) for j in np.flatnonzero(~has)]
     clusters.sort(key=lambda c: (-c.size, -max(records.ts[c.members])))

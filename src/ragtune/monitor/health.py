@@ -33,9 +33,14 @@ from ragtune.types import Principal
 REPORT_VERSION = 1
 
 
+def asked(records: Records) -> np.ndarray:
+    """Which records are answers people asked for (not evaluation runs)."""
+    return np.fromiter((o == "ask" for o in records.origins), dtype=bool, count=len(records))
+
+
 def live(records: Records) -> Records:
-    """The answers people asked for (not evaluation runs)."""
-    return records.select(np.array([o == "ask" for o in records.origins], dtype=bool))
+    """The answers people asked for."""
+    return records.select(asked(records))
 
 
 def _embed(service: AnswerService) -> EmbedFn:
@@ -46,10 +51,9 @@ def window_records(service: AnswerService, window: Window,
                    principal: Principal | None) -> tuple[Records, Records, int]:
     """Live records of the window and of the one before, and the window's eval answers."""
     both = load_window(service.store, window.previous_since, window.until, principal)
-    current_all = both.select(both.ts >= window.since)
-    previous = live(both.select(both.ts < window.since))
-    current = live(current_all)
-    return current, previous, len(current_all) - len(current)
+    now, people = both.ts >= window.since, asked(both)
+    return (both.select(now & people), both.select(~now & people),
+            int((now & ~people).sum()))
 
 
 def monitor_report(service: AnswerService, *, since: float, until: float | None = None,

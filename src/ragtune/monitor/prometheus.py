@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ragtune.answer.traces import TraceSink
-from ragtune.monitor.quality import METRICS
 from ragtune.monitor.health import live
+from ragtune.monitor.quality import METRICS
 from ragtune.monitor.records import load_window
 from ragtune.store.base import Store
 from ragtune.types import Answer

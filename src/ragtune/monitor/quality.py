@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
-from ragtune.monitor.records import Records
+from ragtune.monitor.records import STAGES, Records
 
 NO_RETRIEVAL = "(no retrieval)"
 DELETED = "(deleted document)"
@@ -66,8 +66,6 @@ METRICS: tuple[Metric, ...] = (
            False, lambda r: (r.down.astype(float), r.rated.astype(float))),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
-STAGES = ("embed_s", "dense_s", "lexical_s", "retrieve_s", "first_token_s", "generate_s",
-          "total_s")
 
 
 def ratio_estimate(y: np.ndarray, x: np.ndarray) -> tuple[float | None, float, int]:
@@ -146,7 +144,7 @@ def day_of(ts: float) -> str:
     >>> day_of(86400 * 365)
     '1971-01-01'
     """
-    return datetime.fromtimestamp(ts, tz=timezone.utc).date().isoformat()
+    return datetime.fromtimestamp(ts, tz=UTC).date().isoformat()
 
 
 def by_day(records: Records) -> list[dict[str, Any]]:
@@ -183,17 +181,10 @@ def _percentiles(values: np.ndarray) -> dict[str, float | None]:
 
 def latency(records: Records) -> dict[str, Any]:
     """Percentiles of each stage's time (seconds) and the mean tokens per answer."""
-    stages = {}
-    for stage in STAGES:
-        col = np.fromiter(((s.get("timings") or {}).get(stage, np.nan) for s in records.summaries),
-                          dtype=np.float64, count=len(records))
-        if np.isfinite(col).any():
-            stages[stage] = _percentiles(col)
-    tokens = {}
-    for kind in ("prompt", "completion"):
-        col = np.fromiter(((s.get("tokens") or {}).get(kind, np.nan) for s in records.summaries),
-                          dtype=np.float64, count=len(records))
-        tokens[kind] = float(np.nanmean(col)) if np.isfinite(col).any() else None
+    stages = {stage: _percentiles(records.timings[:, i]) for i, stage in enumerate(STAGES)
+              if np.isfinite(records.timings[:, i]).any()}
+    tokens = {kind: (float(np.nanmean(col)) if np.isfinite(col).any() else None)
+              for kind, col in zip(("prompt", "completion"), records.tokens.T)}
     return {"stages": stages, "tokens_mean": tokens}
 
 

@@ -14,8 +14,9 @@ sums.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ class Window:
         return (self.until - self.since) / 86400
 
     def to_dict(self) -> dict[str, Any]:
-        iso = lambda t: datetime.fromtimestamp(t).isoformat(timespec="seconds")  # noqa: E731
+        iso = lambda t: datetime.fromtimestamp(t).isoformat(timespec="seconds")
         return {"since": iso(self.since), "until": iso(self.until),
                 "previous_since": iso(self.previous_since), "days": round(self.days, 3)}
 
@@ -75,9 +76,31 @@ def parse_since(text: str, now: float | None = None) -> float:
                                     f"2026-01-31, got {text!r}") from None
 
 
+STAGES = ("embed_s", "dense_s", "lexical_s", "retrieve_s", "first_token_s", "generate_s",
+          "total_s")  # the answer's timings, in pipeline order
+_NAN = float("nan")
+
+
+def _row(s: dict[str, Any]) -> tuple[float, ...]:
+    """The numbers of one summary, in :func:`Records.of`'s column order (one pass: a report
+    reads 100k summaries)."""
+    t = s.get("timings") or {}
+    k = s.get("tokens") or {}
+    best = s.get("best_similarity")
+    return (s.get("refused") or 0, s.get("not_found") or 0, s.get("retrieved") or 0,
+            s.get("sentences") or 0, s.get("supported_sentences") or 0, s.get("citations") or 0,
+            s.get("supported_citations") or 0, _NAN if best is None else best,
+            t.get("embed_s", _NAN), t.get("dense_s", _NAN), t.get("lexical_s", _NAN),
+            t.get("retrieve_s", _NAN), t.get("first_token_s", _NAN), t.get("generate_s", _NAN),
+            t.get("total_s", _NAN), k.get("prompt", _NAN), k.get("completion", _NAN))
+
+
 @dataclass
 class Records:
-    """One window's answer records as columns (row i is record i, oldest first)."""
+    """One window's answer records as columns (row i is record i, oldest first).
+
+    Build with :meth:`of`; :meth:`select` keeps rows without recomputing anything.
+    """
 
     ids: list[str]
     ts: np.ndarray
@@ -88,43 +111,64 @@ class Records:
     summaries: list[dict[str, Any]]
     vectors: np.ndarray  # (n, dim) float32, rows without a vector are zero
     has_vector: np.ndarray  # bool
-    feedback: dict[str, int] = field(default_factory=dict)  # trace id -> latest rating
+    refused: np.ndarray
+    not_found: np.ndarray
+    retrieved: np.ndarray
+    sentences: np.ndarray
+    supported_sentences: np.ndarray
+    citations: np.ndarray
+    supported_citations: np.ndarray
+    best: np.ndarray  # best dense similarity, NaN without retrieval
+    rated: np.ndarray  # has a rating
+    down: np.ndarray  # latest rating is thumbs down
+    unsupported: np.ndarray  # not refused, and a sentence its sources do not support
+    timings: np.ndarray  # (n, len(STAGES)) seconds, NaN where a stage did not run
+    tokens: np.ndarray  # (n, 2) prompt and completion tokens, NaN when not counted
     comments: dict[str, str] = field(default_factory=dict)  # trace id -> latest comment
+
+    @classmethod
+    def of(cls, ids: list[str], ts: np.ndarray, principals: list[str], modes: list[str],
+           adapters: list[str | None], origins: list[str], summaries: list[dict[str, Any]],
+           vectors: np.ndarray, has_vector: np.ndarray, ratings: dict[str, int] | None = None,
+           comments: dict[str, str] | None = None) -> Records:
+        """Columns from the records' summaries; ``ratings``: trace id -> latest rating."""
+        ratings = ratings or {}
+        rating = np.fromiter((ratings.get(i, 0) for i in ids), dtype=np.int8, count=len(ids))
+        table = np.array([_row(s) for s in summaries], dtype=np.float64).reshape(len(ids), 17)
+        refused, sentences, supported = table[:, 0] > 0, table[:, 3], table[:, 4]
+        return cls(ids, np.asarray(ts, dtype=np.float64), principals, modes, adapters, origins,
+                   summaries, vectors, has_vector, refused=refused, not_found=table[:, 1] > 0,
+                   retrieved=table[:, 2] > 0, sentences=sentences.astype(np.int64),
+                   supported_sentences=supported.astype(np.int64),
+                   citations=table[:, 5].astype(np.int64),
+                   supported_citations=table[:, 6].astype(np.int64), best=table[:, 7],
+                   rated=rating != 0, down=rating < 0,
+                   unsupported=(sentences > supported) & ~refused,
+                   timings=table[:, 8:15], tokens=table[:, 15:17], comments=comments or {})
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _column(self, key: str, dtype: Any, default: Any = 0) -> np.ndarray:
-        return np.fromiter(((s.get(key) if s.get(key) is not None else default)
-                            for s in self.summaries), dtype=dtype, count=len(self))
-
-    def __post_init__(self) -> None:
-        self.refused = self._column("refused", bool, False)
-        self.not_found = self._column("not_found", bool, False)
-        self.retrieved = self._column("retrieved", bool, False)
-        self.sentences = self._column("sentences", np.int64)
-        self.supported_sentences = self._column("supported_sentences", np.int64)
-        self.citations = self._column("citations", np.int64)
-        self.supported_citations = self._column("supported_citations", np.int64)
-        self.best = self._column("best_similarity", np.float64, np.nan)
-        self.total_s = np.fromiter(((s.get("timings") or {}).get("total_s", np.nan)
-                                    for s in self.summaries), dtype=np.float64, count=len(self))
-        rating = np.fromiter((self.feedback.get(i, 0) for i in self.ids), dtype=np.int8,
-                             count=len(self))
-        self.rated = rating != 0
-        self.down = rating < 0
-        self.unsupported = (self.sentences > self.supported_sentences) & ~self.refused
+    @property
+    def total_s(self) -> np.ndarray:
+        return self.timings[:, STAGES.index("total_s")]
 
     def questions(self) -> list[str | None]:
         return [s.get("question") for s in self.summaries]
 
     def select(self, mask: np.ndarray) -> Records:
         """The rows where ``mask`` is true."""
-        idx = np.flatnonzero(mask)
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
-        return Records(pick(self.ids), self.ts[idx], pick(self.principals), pick(self.modes),
-                       pick(self.adapters), pick(self.origins), pick(self.summaries),
-                       self.vectors[idx], self.has_vector[idx], self.feedback, self.comments)
+        idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+        pick = (lambda xs: list(itemgetter(*idx)(xs)) if len(idx) > 1
+                else [xs[i] for i in idx])
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                changes[f.name] = value[idx]
+            elif isinstance(value, list):
+                changes[f.name] = pick(value)
+        return replace(self, **changes)
 
 
 def mode_label(mode: str, adapter: str | None) -> str:
@@ -148,23 +192,22 @@ def to_records(store: Store, traces: list[TraceRecord],
                feedback: list[FeedbackRecord] = ()) -> Records:
     """Columns of ``traces`` (brief records) with the latest rating of each."""
     dim = next((len(t.vector) for t in traces if t.vector is not None), 0)
+    has = np.fromiter((t.vector is not None and len(t.vector) == dim for t in traces),
+                      dtype=bool, count=len(traces))
     vectors = np.zeros((len(traces), dim), dtype=np.float32)
-    has = np.zeros(len(traces), dtype=bool)
-    for i, t in enumerate(traces):
-        if t.vector is not None and len(t.vector) == dim:
-            vectors[i] = t.vector
-            has[i] = True
+    if has.any():
+        vectors[has] = np.stack([t.vector for t, ok in zip(traces, has) if ok])
     latest: dict[str, int] = {}
     comments: dict[str, str] = {}
     for f in feedback:  # oldest first: the last word counts
         latest[f.trace_id] = f.rating
         if f.comment:
             comments[f.trace_id] = f.comment
-    return Records([t.id for t in traces], np.array([t.ts for t in traces], dtype=np.float64),
-                   [t.principal for t in traces],
-                   [mode_label(t.mode, t.adapter) for t in traces],
-                   [t.adapter for t in traces], [t.origin for t in traces],
-                   [_summary(store, t) for t in traces], vectors, has, latest, comments)
+    return Records.of([t.id for t in traces], np.array([t.ts for t in traces], dtype=np.float64),
+                      [t.principal for t in traces],
+                      [mode_label(t.mode, t.adapter) for t in traces],
+                      [t.adapter for t in traces], [t.origin for t in traces],
+                      [_summary(store, t) for t in traces], vectors, has, latest, comments)
 
 
 def load_window(store: Store, since: float, until: float,

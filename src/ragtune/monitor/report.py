@@ -181,8 +181,8 @@ def _freshness(report: dict[str, Any]) -> str:
              f'{d["age_days"]:g} d' + (f' (max {d["max_age_days"]:g} d)' if d["max_age_days"]
                                         else "")]
             for d in f["documents"]]
-    out = [f'<p>{f["checked_documents"]} documents checked: {f["changed"]} changed on disk, '
-           f'{f["vanished"]} vanished, {f["too_old"]} past their maximum age.</p>']
+    out = [(f'<p>{f["checked_documents"]} documents checked: {f["changed"]} changed on disk, '
+            f'{f["vanished"]} vanished, {f["too_old"]} past their maximum age.</p>')]
     if docs:
         out.append(_table("freshness-documents", ["document", "collection", "problem", "age"], docs))
     out.append(_table("freshness-collections", ["collection", "documents", "last update", "idle"],
@@ -234,9 +234,10 @@ def _quality(report: dict[str, Any]) -> str:
     header = ["group", "metric", "this window", "answers", "previous", "change"]
     pivot = ["", "answers", *[n.replace("_", " ") for n in QUALITY_LINES]]
     out = [_table("quality-overall", header, _quality_rows({"all": q["overall"]}, better)),
-           f'<p class="muted">Changes are tested with a z-test (delta-method variance, the answer '
-           f'as unit) at α = {q["alpha"]}; a test needs {q["min_answers"]}+ answers in both '
-           f'windows. Below, a change is shown when it was tested, in bold when significant.</p>',
+           (f'<p class="muted">Changes are tested with a z-test (delta-method variance, the '
+            f'answer as unit) at α = {q["alpha"]}; a test needs {q["min_answers"]}+ answers in '
+            'both windows. Below, a change is shown when it was tested, in bold when '
+            'significant.</p>'),
            '<div class="charts">' + chart_quality_days(report) + "</div>",
            "<h3>Per collection (of the best retrieved document)</h3>",
            _table("quality-collections", ["collection", *pivot[1:]],
@@ -333,15 +334,15 @@ def render_html(report: dict[str, Any]) -> str:
     t, p = report["traffic"], report["period"]
     q = report["quality"]
     return "\n".join([
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f'<title>ragtune monitor — {_e(p["since"])} to {_e(p["until"])}</title>'
-        f"<style>{CSS}{EXTRA_CSS}</style></head><body>",
+        ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+         '<meta name="viewport" content="width=device-width,initial-scale=1">'
+         f'<title>ragtune monitor — {_e(p["since"])} to {_e(p["until"])}</title>'
+         f"<style>{CSS}{EXTRA_CSS}</style></head><body>"),
         f'<h1>ragtune monitor: {_e(p["since"][:16])} to {_e(p["until"][:16])}</h1>',
-        f'<p>{t["answers"]} live answers ({t["previous_answers"]} in the {p["days"]:g} days '
-        f'before; {t["eval_answers"]} evaluation answers not counted), {t["askers"]} asker(s), '
-        f'{t["rated"]} rated. Workspace <code>{_e(report["workspace"])}</code>, seen by '
-        f'<code>{_e(report["viewer"])}</code>; made {_e(report["created_at"])}.</p>',
+        (f'<p>{t["answers"]} live answers ({t["previous_answers"]} in the {p["days"]:g} days '
+         f'before; {t["eval_answers"]} evaluation answers not counted), {t["askers"]} '
+         f'asker(s), {t["rated"]} rated. Workspace <code>{_e(report["workspace"])}</code>, '
+         f'seen by <code>{_e(report["viewer"])}</code>; made {_e(report["created_at"])}.</p>'),
         _alerts(report),
         "<h2>Freshness</h2>", _freshness(report),
         "<h2>Answer quality on live traffic</h2>", _quality(report),

@@ -72,7 +72,8 @@ class TraceRecord:
     ``answer`` is :meth:`ragtune.types.Answer.to_dict`: text, citations, refusal,
     per-sentence support and the whole trace. ``summary`` is the few figures the monitor
     reads (:func:`ragtune.answer.traces.summarize`); ``vector`` the question's embedding;
-    ``sources`` the documents whose text the record quotes (retrieved or cited).
+    ``sources`` the documents whose text the record quotes (retrieved or cited; given on
+    append so a deletion finds the records to strip, not read back).
     """
 
     id: str

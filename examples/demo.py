@@ -183,7 +183,7 @@ def main() -> int:
 
     console.print(Rule("[bold]ragtune demo — Northwind Outfitters knowledge base"))
     ws = Workspace.init(base / "workspace", overrides={
-        "access": {"users": {"ana": ["hr"], "bob": ["it"]}}})
+        "access": {"users": {"ana": ["hr"], "bob": ["it"]}, "admins": ["ops"]}})
     console.print(f"workspace: {ws.root}")
 
     console.print(Rule("1. Ingest"))
@@ -233,7 +233,7 @@ def main() -> int:
 
     console.print(Rule("8. Monitor: this run's answers"))
     # The questions asked above are live traffic; the bake-off's are eval runs, not counted.
-    ragtune(ws, "monitor", "--since", "1d", "--html", str(base / "monitor.html"))
+    ragtune(ws, "monitor", "--since", "1d", "--as", "ops", "--html", str(base / "monitor.html"))
 
     console.print(f"\n[dim]demo finished in {time.perf_counter() - started:.0f} s; "
                   f"workspace kept at {ws.root}[/]")

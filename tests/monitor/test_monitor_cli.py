@@ -61,10 +61,15 @@ def webhook():
 
 def test_report_json_text_and_html(scenario, tmp_path) -> None:
     home = scenario.ws.root
-    data = json.loads(run("monitor", *window(scenario), "--json", home=home).stdout)
+    data = json.loads(run("monitor", *window(scenario), "--json", "--as", "root",
+                          home=home).stdout)
     assert data["traffic"]["answers"] == 66 and data["period"]["days"] == 7
+    anonymous = run("monitor", *window(scenario), "--json", home=home)
+    assert json.loads(anonymous.stdout)["traffic"]["answers"] == 0
+    assert "no answer records" in anonymous.stderr and "--as an admin" in anonymous.stderr
     html = tmp_path / "out" / "monitor.html"
-    text = run("monitor", *window(scenario), "--html", str(html), home=home).stdout
+    text = run("monitor", *window(scenario), "--html", str(html), "--as", "root",
+               home=home).stdout
     assert "66 live answers in the last 7 days" in text and "refusal rate" in text
     assert "ALERT: refusal rate 0.136 is above 0.1 (66 answers)" in text
     assert "gap #1: 6 questions about" in text
@@ -75,8 +80,8 @@ def test_report_json_text_and_html(scenario, tmp_path) -> None:
 
 
 def test_check_exits_3_and_posts_the_alert(scenario, webhook) -> None:
-    p = run("monitor", "check", *window(scenario), "--webhook", webhook, home=scenario.ws.root,
-            code=3)
+    p = run("monitor", "check", *window(scenario), "--webhook", webhook, "--as", "root",
+            home=scenario.ws.root, code=3)
     assert "ALERT refusal rate" in p.stdout and "ALERT stale documents 8 is above 0" in p.stdout
     (hit,) = Hook.received
     assert hit["path"] == "/alerts" and hit["type"] == "application/json"
@@ -84,8 +89,8 @@ def test_check_exits_3_and_posts_the_alert(scenario, webhook) -> None:
     assert [a["name"] for a in body["alerts"]] == ["refusal_rate_max", "stale_documents_max"]
     assert body["answers"] == 66 and body["text"].startswith("ragtune monitor: refusal rate")
     Hook.status = 500  # a failing webhook is reported; the alerts still decide the exit code
-    p = run("monitor", "check", *window(scenario), "--webhook", webhook, "--json",
-            home=scenario.ws.root, code=3)
+    p = run("monitor", "check", *window(scenario), "--webhook", webhook, "--json", "--as",
+            "root", home=scenario.ws.root, code=3)
     assert "answered HTTP 500" in p.stderr and json.loads(p.stdout)["webhook_status"] is None
 
 
@@ -101,11 +106,11 @@ def test_check_passes_on_a_quiet_workspace(tmp_path, webhook) -> None:
 def test_gaps_export_is_an_eval_set(scenario, tmp_path) -> None:
     out = tmp_path / "gaps.jsonl"
     p = run("monitor", "gaps", *window(scenario), "--export", str(out), "--cluster", "1",
-            home=scenario.ws.root)
+            "--as", "root", home=scenario.ws.root)
     assert "#1 6 questions about" in p.stdout and "6 questions written" in p.stdout
     stub = load_evalset(out)
     assert sorted(q.question for q in stub.questions) == sorted(NONSENSE)
-    data = json.loads(run("monitor", "gaps", *window(scenario), "--json",
+    data = json.loads(run("monitor", "gaps", *window(scenario), "--json", "--as", "root",
                           home=scenario.ws.root).stdout)
     assert data["questions"] == 17 and data["clusters"][0]["size"] == 6
 
@@ -124,6 +129,10 @@ def test_ask_prints_the_record_id_and_feedback_rates_it(scenario) -> None:
 
 def test_purge(scenario) -> None:
     before = len(scenario.ws.store.traces())
-    p = run("monitor", "purge", "--older-than", "8.5d", "--json", home=scenario.ws.root)
+    denied = run("monitor", "purge", "--older-than", "8.5d", "--as", "ana",
+                 home=scenario.ws.root, code=2)
+    assert "needs an admin" in denied.stderr and len(scenario.ws.store.traces()) == before
+    p = run("monitor", "purge", "--older-than", "8.5d", "--json", "--as", "root",
+            home=scenario.ws.root)
     assert json.loads(p.stdout) == {"deleted": 30, "older_than": "8.5d"}
     assert len(scenario.ws.store.traces()) == before - 30

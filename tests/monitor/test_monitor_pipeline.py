@@ -139,7 +139,7 @@ def test_quality_per_collection_mode_and_day(scenario, result) -> None:
 
 def test_freshness(scenario, result) -> None:
     f = result[0]["freshness"]
-    docs = scenario.ws.documents(all_users=True)
+    docs = scenario.ws.store.list_documents(None)
     problems = {d["source"]: d["problems"] for d in f["documents"]}
     expenses = {d.source for d in docs if d.collection == "expenses"}
     assert problems == {scenario.changed: ["changed"], scenario.vanished: ["vanished"],

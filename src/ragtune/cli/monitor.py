@@ -7,8 +7,9 @@ records every answer leaves in the store.
     ragtune monitor feedback ID --down -m "wrong date"
     ragtune monitor purge [--older-than 90d]
 
-Without ``--as`` the report is the operator's view (every record); ``--as USER`` shows what
-that user may see: their own questions, or everyone's for an admin.
+Records are read as ``--as USER``: a user sees the records of their own questions, an admin
+everyone's (the operator's view: ``--as`` one of ``access.admins``). Anonymous questions
+belong to no one, so without ``--as`` no record is shown.
 """
 
 from __future__ import annotations
@@ -52,8 +53,15 @@ def _window(ws: Workspace, since: str | None, until: str | None) -> tuple[float,
     return parse_since(since or ws.settings.monitor.period, now=end), end
 
 
-def _viewer(ws: Workspace, as_user: str | None) -> Principal | None:
-    return ws.principal(as_user) if as_user else None
+def _viewer(ws: Workspace, as_user: str | None) -> Principal:
+    """The principal the records are read as; says so when that is not the operator's view."""
+    principal = ws.principal(as_user)
+    if not principal.admin:
+        err.print(f"note: as {principal.user} you see "
+                  + ("no answer records (anonymous questions belong to no one)"
+                     if as_user is None else "only the records of your own questions")
+                  + "; pass --as an admin for every record", highlight=False)
+    return principal
 
 
 def _report(ws: Workspace, since: str | None, until: str | None, as_user: str | None,
@@ -167,24 +175,24 @@ def feedback(trace_id: Annotated[str, typer.Argument(help="The answer record's i
              up: Annotated[bool, typer.Option("--up/--down", help="Thumbs up or down.")] = True,
              comment: Annotated[str, typer.Option("--comment", "-m", help="What was wrong or right.")] = "",
              as_user: AsOpt = None, workspace: WorkspaceOpt = None) -> None:
-    """Rate an answer (as the user who asked, or an admin; without --as: the operator)."""
-    from ragtune.types import Principal
-
+    """Rate an answer, as the user who asked it (or an admin)."""
     ws = open_workspace(workspace)
-    who = ws.principal(as_user) if as_user else Principal("operator", admin=True)
-    fb = ws.store.add_feedback(trace_id, who, 1 if up else -1, comment)
+    fb = ws.store.add_feedback(trace_id, ws.principal(as_user), 1 if up else -1, comment)
     console.print(f"recorded thumbs {'up' if fb.rating > 0 else 'down'} on {fb.trace_id}",
                   highlight=False)
 
 
 @monitor_app.command("purge")
 def purge(older_than: Annotated[str | None, typer.Option(help="Delete answer records older than this (default [monitor] retention).")] = None,
-          workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """Delete old answer records and their feedback."""
+          as_user: AsOpt = None, workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete old answer records and their feedback (needs --as an admin)."""
     from ragtune.config import parse_duration
-    from ragtune.errors import InputError
+    from ragtune.errors import AccessDenied, InputError
 
     ws = open_workspace(workspace)
+    if not ws.principal(as_user).admin:
+        raise AccessDenied("deleting answer records needs an admin: pass --as one of "
+                           "access.admins")
     keep = older_than or ws.settings.monitor.retention
     if not keep:
         raise InputError("--older-than", "monitor.retention is '' (keep forever): say how old")

@@ -24,10 +24,12 @@ import numpy as np
 
 from ragtune.config import MonitorSettings
 from ragtune.errors import RagtuneError
+from ragtune.finetune.access import can_use, required_groups
+from ragtune.finetune.adapters import AdapterRegistry
 from ragtune.finetune.freshness import Freshness, registry_freshness
 from ragtune.monitor.records import Records
 from ragtune.store.base import Store
-from ragtune.types import DocumentInfo, file_sha256
+from ragtune.types import DocumentInfo, Principal, file_sha256
 
 DAY = 86400.0
 
@@ -112,11 +114,17 @@ def stale_since(f: Freshness, store: Store) -> float | None:
     return min(times) if times else None
 
 
-def adapter_freshness(adapters_root: Path, store: Store, live: Records) -> list[dict[str, Any]]:
-    """Every adapter's freshness and the live questions it answered (while stale)."""
+def adapter_freshness(adapters_root: Path, store: Store, live: Records,
+                      principal: Principal | None = None) -> list[dict[str, Any]]:
+    """Every adapter's freshness and the live questions it answered (while stale); for a
+    ``principal``, only the adapters it may use (a lineage names the documents trained on)."""
     out = []
     adapters = np.array([a or "" for a in live.adapters], dtype=object)
+    registry = AdapterRegistry(adapters_root)
     for name, f in sorted(registry_freshness(adapters_root, store).items()):
+        if principal is not None and not can_use(required_groups(registry.get(name), store),
+                                                 principal):
+            continue
         answered = adapters == name
         since = stale_since(f, store) if f.stale else None
         while_stale = int((answered & (live.ts >= since)).sum()) if since is not None else (
@@ -127,12 +135,12 @@ def adapter_freshness(adapters_root: Path, store: Store, live: Records) -> list[
 
 
 def freshness_report(store: Store, settings: MonitorSettings, adapters_root: Path,
-                     live: Records, docs: Sequence[DocumentInfo],
-                     now: float | None = None) -> dict[str, Any]:
-    """The freshness section of a monitor report."""
+                     live: Records, docs: Sequence[DocumentInfo], now: float | None = None,
+                     principal: Principal | None = None) -> dict[str, Any]:
+    """The freshness section of a monitor report (``docs``: those the viewer may read)."""
     now = time.time() if now is None else now
     documents = document_freshness(docs, settings, now)
-    adapters = adapter_freshness(adapters_root, store, live)
+    adapters = adapter_freshness(adapters_root, store, live, principal)
     return {
         "documents": documents,
         "checked_documents": len(docs),

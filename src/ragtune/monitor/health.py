@@ -7,8 +7,9 @@ training-data health and the alerts they cross, for one window against the one b
 0.12
 
 Only live answers (origin ``ask``) count: evaluation runs are test traffic. A viewer who is
-not an admin sees only the records of their own questions (and the documents they may
-read); the operator (``principal=None``) sees everything.
+not an admin sees only the records of their own questions, the documents they may read and
+the adapters they may use; ``principal=None`` (a caller that already checked, such as the
+server's admin view) sees everything.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def monitor_report(service: AnswerService, *, since: float, until: float | None 
             "without_question": sum(q is None for q in current.questions()),
         },
         "freshness": freshness_report(service.store, settings, service.registry.root, current,
-                                      docs, now=window.until),
+                                      docs, now=window.until, principal=principal),
         "quality": answer_quality(current, previous, collection_of, alpha=settings.alpha,
                                   min_answers=settings.min_answers),
         "drift": drift_report(current, previous, alpha=settings.alpha,

@@ -26,6 +26,7 @@ import uuid
 from typing import Any, Protocol, runtime_checkable
 
 from ragtune.store.base import Store, TraceRecord
+from ragtune.store.trace_rows import quoted_sources
 from ragtune.types import Answer
 
 QUESTION_WITHHELD = "[question not kept: monitor.keep_questions = false]"
@@ -76,12 +77,10 @@ def trace_record(answer: Answer, *, keep_questions: bool = True) -> TraceRecord:
     summary = summarize(data)
     if not keep_questions:
         summary["question"] = None
-    sources = {h["document"] for h in data["trace"]["retrieved"] if h.get("document")}
-    sources.update(c["document"] for c in data["citations"] if c.get("document"))
     return TraceRecord(id=trace.id or uuid.uuid4().hex, ts=time.time(),
                        principal=trace.principal, mode=trace.mode, adapter=trace.adapter,
                        origin=trace.origin, answer=data, summary=summary, vector=trace.vector,
-                       sources=tuple(sorted(sources)))
+                       sources=quoted_sources(data))
 
 
 @runtime_checkable

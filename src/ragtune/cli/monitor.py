@@ -42,7 +42,7 @@ monitor_app = typer.Typer(invoke_without_command=True, help=(
 
 SinceOpt = Annotated[str | None, typer.Option(
     help="Window: a duration back from now (7d, 12h) or an ISO date; compared with the window "
-         "of the same length before it (default [monitor] period).")]
+         "of the same length before it (default monitor.period).")]
 UntilOpt = Annotated[str | None, typer.Option(help="End of the window (ISO date; default now).")]
 
 
@@ -115,9 +115,9 @@ def monitor(ctx: typer.Context, since: SinceOpt = None, until: UntilOpt = None,
 
 @monitor_app.command("check")
 def check(since: SinceOpt = None, until: UntilOpt = None,
-          webhook: Annotated[str | None, typer.Option(help="POST a JSON alert here when a threshold is crossed (default [monitor] webhook).")] = None,
+          webhook: Annotated[str | None, typer.Option(help="POST a JSON alert here when a threshold is crossed (default monitor.webhook).")] = None,
           as_user: AsOpt = None, workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """Exit 3 when a [monitor.alerts] threshold is crossed (for cron and CI)."""
+    """Exit 3 when a monitor.alerts threshold is crossed (for cron and CI)."""
     from ragtune.errors import RagtuneError
     from ragtune.monitor.alerts import Alert, alert_payload, post_webhook
 
@@ -183,7 +183,7 @@ def feedback(trace_id: Annotated[str, typer.Argument(help="The answer record's i
 
 
 @monitor_app.command("purge")
-def purge(older_than: Annotated[str | None, typer.Option(help="Delete answer records older than this (default [monitor] retention).")] = None,
+def purge(older_than: Annotated[str | None, typer.Option(help="Delete answer records older than this (default monitor.retention).")] = None,
           as_user: AsOpt = None, workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Delete old answer records and their feedback (needs --as an admin)."""
     from ragtune.config import parse_duration

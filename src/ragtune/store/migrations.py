@@ -99,11 +99,19 @@ _M002_TRACES = """
         CREATE INDEX traces_ts ON traces(ts);
 """
 
+# BM25 analysis became configurable (store/analysis.py): the store records which analysis
+# its term hashes were made with. Stores from before were all hashed with the light
+# stemmer and the short stopword list; the store re-analyses when settings differ.
+_M003_BM25_ANALYZER = """
+        INSERT OR IGNORE INTO meta VALUES ('bm25_analyzer', 'light/short/v1');
+"""
+
+
 # Monitoring (ragtune.monitor): a small summary of each answer beside the full record, so a
 # report over 100k answers never parses the full records; the question's embedding (float16);
 # which documents a record quotes (deleting a document strips its quotes from those records);
 # user feedback on an answer. Records go with their feedback and links (ON DELETE CASCADE).
-_M003_MONITOR = """
+_M004_MONITOR = """
         ALTER TABLE traces ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
         ALTER TABLE traces ADD COLUMN vector BLOB;
         CREATE INDEX traces_principal ON traces(principal, ts);
@@ -126,7 +134,7 @@ _M003_MONITOR = """
         CREATE INDEX feedback_trace ON feedback(trace_id);
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES, _M003_MONITOR]
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES, _M003_BM25_ANALYZER, _M004_MONITOR]
 
 
 def _statements(script: str) -> list[str]:

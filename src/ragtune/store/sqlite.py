@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.errors import InputError, NotFound, StoreError
+from ragtune.errors import StoreError
 from ragtune.store.base import (
     FeedbackRecord,
     IngestLogEntry,
@@ -43,14 +43,23 @@ from ragtune.store.base import (
     TraceRecord,
     WriteResult,
     may_read_trace,
-    redact_source,
 )
-from ragtune.store.bm25 import BM25Index, term_hashes
+from ragtune.store.bm25 import BM25Index, BM25Params, CorpusStats
 from ragtune.store.migrations import migrate
+from ragtune.store.trace_rows import (
+    check_feedback,
+    record_sources,
+    records_from_rows,
+    redacted,
+    trace_where,
+    vector_bytes,
+)
 from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
 _PHRASE = re.compile(r'"([^"]+)"')
+# meta key set while deleted text may still be on disk (finish_deletions clears it)
+_ERASE_KEY = "erase_pending"
 
 _CHUNK_COLS = "c.id, c.doc_id, c.text, c.section, c.ordinal, c.tokens, c.page, d.source, d.title"
 
@@ -101,6 +110,7 @@ class _SearchIndex:
     matrix: np.ndarray  # float32 (n, dim), L2-normalised rows
     bm25: BM25Index
     masks: dict[tuple, np.ndarray | None] = field(default_factory=dict)
+    lexical: dict[tuple, CorpusStats] = field(default_factory=dict)
     scanner: Int8Scanner | None = None  # built on the first dense search of a large store
 
     def dense_top(self, vector: np.ndarray, k: int,
@@ -122,6 +132,17 @@ class _SearchIndex:
             scores = np.where(mask, scores, -np.inf)
         top = _best(scores, k, positive_only=False)
         return top, scores[top]
+
+    def lexical_stats(self, principal: Principal) -> CorpusStats:
+        """BM25 statistics over exactly the rows ``principal`` may read (not the filters:
+        a filter narrows the results, while the statistics stay those of the reader)."""
+        key = (principal.admin, principal.groups)
+        if key not in self.lexical:
+            if len(self.lexical) > 8:  # one weight per posting each: bound the memory
+                self.lexical.clear()
+            rows = self.allowed_rows(principal, None)
+            self.lexical[key] = self.bm25.all_rows if rows is None else self.bm25.stats(rows)
+        return self.lexical[key]
 
     def allowed_rows(self, principal: Principal, filters: SearchFilter | None) -> np.ndarray | None:
         """Boolean row mask of what ``principal`` may read under ``filters`` (None: all rows)."""
@@ -154,8 +175,11 @@ class _SearchIndex:
 class SQLiteStore:
     """The embedded store. ``path`` is a file, or ``":memory:"`` for tests."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
+                 bm25: BM25Params | None = None, quoted_phrases: str = "boost") -> None:
         self.path = str(path)
+        self.bm25 = bm25 or BM25Params()
+        self.quoted_phrases = quoted_phrases
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -172,8 +196,37 @@ class SQLiteStore:
             self.schema_version = migrate(self._db, self.path)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: cannot open the store: {e}") from None
+        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._index: _SearchIndex | None = None
+        self._erase_tried = 0.0
+        self._retry_erasure()  # a deletion an earlier process could not finish
+        self.reanalyzed = self._ensure_analysis()
+
+    def _stored_analysis(self) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'bm25_analyzer'").fetchone()
+        return row[0] if row else ""
+
+    def _ensure_analysis(self) -> int:
+        """Re-hash every chunk's BM25 terms from its stored text when the store was
+        analysed otherwise than ``self.bm25.analyzer`` says (a settings change, or a store
+        from before analysis was configurable). Returns the chunks re-analysed."""
+        want = self.bm25.analyzer.key
+        if self._stored_analysis() == want:
+            return 0
+        with self._transaction() as db:
+            if self._stored_analysis() == want:  # another process did it meanwhile
+                return 0
+            rows = db.execute("SELECT rowid, title, section, text FROM chunks").fetchall()
+            db.executemany("UPDATE chunks SET terms = ? WHERE rowid = ?", [
+                (self._terms(title, section, text), rowid)
+                for rowid, title, section, text in rows])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('bm25_analyzer', ?)", (want,))
+        return len(rows)
+
+    def _terms(self, title: str, section: str, text: str) -> bytes:
+        """The stored BM25 terms of a chunk: its document title, section path and text."""
+        return self.bm25.analyzer.term_hashes(f"{title}\n{section}\n{text}").tobytes()
 
     # ----------------------------------------------------------------- transactions
     @contextmanager
@@ -192,6 +245,7 @@ class SQLiteStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._retry_erasure()
 
     @contextmanager
     def write_lock(self, timeout: float = 30.0) -> Iterator[None]:
@@ -291,13 +345,13 @@ class SQLiteStore:
         return found
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
-                        collection: str = "default", groups: Sequence[str] = (),
+                        collection: str = "default", groups: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None) -> WriteResult:
-        """Add ``doc``, or replace its chunks if its content changed, in one transaction."""
+        """Add ``doc``, or replace its chunks if its content changed, in one transaction.
+        ``groups=None`` keeps a stored document's groups (see the Store protocol)."""
         if len(chunks) != len(vectors):
             raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        groups = tuple(sorted(set(groups)))
         content_hash = doc.content_hash
         now = time.time()
         with self._transaction() as db:
@@ -310,14 +364,18 @@ class SQLiteStore:
                     "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc.id,)
                 )
             )
+            before = old_groups if row else None
+            groups = old_groups if groups is None else tuple(sorted(set(groups)))
             if row and row[1] == content_hash and row[2] == collection and old_groups == groups:
-                return WriteResult(doc.id, "unchanged", row[0], len(chunks))
+                return WriteResult(doc.id, "unchanged", row[0], len(chunks), groups=groups,
+                                   previous_groups=before)
             if row and row[1] == content_hash:
                 # Same content, new collection or ACL: retag without a new version.
                 db.execute("UPDATE documents SET collection = ?, updated_at = ? WHERE id = ?",
                            (collection, now, doc.id))
                 self._set_groups(db, doc.id, groups)
-                return WriteResult(doc.id, "retagged", row[0], len(chunks))
+                return WriteResult(doc.id, "retagged", row[0], len(chunks), groups=groups,
+                                   previous_groups=before)
             version = (row[0] + 1) if row else 1
             meta_json = json.dumps(metadata or doc.metadata or {}, sort_keys=True, default=str)
             if row:
@@ -340,8 +398,7 @@ class SQLiteStore:
                 "embedding, terms) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text, doc.title,
-                     vectors[i].tobytes(),
-                     term_hashes(f"{doc.title}\n{c.section}\n{c.text}").tobytes())
+                     vectors[i].tobytes(), self._terms(doc.title, c.section, c.text))
                     for i, c in enumerate(chunks)
                 ],
             )
@@ -349,7 +406,8 @@ class SQLiteStore:
                 "INSERT INTO versions (doc_id, version, content_hash, chunks, ingested_at) "
                 "VALUES (?,?,?,?,?)", (doc.id, version, content_hash, len(chunks), now),
             )
-        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks))
+        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks),
+                           groups=groups, previous_groups=before)
 
     @staticmethod
     def _set_groups(db: sqlite3.Connection, doc_id: str, groups: Sequence[str]) -> None:
@@ -373,7 +431,10 @@ class SQLiteStore:
             # FTS5 records deletions as tombstones beside the old postings; merging the
             # segments drops the deleted terms for real (SQLite < 3.42 has no secure-delete).
             db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
-        self._checkpoint()
+            if self.path != ":memory:":  # erased on disk only once the WAL is checkpointed
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (_ERASE_KEY, str(time.time_ns())))
+        self.finish_deletions(wait=0)
         return True
 
     @staticmethod
@@ -382,16 +443,52 @@ class SQLiteStore:
         source = db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
         rows = db.execute("SELECT t.id, t.record FROM trace_sources s JOIN traces t "
                           "ON t.id = s.trace_id WHERE s.source = ?", (source,)).fetchall()
-        db.executemany("UPDATE traces SET record = ? WHERE id = ?",
-                       [(json.dumps(redact_source(json.loads(rec), source), ensure_ascii=False),
-                         tid) for tid, rec in rows])
+        db.executemany("UPDATE traces SET record = ? WHERE id = ?", redacted(rows, source))
         db.execute("DELETE FROM trace_sources WHERE source = ?", (source,))
 
-    def _checkpoint(self) -> None:
-        """Move overwritten pages out of the WAL too, so no copy of deleted text lingers."""
-        if self.path != ":memory:":
-            with self._lock:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # ----------------------------------------------------------------- erasure
+    def pending_deletions(self) -> bool:
+        """True while deleted text may still be on disk (see :meth:`finish_deletions`)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM meta WHERE key = ?",
+                                    (_ERASE_KEY,)).fetchone() is not None
+
+    def finish_deletions(self, wait: float = 5.0) -> bool:
+        """Erase deleted text from disk: checkpoint the WAL into the database file (whose
+        freed pages ``secure_delete`` zeroes) and truncate the WAL, whose older frames still
+        hold the text. A reader's open snapshot keeps those frames alive; this waits up to
+        ``wait`` seconds for readers, then gives up and returns False. The pending mark lives
+        in the store, so any later open, write or index reload of any process retries.
+        """
+        if self.path == ":memory:":
+            return True
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?",
+                                   (_ERASE_KEY,)).fetchone()
+            if row is None:
+                return True
+            self._erase_tried = time.monotonic()
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                busy, log, done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy or log != done:
+                    return False
+                try:  # clear the mark unless a newer deletion set it meanwhile
+                    self._db.execute("DELETE FROM meta WHERE key = ? AND value = ?",
+                                     (_ERASE_KEY, row[0]))
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.OperationalError:
+                    pass  # another writer is busy: the text is gone, the mark clears next time
+                return True
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+    def _retry_erasure(self) -> None:
+        """A cheap, throttled retry of an unfinished erasure (after writes, reloads, opens)."""
+        if self.path == ":memory:" or time.monotonic() - self._erase_tried < 1.0:
+            return
+        if self.pending_deletions():
+            self.finish_deletions(wait=0)
 
     # ----------------------------------------------------------------- access control
     @staticmethod
@@ -457,6 +554,7 @@ class SQLiteStore:
         generation = self._generation()
         if self._index is not None and self._index.generation == generation:
             return self._index
+        self._retry_erasure()  # a long-lived reader (a server) finishes what it held up
         db = self._db
         db.execute("BEGIN")  # one read snapshot for the generation, chunks and documents
         try:
@@ -476,7 +574,8 @@ class SQLiteStore:
             matrix = matrix.reshape(len(rows), -1)
         else:
             matrix = np.zeros((0, 0), dtype=np.float32)
-        bm25 = BM25Index.from_terms([np.frombuffer(r[3], dtype=np.uint32) for r in rows])
+        bm25 = BM25Index.from_terms([np.frombuffer(r[3], dtype=np.uint32) for r in rows],
+                                    self.bm25)
         self._index = _SearchIndex(
             generation=generation,
             rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
@@ -498,22 +597,30 @@ class SQLiteStore:
                         filters: SearchFilter | None = None) -> list[tuple[str, float]]:
         """BM25 over chunk text, section path and title, ACL-masked (store/bm25.py).
 
-        Quoted phrases must occur verbatim: the FTS5 index narrows the rows to those.
+        Quoted phrases (found verbatim through the FTS5 index) either rank the rows that
+        hold them first (``quoted_phrases = "boost"``) or keep only those (``"filter"``).
         """
         with self._lock:
             index = self._search_index()
             if len(index.rowids) == 0:
                 return []
-            scores = index.bm25.scores(query)
-            mask = index.allowed_rows(principal, filters)
-            if mask is not None:
-                scores = np.where(mask, scores, 0.0)
+            scores = index.bm25.scores(query, index.lexical_stats(principal))
             phrases = phrase_query(query)
             if phrases:
                 hits = np.array([r for (r,) in self._db.execute(
                     "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (phrases,))],
                     dtype=np.int64)
-                scores = np.where(np.isin(index.rowids, hits), scores, 0.0)
+                holds = np.isin(index.rowids, hits)
+                if self.quoted_phrases == "filter":
+                    scores = np.where(holds, scores, 0.0)
+                else:
+                    # Questions quote for emphasis as often as for exact strings: a hard
+                    # filter dropped every relevant row lacking the quoted words (CACM:
+                    # BM25 nDCG@10 0.43 with it, 0.51 without; bench/retrieval_sets.py).
+                    scores = scores + holds * (float(scores.max()) + 1.0)
+            mask = index.allowed_rows(principal, filters)
+            if mask is not None:
+                scores = np.where(mask, scores, 0.0)
             top = _best(scores, k, positive_only=True)
             return [(index.chunk_ids[i], float(scores[i])) for i in top]
 
@@ -563,71 +670,29 @@ class SQLiteStore:
 
     def append_trace(self, record: TraceRecord) -> None:
         """One small transaction without a generation bump, so search caches stay valid."""
-        vector = (None if record.vector is None
-                  else np.asarray(record.vector, dtype=np.float16).tobytes())
         row = (record.id, record.ts, record.principal, record.mode, record.adapter,
                record.origin, json.dumps(record.answer, ensure_ascii=False),
-               json.dumps(record.summary, ensure_ascii=False), vector)
+               json.dumps(record.summary, ensure_ascii=False), vector_bytes(record.vector))
+        sources = record_sources(record)
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 self._db.execute(
                     "INSERT INTO traces (id, ts, principal, mode, adapter, origin, record, "
                     "summary, vector) VALUES (?,?,?,?,?,?,?,?,?)", row)
-                if record.sources:
+                if sources:
                     self._db.executemany(
                         "INSERT OR IGNORE INTO trace_sources (trace_id, source) VALUES (?, ?)",
-                        [(record.id, s) for s in record.sources])
+                        [(record.id, s) for s in sources])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
-    @staticmethod
-    def _trace_where(since: float | None, until: float | None,
-                     principal: Principal | None, alias: str = "") -> tuple[str, list[Any]]:
-        clauses, params = [f"{alias}ts >= ?"], [since if since is not None else float("-inf")]
-        if until is not None:
-            clauses.append(f"{alias}ts < ?")
-            params.append(until)
-        if principal is not None and not principal.admin:
-            if principal.user == Principal.anonymous().user:
-                clauses.append("0")
-            else:
-                clauses.append(f"{alias}principal = ?")
-                params.append(principal.user)
-        return " AND ".join(clauses), params
-
-    @staticmethod
-    def _records(rows: list[tuple]) -> list[TraceRecord]:
-        """Records from ``(id, ts, principal, mode, adapter, origin, summary, vector, answer)``
-        rows. The summaries are parsed as one JSON array and the vectors converted as one
-        matrix: a report reads 100k of them, and per-row calls were most of its time."""
-        summaries = json.loads("[" + ",".join(r[6] or "{}" for r in rows) + "]")
-        blobs = [r[7] for r in rows]
-        sizes = {len(b) for b in blobs if b is not None}
-        matrix = None
-        if len(sizes) == 1:  # one embedding model: one conversion
-            size = sizes.pop()
-            matrix = np.frombuffer(b"".join(b for b in blobs if b is not None),
-                                   dtype=np.float16).reshape(-1, size // 2).astype(np.float32)
-        out, row_of_vector = [], 0
-        for r, summary, blob in zip(rows, summaries, blobs):
-            if blob is None:
-                vector = None
-            elif matrix is not None:
-                vector = matrix[row_of_vector]
-                row_of_vector += 1
-            else:
-                vector = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-            out.append(TraceRecord(r[0], r[1], r[2], r[3], r[4], r[5],
-                                   json.loads(r[8]) if r[8] is not None else {}, summary, vector))
-        return out
-
     def traces(self, *, since: float | None = None, until: float | None = None,
                limit: int | None = None, principal: Principal | None = None,
                brief: bool = False) -> list[TraceRecord]:
-        where, params = self._trace_where(since, until, principal)
+        where, params = trace_where(since, until, principal, "?")
         record = "NULL" if brief else "record"
         with self._lock:
             rows = self._db.execute(
@@ -635,7 +700,7 @@ class SQLiteStore:
                 "ORDER BY ts DESC, rowid DESC LIMIT ?", [*params, -1 if limit is None else limit],
             ).fetchall()
         rows.reverse()
-        return self._records(rows)
+        return records_from_rows(rows)
 
     def trace(self, trace_id: str, principal: Principal | None = None) -> TraceRecord | None:
         with self._lock:
@@ -643,17 +708,14 @@ class SQLiteStore:
                                    (trace_id,)).fetchone()
         if row is None or not may_read_trace(principal, row[2]):
             return None
-        return self._records([row])[0]
+        return records_from_rows([row])[0]
 
     def add_feedback(self, trace_id: str, principal: Principal, rating: int,
                      comment: str = "") -> FeedbackRecord:
-        if rating not in (-1, 1):
-            raise InputError("rating", f"must be 1 (thumbs up) or -1 (thumbs down), got {rating!r}")
         with self._lock:
             row = self._db.execute("SELECT principal FROM traces WHERE id = ?",
                                    (trace_id,)).fetchone()
-            if row is None or not may_read_trace(principal, row[0]):
-                raise NotFound(f"no answer record '{trace_id}' that {principal.user} may rate")
+            check_feedback(trace_id, row[0] if row else None, principal, rating)
             fb = FeedbackRecord(trace_id, time.time(), principal.user, rating, comment.strip())
             self._db.execute("INSERT INTO feedback (trace_id, ts, principal, rating, comment) "
                              "VALUES (?,?,?,?,?)",
@@ -662,7 +724,7 @@ class SQLiteStore:
 
     def feedback(self, *, since: float | None = None, until: float | None = None,
                  principal: Principal | None = None) -> list[FeedbackRecord]:
-        where, params = self._trace_where(since, until, principal, alias="t.")
+        where, params = trace_where(since, until, principal, "?", alias="t.")
         with self._lock:
             rows = self._db.execute(
                 "SELECT f.trace_id, f.ts, f.principal, f.rating, f.comment FROM feedback f "
@@ -671,10 +733,21 @@ class SQLiteStore:
         return [FeedbackRecord(*r) for r in rows]
 
     def purge_traces(self, before: float) -> int:
+        """No generation bump (search caches stay); the text is erased from disk as a
+        document deletion's is (:meth:`finish_deletions`)."""
         with self._lock:
-            n = self._db.execute("DELETE FROM traces WHERE ts < ?", (before,)).rowcount
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                n = self._db.execute("DELETE FROM traces WHERE ts < ?", (before,)).rowcount
+                if n and self.path != ":memory:":
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                     (_ERASE_KEY, str(time.time_ns())))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         if n:
-            self._checkpoint()
+            self.finish_deletions(wait=0)
         return n
 
     def iter_chunks(self) -> Iterator[Chunk]:
@@ -700,6 +773,7 @@ class SQLiteStore:
                     "SELECT collection, count(*) FROM documents GROUP BY collection").fetchall()),
                 "size_bytes": size,
                 "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
+                "erasure_pending": self.pending_deletions(),
                 "traces": q("SELECT count(*) FROM traces").fetchone()[0],
             }
 

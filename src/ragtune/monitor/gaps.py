@@ -3,8 +3,10 @@
 A live answer is a *gap* when it was refused, found nothing above the relevance floor,
 got a thumbs down, or made a claim its sources do not support. Gap questions are clustered
 on their embeddings (the vectors retrieval computed, stored with each record; questions
-without one are embedded now) by agglomerative clustering with a cosine distance threshold
-(scikit-learn), so the number of topics is not fixed in advance. Each cluster is named by
+without one are embedded now) by average-linkage agglomerative clustering with a cosine
+distance threshold (:func:`scipy.cluster.hierarchy.linkage`, the routine scikit-learn's
+AgglomerativeClustering runs too; scipy is a core dependency, so the monitor needs no
+``local`` extra), so the number of topics is not fixed in advance. Each cluster is named by
 its most central questions, sized and ranked, and can be exported as an eval-set stub
 (:func:`export_gaps`) so the gap can be fixed and then measured with ``ragtune eval qa``.
 
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 
-from ragtune.errors import MissingDependency
 from ragtune.jsonl import write_jsonl_atomic
 from ragtune.monitor.records import Records
 from ragtune.textmatch import normalize_answer
@@ -70,17 +72,11 @@ def cluster_vectors(vectors: np.ndarray, distance: float, *, max_fit: int = MAX_
     n = len(vectors)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
-    try:
-        from sklearn.cluster import AgglomerativeClustering
-    except ImportError:
-        raise MissingDependency("scikit-learn", "local") from None
-
     v = _normalise(np.asarray(vectors, dtype=np.float32))
     fit = np.arange(n) if n <= max_fit else np.sort(
         np.random.default_rng(seed).choice(n, max_fit, replace=False))
-    model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance,
-                                    metric="cosine", linkage="average")
-    fitted = model.fit_predict(v[fit]).astype(np.int64)
+    tree = linkage(v[fit].astype(np.float64), method="average", metric="cosine")
+    fitted = fcluster(tree, t=distance, criterion="distance").astype(np.int64) - 1
     if n <= max_fit:
         return fitted
     k = int(fitted.max()) + 1

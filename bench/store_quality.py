@@ -27,7 +27,8 @@ from ragtune.embed.factory import make_embedder
 from ragtune.evaluate.beir import load_beir
 from ragtune.evaluate.metrics import evaluate_run
 from ragtune.evaluate.retrieval import index_beir, run_queries
-from ragtune.retrieve.search import Retriever
+from ragtune.retrieve.search import StoreRetriever
+from ragtune.store.bm25 import BM25Params
 from ragtune.store.chroma import ChromaStore
 from ragtune.store.pg_local import LocalPostgres
 from ragtune.store.postgres import PostgresStore
@@ -102,13 +103,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, LocalPostgres(Path(tmp) / "pg") as pg:
         for folder in folders:
             data = load_beir(folder)
-            stores = {"sqlite": SQLiteStore(":memory:"),
-                      "postgres": PostgresStore(pg.url, schema=f"q_{folder.name}"),
-                      "chroma": ChromaStore(Path(tmp) / f"chroma_{folder.name}")}
+            # every backend with the configured analysis ([store] bm25_*, quoted_phrases)
+            analysis = {"bm25": BM25Params.from_settings(settings.store),
+                        "quoted_phrases": settings.store.quoted_phrases}
+            stores = {"sqlite": SQLiteStore(":memory:", **analysis),
+                      "postgres": PostgresStore(pg.url, schema=f"q_{folder.name}", **analysis),
+                      "chroma": ChromaStore(Path(tmp) / f"chroma_{folder.name}", **analysis)}
             result: dict[str, dict[str, float]] = {}
             for name, store in stores.items():
                 source_to_id = index_beir(data, store, embedder, settings)
-                retriever = Retriever(store, embedder, settings.retrieval)
+                retriever = StoreRetriever(store, embedder, settings.retrieval)
                 for mode in modes:
                     run = run_queries(data, retriever, mode, source_to_id)
                     result[f"{name}/{mode}"] = evaluate_run(run, data.qrels, ("ndcg@10",))

@@ -259,8 +259,12 @@ class RetrievalSettings:
     rrf_k: int = _help("reciprocal-rank-fusion constant", default=60)
     min_similarity: float = _help(
         "relevance floor: if no retrieved chunk has a dense cosine similarity at least this "
-        "high, the answer is 'not found in the knowledge base'",
-        default=0.30,
+        "high, the answer is 'not found in the knowledge base' (no generation). 0.33 from the "
+        "best dense cosine of 167 in-scope and 15 off-topic questions on three corpora with the "
+        "packaged MiniLM (bench/docs_qa.py --floors, bench/qa_public.py): in-scope minimum 0.380 "
+        "(Typer docs), 0.366 (HotpotQA), 0.429 (sample KB); off-topic maximum 0.310 (Typer "
+        "docs), 0.305 (HotpotQA). 0.30 let 2 of the 15 off-topic questions through",
+        default=0.33,
     )
 
     def __post_init__(self) -> None:
@@ -288,7 +292,9 @@ class RetrievalSettings:
 @_validated("generation")
 class GenerationSettings:
     backend: str = _help("local (llama.cpp on a GGUF file) | http (OpenAI-compatible) | fake", default="local")
-    model: str = _help("GGUF path, or 'qwen2.5-0.5b' for the packaged model; model name for http", default="qwen2.5-0.5b")
+    model: str = _help("GGUF path, 'qwen2.5-0.5b' for the packaged model, 'qwen2.5-1.5b' for the "
+                       "larger packaged one (pip install 'ragtune[local-large]'); model name "
+                       "for http", default="qwen2.5-0.5b")
     base_url: str = _help("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1", default="")
     api_key: str = _help("API key for the http backend", default="")
     max_tokens: int = _help("most tokens an answer may have", default=120)
@@ -352,11 +358,39 @@ class AnswerSettings:
                       "(adapter alone) | hybrid (route, retrieve if needed, adapter answers)",
                       default="rag")
     adapter: str = _help("LoRA adapter for the finetuned and hybrid modes ('' = none)", default="")
+    unsupported: str = _help(
+        "what happens to an answer sentence no retrieved source supports: remove (never shown; "
+        "the trace keeps it) | flag (shown, listed as unsupported)", default="remove")
+    fallback: str = _help(
+        "when no sentence of the model's answer is supported: quote (show the source sentence "
+        "that answers the question, if one does) | refuse", default="quote")
+    max_sentences: int = _help(
+        "stop generating once this many supported sentences are shown (0 = no limit): the "
+        "prompt asks for one to three sentences; small models ramble past them", default=3)
+    min_support: float = _help(
+        "share of an answer sentence's content words that one window of 3 sentences of its "
+        "source must hold for the sentence to count as supported. 0.7: precision 0.82, recall "
+        "0.88 on bench/support_precision.py (0.5: 0.74, 0.88); code names, numbers and "
+        "polarity must match whatever the share", default=0.7)
+    injections: str = _help(
+        "instruction-like text in retrieved sources ('SYSTEM:', 'ignore previous "
+        "instructions', hidden comments...): mark (kept, labelled as quoted data) | drop "
+        "(replaced by a placeholder) | off (not scanned). Never counted as support unless off",
+        default="mark")
 
     def __post_init__(self) -> None:
         if self.mode not in ANSWER_MODES:
             raise ConfigError(f"answer.mode must be one of {', '.join(ANSWER_MODES)}, "
                               f"got {self.mode!r}")
+        if self.max_sentences < 0:
+            raise ConfigError(f"answer.max_sentences must be >= 0, got {self.max_sentences}")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise ConfigError(f"answer.min_support must be 0..1, got {self.min_support}")
+        for key, allowed in (("unsupported", ("remove", "flag")), ("fallback", ("quote", "refuse")),
+                             ("injections", ("mark", "drop", "off"))):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"answer.{key} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -441,12 +475,13 @@ class MonitorSettings:
                            default="90d")
     period: str = _help("default window of 'ragtune monitor' (compared with the window before)",
                         default="7d")
-    max_age: dict[str, str] = _help("collection -> longest a document may go without an "
+    # _help returns a dataclasses.field (default_factory): RUF009's worry does not apply
+    max_age: dict[str, str] = _help("collection -> longest a document may go without an "  # noqa: RUF009
                                     "update ('*': any collection not listed)",
                                     default_factory=dict)
     idle_after: str = _help("a collection with no document updated for this long is reported "
                             "as idle", default="60d")
-    alerts: dict[str, float] = _help(
+    alerts: dict[str, float] = _help(  # noqa: RUF009
         f"thresholds 'ragtune monitor check' fails on ({', '.join(MONITOR_ALERTS)})",
         default_factory=lambda: {"groundedness_min": 0.7, "refusal_rate_max": 0.5,
                                  "unsupported_rate_max": 0.2, "thumbs_down_rate_max": 0.3,

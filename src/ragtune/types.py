@@ -282,6 +282,10 @@ class Trace:
     best_similarity: float | None = None
     not_found: bool = False
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # Retrieved spans that read as instructions (source n, kind, excerpt): data, never support.
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    reply: str = ""  # the model's whole reply, before the check decided what to show
+    removed: list[str] = field(default_factory=list)  # reply sentences not shown: unsupported
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -301,6 +305,9 @@ class Trace:
             "best_similarity": (None if self.best_similarity is None
                                 else round(self.best_similarity, 6)),
             "not_found": self.not_found,
+            "flags": self.flags,
+            "reply": self.reply,
+            "removed": self.removed,
         }
 
 

@@ -37,6 +37,7 @@ from ragtune.finetune.serving import AdapterServing
 from ragtune.generate.base import Generator
 from ragtune.generate.factory import GENERATORS
 from ragtune.ingest.guards import display_path
+from ragtune.ingest.includes import include_roots
 from ragtune.ingest.sync import IngestReport, ingest_paths
 from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
 from ragtune.route.policy import Routing
@@ -198,10 +199,11 @@ class Workspace:
                report: IngestReport | None = None) -> IngestReport:
         """Ingest files and folders (see :func:`ragtune.ingest.sync.ingest_paths`):
         ``groups=None`` keeps each stored document's groups, ``()`` makes them public."""
-        return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
-                            chunking=self.settings.chunking, ingest=self.settings.ingest,
-                            collection=collection, groups=groups, sync=sync,
-                            follow_symlinks=follow_symlinks, progress=progress, report=report)
+        with include_roots([Path(p) for p in paths]):  # include directives stay in these trees
+            return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
+                                chunking=self.settings.chunking, ingest=self.settings.ingest,
+                                collection=collection, groups=groups, sync=sync,
+                                follow_symlinks=follow_symlinks, progress=progress, report=report)
 
     def remove(self, ref: str, *, erase_wait: float = 10.0) -> DocumentInfo:
         """Delete a document (by id, source or path) and everything derived from it, then

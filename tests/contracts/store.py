@@ -310,7 +310,14 @@ class StoreContract:
                           "retrieved": [{"document": d, "chunk_id": c.id, "text": c.text,
                                          "score": 0.9} for d, c in docs],
                           "notes": [("reasoning before the answer, not shown or cited: "
-                                     f"##begin_quote##{docs[0][1].text}##end_quote##")]}}
+                                     f"##begin_quote##{docs[0][1].text}##end_quote##"),
+                                    ("1 sentence(s) no source supports were not shown: "
+                                     f"{docs[0][1].text} on Mars.")],
+                          # the model's whole reply, and what the support check removed
+                          "reply": f"{docs[0][1].text} [1]. {docs[0][1].text} on Mars.",
+                          "removed": [f"{docs[0][1].text} on Mars."],
+                          "flags": [{"source": 1, "document": docs[0][0], "kind": "override",
+                                     "excerpt": docs[0][1].text, "matched": docs[0][1].text}]}}
 
         store.append_trace(TraceRecord("both", 1.0, "ana", "rag", None, "ask",
                                        answer(("secret.md", chunks[0]), ("keep.md", kchunks[0])),
@@ -328,8 +335,10 @@ class StoreContract:
         assert REMOVED in both.answer["trace"]["prompt"]
         assert both.answer["answer"] == f"{REMOVED} Other." and both.answer["sentences"][0]["supported"]
         assert "public holiday notes" in both.answer["trace"]["prompt"]
+        assert both.answer["trace"]["removed"] == [REMOVED]  # the count stays: the monitor's
         other = store.trace("other")
         assert other is not None and "reasoning before" in other.answer["trace"]["notes"][0]
+        assert other.answer["trace"]["reply"].startswith("public holiday notes")
         raw = self.leftover_bytes(store)
         if raw is not None:
             assert b"zanzibarquux" not in raw

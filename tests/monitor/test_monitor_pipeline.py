@@ -34,10 +34,15 @@ def retrieves(a) -> bool:
     return bool(a.trace.retrieved) or a.trace.best_similarity is not None or a.trace.not_found
 
 
+def written(a) -> list[bool]:
+    """Support of every sentence the model wrote: shown, or removed by the support check."""
+    return [s.supported for s in a.sentences] + [False] * len(a.trace.removed)
+
+
 def expected_rates(answers, ratings: dict[str, int]) -> dict[str, tuple[float | None, int]]:
     """(value, answers counted) of every quality metric, straight from the answers."""
-    claims = [a for a in answers if retrieves(a) and not a.refused]
-    sentences = [s.supported for a in claims for s in a.sentences]
+    claims = [a for a in answers if retrieves(a) and (not a.refused or a.trace.removed)]
+    sentences = [s for a in claims for s in written(a)]
     citations = [c.supported for a in claims for c in a.citations]
     retrieving = [a for a in answers if retrieves(a)]
     rated = [ratings[a.trace.id] for a in answers if a.trace.id in ratings]
@@ -47,12 +52,12 @@ def expected_rates(answers, ratings: dict[str, int]) -> dict[str, tuple[float | 
 
     return {
         "groundedness": ((sum(sentences) / len(sentences)) if sentences else None,
-                         sum(1 for a in claims if a.sentences)),
+                         sum(1 for a in claims if written(a))),
         "citation_support": ((sum(citations) / len(citations)) if citations else None,
                              sum(1 for a in claims if a.citations)),
         "refusal_rate": share([a.refused for a in answers], len(answers)),
         "not_found_rate": share([a.trace.not_found for a in retrieving], len(retrieving)),
-        "unsupported_rate": share([any(not s.supported for s in a.sentences) for a in claims],
+        "unsupported_rate": share([not all(written(a)) for a in claims],
                                   len(claims)),
         "thumbs_down_rate": share([r < 0 for r in rated], len(rated)),
     }
@@ -76,7 +81,8 @@ def test_traffic_and_the_scenario_did_what_it_says(scenario, result) -> None:
     assert t["eval_answers"] == 4 and t["askers"] == 2 and t["rated"] == 8
     cur = scenario.current
     assert all(a.trace.not_found for a in cur["not_found"])
-    assert all(a.unsupported and not a.refused for a in cur["unsupported"])
+    # the invented claim is not shown (answer.unsupported = "remove"), the trace keeps it
+    assert all(a.trace.removed and not a.unsupported for a in cur["unsupported"])
     assert all(a.refused and not a.trace.retrieved for a in cur["finetuned"])
     assert all(a.trace.adapter is None and any("stale" in n for n in a.trace.notes)
                for a in cur["hybrid_policy"])
@@ -159,7 +165,7 @@ def test_freshness(scenario, result) -> None:
 def test_knowledge_gaps(scenario, result, tmp_path) -> None:
     report, clusters, records = result
     g = report["gaps"]
-    gaps = [a for a in scenario.live("current") if a.refused or a.unsupported
+    gaps = [a for a in scenario.live("current") if a.refused or not all(written(a))
             or ratings_of(scenario).get(a.trace.id, 0) < 0]
     assert g["questions"] == len(gaps) == 6 + 5 + 3 + 3
     by_questions = {frozenset(c.central): c for c in clusters}

@@ -7,6 +7,7 @@ import math
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ragtune.generate.fake import FakeGenerator
 from ragtune.monitor.prometheus import AnswerMetrics
 from tests.conftest import write
 
@@ -51,3 +52,15 @@ def test_metrics_count_answers_and_read_the_store(fake_ws, tmp_path) -> None:
 def test_an_empty_store_has_no_rates_yet(fake_ws) -> None:
     s = samples(AnswerMetrics(fake_ws.store).exposition()[0])
     assert math.isnan(s[("ragtune_refusal_rate", ())]) and s[("ragtune_answer_records", ())] == 0
+
+
+def test_sentences_the_support_check_removed_count_as_unsupported(fake_ws, tmp_path) -> None:
+    fake_ws.ingest([write(tmp_path / "kb" / "returns.md", RETURNS)])
+    invented = "Returns are free on the moon every leap year [1]."
+    fake_ws.generator = FakeGenerator(reply=lambda messages: invented)
+    metrics = AnswerMetrics(fake_ws.store, inner=fake_ws.traces)
+    fake_ws.traces = metrics
+    answer = fake_ws.ask("Can items be returned within 30 days?", "ana")
+    assert answer.trace.removed == [invented] and invented not in answer.text
+    s = samples(metrics.exposition()[0])
+    assert s[("ragtune_sentences_total", (("supported", "false"),))] == 1

@@ -93,3 +93,17 @@ def test_groups_metrics_and_days() -> None:
     assert [(d["day"], d["answers"]) for d in days] == [("1970-01-01", 2), ("1970-01-03", 2)]
     assert days[0]["groundedness"] == 0.75 and days[1]["refusal_rate"] == 0.5
     assert by_day(records([])) == []
+
+
+def test_sentences_the_support_check_removed_count_as_unsupported_claims() -> None:
+    # answer.unsupported = "remove": the shown answer is all supported, the reply was not
+    shown_ok = answer(2, 2)
+    trimmed = dict(answer(2, 2), removed_sentences=1)  # one invented sentence not shown
+    all_removed = dict(answer(0, 0, refused=True), removed_sentences=2)  # refused after
+    declined = answer(0, 0, refused=True)  # "I don't know": no claim made
+    r = records([shown_ok, trimmed, all_removed, declined])
+    assert r.unsupported.tolist() == [False, True, True, False]
+    assert r.claimed.tolist() == [True, True, True, False]
+    g = compare_groups(r, records([]), ["c"] * 4, [], alpha=0.05, min_answers=1)["c"]
+    assert g["unsupported_rate"]["value"] == pytest.approx(2 / 3)
+    assert g["groundedness"]["value"] == pytest.approx(4 / 7)  # 4 supported of 7 written

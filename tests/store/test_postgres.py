@@ -151,7 +151,7 @@ def test_two_ingests_and_searches_at_once(store):
                 for i in range(25):
                     s.upsert_document(*make_doc(f"{prefix}/{i}.md", f"{prefix} note {i} alpha",
                                                 f"more {prefix} text {i}"), groups=["g"] if i % 2 else ())
-        except BaseException as e:  # pragma: no cover - reported below
+        except Exception as e:  # noqa: BLE001 - any failure is the finding, reported below
             errors.append(e)
 
     def search(s):
@@ -160,7 +160,7 @@ def test_two_ingests_and_searches_at_once(store):
             while not done.is_set():
                 s.lexical_search("alpha", 10, ANON)
                 s.dense_search(q, 10, Principal("x", frozenset({"g"})))
-        except BaseException as e:  # pragma: no cover
+        except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
     writers = [threading.Thread(target=ingest, args=a) for a in ((store, "a"), (others[0], "b"))]
@@ -282,13 +282,78 @@ def test_skipping_common_terms_returns_the_exact_bm25_top_k(store, monkeypatch):
     used = []
     real = pq.prune_common_terms
     monkeypatch.setattr("ragtune.store.postgres.prune_common_terms",
-                        lambda dfs, n: used.append(real(dfs, n)) or used[-1])
+                        lambda *a: used.append(real(*a)) or used[-1])
     g = Principal("x", frozenset({"g"}))
-    for q in ["w0 w25", "w1 w2 w12", "w0 w1 w17 w29", "w3 w18", "w0 w5 w9", "w0 w250", "w2 w40"]:
+    for q in ["w0 w25", "w1 w2 w12", "w0 w1 w17 w29", "w3 w18", "w0 w5 w9", "w0 w250", "w2 w40",
+              "w0 w0 w25 w25 w25"]:  # repeated words count in the bound too
         for who in (ADMIN, ANON, g):
-            sql_, params = pq.lexical_sql(q, None, 10, admin=who.admin)
+            sql_, params = pq.lexical_sql(q, None, 10, store.bm25, admin=who.admin)
             with store.session(who) as cur:
                 full = [(c, round(s, 6)) for c, s in cur.execute(sql_, params).fetchall()]
             got = [(c, round(s, 6)) for c, s in store.lexical_ranking(q, 10, who)]
             assert got == full, q
     assert any(u is not None for u in used) and store.lexical_pruned > 0  # some took the short way
+
+
+def test_a_reader_sees_only_the_bm25_statistics_of_what_they_may_read(store):
+    """The statistics are kept per ACL and row-level security covers them too: a raw
+    session cannot count the words of documents it may not read."""
+    store.upsert_document(*make_doc("pub.md", "canteen menu"))
+    store.upsert_document(*make_doc("sec.md", "salary bands", title="Pay"), groups=["hr"])
+    with store.session(Principal("bob", frozenset({"it"}))) as cur:
+        assert cur.execute("SELECT acl, chunks FROM corpus").fetchall() == [([], 1)]
+        assert {tuple(r[0]) for r in cur.execute("SELECT DISTINCT acl FROM lexicon")} == {()}
+    with store.session(HR) as cur:
+        assert sorted(cur.execute("SELECT acl, chunks FROM corpus").fetchall()) == \
+            [([], 1), (["hr"], 1)]
+
+
+def test_a_store_of_schema_1_is_upgraded_and_reanalysed(pg_url, pg_schema, monkeypatch):
+    """Schema 1 kept one global BM25 total and terms of the first analysis (light stemming,
+    short stopwords, single letters kept): migration 2 splits the statistics per ACL, and
+    the first open re-analyses the chunks with the configured analysis."""
+    import psycopg
+
+    from ragtune.store import pg_schema as ps
+    from ragtune.store.analysis import LEGACY
+    from ragtune.store.pg_query import signed_terms
+
+    monkeypatch.setattr(ps, "MIGRATIONS", ps.MIGRATIONS[:1])
+    rows = [("pub.md", "the runner was running", []), ("pay.md", "salary runs", ["hr"])]
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        assert ps.migrate(conn, pg_schema, "test") == 1
+        conn.execute(f'SET LOCAL search_path TO "{pg_schema}", public')
+        conn.execute("SELECT set_config('ragtune.admin', 'on', true)")
+        ps.fix_dimension(conn.cursor(), 3)
+        for i, (source, text, acl) in enumerate(rows):
+            doc, chunks, _ = make_doc(source, text)
+            terms = signed_terms(LEGACY.term_hashes(f"T\n{chunks[0].section}\n{text}")).tolist()
+            conn.execute("INSERT INTO documents VALUES (%s, %s, 'T', 'default', %s, 1, %s, 1, "
+                         "'{}', 0, 0)", (doc.id, source, acl, doc.content_hash))
+            conn.execute("INSERT INTO document_groups SELECT %s, unnest(%s::text[])", (doc.id, acl))
+            conn.execute("INSERT INTO versions VALUES (%s, 1, %s, 1, 0)", (doc.id, doc.content_hash))
+            n = conn.execute("INSERT INTO chunks (id, doc_id, ordinal, section, tokens, text, "
+                             "title, collection, acl, updated_at, length, embedding) VALUES "
+                             "(%s, %s, 0, %s, 3, %s, 'T', 'default', %s, 0, %s, '[1,0,0]') "
+                             "RETURNING n", (chunks[0].id, doc.id, chunks[0].section, text, acl,
+                                             len(terms))).fetchone()[0]
+            conn.execute("INSERT INTO postings SELECT t, %s, count(*) FROM unnest(%s::int4[]) t "
+                         "GROUP BY t", (n, terms))
+            conn.execute("INSERT INTO lexicon SELECT t, 1 FROM unnest(%s::int4[]) t GROUP BY t "
+                         "ON CONFLICT (term) DO UPDATE SET df = lexicon.df + 1", (terms,))
+            conn.execute("UPDATE corpus SET chunks = chunks + 1, terms = terms + %s", (len(terms),))
+    monkeypatch.undo()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert ps.migrate(conn, pg_schema, "test") == len(ps.MIGRATIONS)  # 3: the monitor
+        conn.execute(f'SET search_path TO "{pg_schema}", public')
+        conn.execute("SELECT set_config('ragtune.admin', 'on', false)")
+        assert sorted(conn.execute("SELECT acl, chunks FROM corpus").fetchall()) == \
+            [([], 1), (["hr"], 1)]
+        assert conn.execute("SELECT value FROM meta WHERE key = 'bm25_analyzer'").fetchone() == \
+            ("light/short/v1",)
+    upgraded = PostgresStore(pg_url, schema=pg_schema)
+    assert upgraded.schema_version == len(ps.MIGRATIONS) and upgraded.reanalyzed == 2
+    assert upgraded.integrity_check() == []
+    assert [h.document for h in upgraded.lexical_search("run", 5, ANON)] == ["pub.md"]
+    assert {h.document for h in upgraded.lexical_search("run", 5, HR)} == {"pub.md", "pay.md"}
+    upgraded.close()

@@ -36,7 +36,10 @@ def summarize(answer: dict[str, Any]) -> dict[str, Any]:
     """The monitor's figures of one Answer dict (:meth:`ragtune.types.Answer.to_dict`).
 
     ``retrieved`` says whether the mode retrieved at all (base and finetuned do not: their
-    groundedness is not applicable); ``not_found`` that the relevance floor refused it.
+    groundedness is not applicable); ``not_found`` that the relevance floor refused it;
+    ``removed_sentences`` how many sentences of the model's reply no source supported, so
+    they were not shown (``[answer] unsupported = "remove"``): the monitor counts them as
+    unsupported claims the model made.
 
     >>> from ragtune.types import Answer, Trace
     >>> s = summarize(Answer("Thirty days [1].", [], False, Trace("Return window?", "ana")).to_dict())
@@ -57,6 +60,7 @@ def summarize(answer: dict[str, Any]) -> dict[str, Any]:
         "refused": bool(answer.get("refused")),
         "sentences": len(sentences),
         "supported_sentences": sum(bool(s.get("supported")) for s in sentences),
+        "removed_sentences": len(trace.get("removed") or []),
         "citations": len(citations),
         "supported_citations": sum(bool(c.get("supported")) for c in citations),
         "top_document": retrieved[0].get("document") if retrieved else None,

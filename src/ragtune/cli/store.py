@@ -50,11 +50,14 @@ def migrate(to: Annotated[str, typer.Option("--to", help="postgresql://user@host
     """
     if not to.startswith(("postgres://", "postgresql://")):
         raise ConfigError(f"--to must be a postgresql:// URL, got {to!r}")
+    from ragtune.store.bm25 import BM25Params
     from ragtune.store.postgres import PostgresStore
     from ragtune.store.transfer import copy_store
 
     ws = open_workspace(workspace)
-    target = PostgresStore(to)
+    # the copy analyses text as the workspace does (its terms are re-made from the text)
+    target = PostgresStore(to, bm25=BM25Params.from_settings(ws.settings.store),
+                           quoted_phrases=ws.settings.store.quoted_phrases)
     with ws.store.write_lock(), target.write_lock(exclusive=True):
         report = copy_store(ws.store, target,
                             progress=None if as_json else _progress)

@@ -37,6 +37,7 @@ from ragtune.ingest.guards import (
     json_depth_exceeds,
     short,
 )
+from ragtune.ingest.includes import expand_includes
 from ragtune.types import Document, Section
 
 __all__ = ["SUPPORTED_EXTENSIONS", "decode_text", "load_bytes", "load_file", "read_file"]
@@ -164,6 +165,7 @@ def _load_markdown(data: bytes, where: str, limits: Limits) -> tuple[str | None,
     # A line scanner rather than markdown-it-py: we only need heading positions and fence
     # awareness, and markdown-it-py's block parse alone took ~6 s on a 3 MB file here.
     text, enc = _read_text(data, where)
+    text, included = expand_includes(text, where)  # code pulled in by include directives
     lines = text.split("\n")
     title, start = _front_matter(lines)
     out, fence = _Sections(), ""
@@ -195,7 +197,7 @@ def _load_markdown(data: bytes, where: str, limits: Limits) -> tuple[str | None,
         else:
             out.add(line)
         i += 1
-    return title, out.done(), {"format": "markdown", "encoding": enc}
+    return title, out.done(), {"format": "markdown", "encoding": enc, **included}
 
 
 def _front_matter(lines: list[str]) -> tuple[str | None, int]:
@@ -215,6 +217,7 @@ def _inline_text(s: str) -> str:
     """Heading text without inline markup: links keep their words, emphasis loses its marks."""
     s = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", s)
     s = re.sub(r"(\*\*|__|\*|_|`)(.+?)\1", r"\2", s)
+    s = re.sub(r"\s*\{\s*#[\w:.-]+[^{}]*\}\s*$", "", s)  # attr_list "{ #anchor }" suffixes
     return _squash(s)
 
 

@@ -105,6 +105,8 @@ class AnswerMetrics:
                 self.stages.labels(stage).observe(trace.timings[stage])
         for s in answer.sentences:
             self.sentences.labels(str(s.supported).lower()).inc()
+        if trace.removed:  # written by the model, not shown: no source supports them
+            self.sentences.labels("false").inc(len(trace.removed))
         for c in answer.citations:
             self.citations.labels(str(c.supported).lower()).inc()
         if self.inner is not None:

@@ -42,13 +42,15 @@ class Metric:
 
 
 def _claims(r: Records) -> np.ndarray:
-    """Answers whose sentences were checked against sources: retrieved and not refused."""
-    return r.retrieved & ~r.refused
+    """Answers whose sentences were checked against sources: retrieved, and not refused
+    (or refused only because the support check removed every claim)."""
+    return r.retrieved & r.claimed
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("groundedness", "share of the sentences of answers with sources that the sources "
-           "support (the citation checker's rule), pooled over answers", True,
+    Metric("groundedness", "share of the sentences the model wrote in answers with sources "
+           "that the sources support (the citation checker's rule; sentences the support "
+           "check removed count as unsupported), pooled over answers", True,
            lambda r: (r.supported_sentences * _claims(r), r.sentences * _claims(r))),
     Metric("citation_support", "share of citations whose cited source supports every sentence "
            "citing it", True,
@@ -59,8 +61,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("not_found_rate", "share of retrieving answers refused by the relevance floor: "
            "nothing in the knowledge base was similar enough to answer from", False,
            lambda r: (r.not_found.astype(float), r.retrieved.astype(float))),
-    Metric("unsupported_rate", "share of answers with sources that make at least one claim "
-           "their sources do not support", False,
+    Metric("unsupported_rate", "share of answers with sources where the model made at least "
+           "one claim its sources do not support (shown, or removed before showing)", False,
            lambda r: ((r.unsupported & _claims(r)).astype(float), _claims(r).astype(float))),
     Metric("thumbs_down_rate", "share of rated answers whose latest rating is thumbs down",
            False, lambda r: (r.down.astype(float), r.rated.astype(float))),

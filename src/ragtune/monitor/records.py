@@ -92,7 +92,8 @@ def _row(s: dict[str, Any]) -> tuple[float, ...]:
             s.get("supported_citations") or 0, _NAN if best is None else best,
             t.get("embed_s", _NAN), t.get("dense_s", _NAN), t.get("lexical_s", _NAN),
             t.get("retrieve_s", _NAN), t.get("first_token_s", _NAN), t.get("generate_s", _NAN),
-            t.get("total_s", _NAN), k.get("prompt", _NAN), k.get("completion", _NAN))
+            t.get("total_s", _NAN), k.get("prompt", _NAN), k.get("completion", _NAN),
+            s.get("removed_sentences") or 0)
 
 
 @dataclass
@@ -121,7 +122,8 @@ class Records:
     best: np.ndarray  # best dense similarity, NaN without retrieval
     rated: np.ndarray  # has a rating
     down: np.ndarray  # latest rating is thumbs down
-    unsupported: np.ndarray  # not refused, and a sentence its sources do not support
+    unsupported: np.ndarray  # wrote a sentence its sources do not support (shown or removed)
+    claimed: np.ndarray  # made claims: not refused, or refused after its claims were removed
     timings: np.ndarray  # (n, len(STAGES)) seconds, NaN where a stage did not run
     tokens: np.ndarray  # (n, 2) prompt and completion tokens, NaN when not counted
     comments: dict[str, str] = field(default_factory=dict)  # trace id -> latest comment
@@ -134,8 +136,13 @@ class Records:
         """Columns from the records' summaries; ``ratings``: trace id -> latest rating."""
         ratings = ratings or {}
         rating = np.fromiter((ratings.get(i, 0) for i in ids), dtype=np.int8, count=len(ids))
-        table = np.array([_row(s) for s in summaries], dtype=np.float64).reshape(len(ids), 17)
-        refused, sentences, supported = table[:, 0] > 0, table[:, 3], table[:, 4]
+        table = np.array([_row(s) for s in summaries], dtype=np.float64).reshape(len(ids), 18)
+        refused, supported, removed = table[:, 0] > 0, table[:, 4], table[:, 17]
+        # The sentences the model wrote: those shown, and those the support check removed
+        # (no source supports them; [answer] unsupported = "remove"). An answer refused
+        # after its every claim was removed still made unsupported claims.
+        sentences = table[:, 3] + removed
+        claimed = ~refused | (removed > 0)
         return cls(ids, np.asarray(ts, dtype=np.float64), principals, modes, adapters, origins,
                    summaries, vectors, has_vector, refused=refused, not_found=table[:, 1] > 0,
                    retrieved=table[:, 2] > 0, sentences=sentences.astype(np.int64),
@@ -143,7 +150,7 @@ class Records:
                    citations=table[:, 5].astype(np.int64),
                    supported_citations=table[:, 6].astype(np.int64), best=table[:, 7],
                    rated=rating != 0, down=rating < 0,
-                   unsupported=(sentences > supported) & ~refused,
+                   unsupported=(sentences > supported) & claimed, claimed=claimed,
                    timings=table[:, 8:15], tokens=table[:, 15:17], comments=comments or {})
 
     def __len__(self) -> int:

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ragtune.errors import ConfigError
+from ragtune.errors import ConfigError, StoreError
 
 STEMMERS = ("snowball", "light", "none")
 STOPWORD_LISTS = ("english", "short", "none")
@@ -151,6 +151,34 @@ class Analyzer:
         """
         return np.fromiter((zlib.crc32(t.encode("utf-8")) for t in self.analyze(text)),
                            dtype=np.uint32)
+
+
+def check_analysis(stored: str | None, analyzer: Analyzer, where: str) -> None:
+    """Refuse to search or write a store whose stored terms were made with another analysis
+    (another process, with other ``[store] bm25_*`` settings, re-analysed it): its terms
+    and this process's would not match, and results would be silently wrong.
+
+    >>> check_analysis("light/short/v2", Analyzer("light", "short"), "store.db")
+    """
+    if stored != analyzer.key:
+        raise StoreError(
+            f"{where}: the store's BM25 terms were made with the analysis {stored!r}, and "
+            f"this process analyses text as {analyzer.key!r} ([store] bm25_stemmer, "
+            "bm25_stopwords): another process re-analysed the store with other settings; "
+            "give every process the same [store] settings and reopen")
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def quoted_phrases(query: str) -> list[list[str]]:
+    """The words of each quoted phrase in ``query`` (phrases without a word dropped); every
+    store matches them in order, separated by non-word characters, ignoring case.
+
+    >>> quoted_phrases('error "E-4012" on the "VPN client" "-"')
+    [['E', '4012'], ['VPN', 'client']]
+    """
+    return [words for words in (re.findall(r"\w+", p) for p in _QUOTED.findall(query)) if words]
 
 
 # What stores made before analysis became configurable were hashed with.

@@ -139,7 +139,8 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
     names, scores and support flags stay, so figures computed from the record do not
     change); the chunk texts are cut out of the prompt; answer sentences that cite the
     document are cut out of the answer (small models copy their sources word for word); a
-    RAFT adapter's reasoning, which quotes its sources, is dropped. Every store calls this
+    RAFT adapter's reasoning, the model's whole reply and the sentences the support check
+    removed, which may quote their sources, are dropped. Every store calls this
     on the records that quote a document it deletes.
 
     >>> a = {"citations": [{"document": "a.md", "quote": "secret"}], "trace": {
@@ -156,6 +157,8 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
             if hit.get("text"):
                 texts.append(str(hit["text"]).strip())
             hit["text"], hit["removed"] = "", True
+            for flag in hit.get("flags") or []:
+                flag["excerpt"], flag["matched"] = "", ""
     cited = set()
     for c in answer.get("citations") or []:
         if c.get("document") == source:
@@ -173,11 +176,22 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
         prompt = prompt.replace(text, REMOVED)
     if "prompt" in trace:
         trace["prompt"] = prompt
+    for flag in trace.get("flags") or []:  # instruction-like spans quoted from the document
+        if flag.get("document") == source:
+            flag["excerpt"], flag["matched"] = "", ""
     if texts or cited:
-        # RAFT reasoning quotes the sources; attributed sentences are the answer's own
+        # The model's words copy its sources: RAFT reasoning, attributed sentences, the whole
+        # reply, the sentences the support check removed (their count stays: the monitor
+        # counts them as unsupported claims) and the unfinished one cut at max_tokens.
         trace["notes"] = [REMOVED if str(n).startswith(("reasoning before the answer",
-                                                        "uncited sentence")) else n
+                                                        "uncited sentence",
+                                                        "the answer reached generation"))
+                          or "no source supports were not shown" in str(n) else n
                           for n in trace.get("notes") or []]
+        if trace.get("reply"):
+            trace["reply"] = REMOVED
+        if trace.get("removed"):
+            trace["removed"] = [REMOVED] * len(trace["removed"])
     return answer
 
 

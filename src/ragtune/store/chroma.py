@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -45,6 +46,7 @@ import numpy as np
 
 from ragtune.config import StoreSettings
 from ragtune.errors import MissingDependency, StoreError
+from ragtune.store.analysis import check_analysis, quoted_phrases
 from ragtune.store.base import (
     FeedbackRecord,
     IngestLogEntry,
@@ -55,8 +57,8 @@ from ragtune.store.base import (
     may_read_trace,
     read_ranked,
 )
-from ragtune.store.bm25 import BM25Index, term_hashes
-from ragtune.store.sqlite import _best, _SearchIndex
+from ragtune.store.bm25 import BM25Index, BM25Params
+from ragtune.store.row_index import RowIndex, best_rows
 from ragtune.store.trace_rows import (
     check_feedback,
     record_sources,
@@ -79,7 +81,6 @@ _PAGE = 5000
 _EXACT_MAX = 200  # filtered rows up to which dense search scores them itself
 EF_SEARCH = 400  # Chroma's HNSW candidate list (its default, 100, gave recall@10 0.36 on
 # 20k random vectors in bench/store_scale.py; see pg's DEFAULT_EF_SEARCH for the sweep)
-_PHRASE = re.compile(r'"([^"]+)"')
 
 
 def acl_where(principal: Principal) -> dict[str, Any] | None:
@@ -99,11 +100,36 @@ def _and(clauses: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+@dataclass
+class _ChromaIndex(RowIndex):
+    """The shared in-memory rows plus each row's section path and title (for quoted
+    phrases; Chroma matches only the text)."""
+
+    sections: list[str]
+    titles: list[str]
+
+    def rows_with_terms(self, hashes: np.ndarray) -> np.ndarray:
+        """Rows that hold every one of these term hashes (all rows when there are none)."""
+        rows = np.ones(len(self.chunk_ids), dtype=bool)
+        tf = self.bm25.tf
+        for h in set(hashes.tolist()):
+            column = self.bm25.columns.get(int(h))
+            if column is None:
+                return np.zeros(0, dtype=np.int64)
+            has = np.zeros(len(rows), dtype=bool)
+            has[tf.indices[tf.indptr[column]:tf.indptr[column + 1]]] = True
+            rows &= has
+        return np.flatnonzero(rows)
+
+
 class ChromaStore:
     """The store on Chroma: ``path`` (embedded) or ``url`` (a Chroma server)."""
 
     def __init__(self, path: str | Path | None = None, *, url: str = "",
-                 prefix: str = "ragtune") -> None:
+                 prefix: str = "ragtune", bm25: BM25Params | None = None,
+                 quoted_phrases: str = "boost") -> None:
+        self.bm25 = bm25 or BM25Params()
+        self.quoted_phrases = quoted_phrases
         settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
             if url:
@@ -133,19 +159,63 @@ class ChromaStore:
         self.path = str(path) if path else ""
         self.url = url
         self._lock = threading.RLock()
-        self._index: _SearchIndex | None = None
+        self._index: _ChromaIndex | None = None
         self._index_token: str | None = None
         self._versions: dict[str, int] = {}
         self._deleted = 0  # deletes this process made whose text Chroma's log may still hold
+        self.reanalyzed = self._ensure_analysis()
 
     # ----------------------------------------------------------------- plumbing
-    def _token(self) -> str:
+    def _generation(self) -> tuple[str, str | None]:
+        """(the store's generation token, the analysis its BM25 terms were made with)."""
         got = self._cols["meta"].get(ids=["generation"], include=["metadatas"])
-        return str(got["metadatas"][0]["token"]) if got["ids"] else ""
+        if not got["ids"]:
+            return "", None
+        m = got["metadatas"][0]
+        return str(m["token"]), m.get("analysis")
 
     def _bump(self) -> None:
+        """A new generation token: every process rebuilds its index before its next search.
+        It carries the analysis this writer's terms were made with."""
         self._cols["meta"].upsert(ids=["generation"], embeddings=[_PLACEHOLDER],
-                                  metadatas=[{"token": uuid.uuid4().hex}])
+                                  metadatas=[{"token": uuid.uuid4().hex,
+                                              "analysis": self.bm25.analyzer.key}])
+
+    def _terms(self, title: str, section: str, text: str) -> list[int] | None:
+        """A chunk's BM25 term hashes (title, section path, text); None when it has none."""
+        terms = self.bm25.analyzer.term_hashes(f"{title}\n{section}\n{text}")
+        return [int(t) for t in terms] if len(terms) else None
+
+    def _check_analysis(self, stored: str | None) -> None:
+        check_analysis(stored, self.bm25.analyzer, self.where)
+
+    def _ensure_analysis(self) -> int:
+        """Re-analyse every chunk's BM25 terms from its stored text when the store was
+        analysed otherwise than ``self.bm25.analyzer`` says (a settings change, or a store
+        from before analysis was configurable). Returns the chunks re-analysed.
+
+        Chroma has no transactions: records are rewritten page by page, and the analysis
+        is recorded last, so a process that dies half-way leaves the old key and the next
+        open starts again (searches meanwhile refuse: the key is not theirs)."""
+        want = self.bm25.analyzer.key
+        with self._lock:
+            stored = self._generation()[1]
+            if stored == want:
+                return 0
+            done, offset = 0, 0
+            while True:
+                got = self._chunks.get(include=["documents", "metadatas"], limit=_PAGE,
+                                       offset=offset)
+                if got["ids"]:
+                    self._chunks.update(ids=got["ids"], metadatas=[
+                        {"terms": self._terms(m["title"], m["section"], text)}
+                        for text, m in zip(got["documents"], got["metadatas"])])
+                done += len(got["ids"])
+                if len(got["ids"]) < _PAGE:
+                    break
+                offset += _PAGE
+            self._bump()
+        return done
 
     @contextmanager
     def write_lock(self, timeout: float = 30.0) -> Iterator[None]:
@@ -224,6 +294,7 @@ class ChromaStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
         now = time.time()
         with self._lock:
+            self._check_analysis(self._generation()[1])
             dim = self._dimension()
             if chunks and dim is not None and dim != vectors.shape[1]:
                 raise StoreError(f"{doc.source}: {vectors.shape[1]}-dimensional vectors but the "
@@ -246,12 +317,12 @@ class ChromaStore:
                     **self._acl_meta(acl)}
             metas = []
             for c in chunks:
-                terms = term_hashes(f"{doc.title}\n{c.section}\n{c.text}")
                 m = {**base, "section": c.section, "ordinal": c.ordinal, "tokens": c.tokens}
                 if c.page is not None:
                     m["page"] = c.page
-                if len(terms):
-                    m["terms"] = [int(t) for t in terms]
+                terms = self._terms(doc.title, c.section, c.text)
+                if terms:
+                    m["terms"] = terms
                 metas.append(m)
             if chunks:
                 self._chunks.upsert(ids=[c.id for c in chunks], embeddings=vectors,
@@ -316,11 +387,12 @@ class ChromaStore:
         return self._deleted > 0
 
     # ----------------------------------------------------------------- search
-    def _search_index(self) -> _SearchIndex:
+    def _search_index(self) -> _ChromaIndex:
         """The BM25 index and ACL arrays, rebuilt when another writer changed the store."""
-        token = self._token()
+        token, analysis = self._generation()
         if self._index is not None and token == self._index_token:
             return self._index
+        self._check_analysis(analysis)
         docs = self._get_all(self._cols["documents"])
         got = self._get_all(self._chunks)
         versions = {i: m["version"] for i, m in zip(docs["ids"], docs["metadatas"])}
@@ -329,8 +401,7 @@ class ChromaStore:
                       if versions.get(m["doc_id"]) == m["version"])
         code = {d: i for i, d in enumerate(docs["ids"])}
         dm = docs["metadatas"]
-        self._index = _SearchIndex(
-            generation=0, rowids=np.arange(len(rows), dtype=np.int64),
+        self._index = _ChromaIndex(
             chunk_ids=[cid for cid, _ in rows],
             doc_codes=np.fromiter((code[m["doc_id"]] for _, m in rows), dtype=np.int32,
                                   count=len(rows)),
@@ -338,15 +409,16 @@ class ChromaStore:
             doc_collections=[m["collection"] for m in dm],
             doc_updated=np.array([m["updated_at"] for m in dm], dtype=np.float64),
             doc_groups=[frozenset(m.get("groups") or ()) for m in dm],
-            matrix=np.zeros((0, 0), dtype=np.float32),
-            bm25=BM25Index.from_terms([np.asarray(m.get("terms", ()), dtype=np.uint32)
-                                       for _, m in rows]))
+            bm25=BM25Index.from_terms([np.asarray(m.get("terms") or (), dtype=np.uint32)
+                                       for _, m in rows], self.bm25),
+            sections=[m["section"] for _, m in rows],
+            titles=[m["title"] for _, m in rows])
         self._index_token = token
         self._versions = versions
         return self._index
 
     def _where(self, principal: Principal, filters: SearchFilter | None,
-               index: _SearchIndex) -> dict[str, Any] | None:
+               index: _ChromaIndex) -> dict[str, Any] | None:
         clauses = [c for c in [acl_where(principal)] if c]
         if filters:
             if filters.collections:
@@ -416,7 +488,7 @@ class ChromaStore:
         if not found_ids:
             return []
         scores = np.concatenate(parts) @ vector
-        top = _best(scores, k, positive_only=False)
+        top = best_rows(scores, k, positive_only=False)
         return [(found_ids[i], float(scores[i])) for i in top]
 
     def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
@@ -425,30 +497,40 @@ class ChromaStore:
 
     def lexical_ranking(self, query: str, k: int, principal: Principal,
                         filters: SearchFilter | None = None) -> list[tuple[str, float]]:
-        """BM25 from the in-memory index, ACL-masked; quoted phrases must occur verbatim."""
+        """BM25 from the in-memory index with the statistics of the rows ``principal`` may
+        read (store/row_index.py); quoted phrases rank first (or filter: ``[store]
+        quoted_phrases``)."""
         with self._lock:
             index = self._search_index()
             if not index.chunk_ids:
                 return []
-            scores = index.bm25.scores(query)
-            mask = index.allowed_rows(principal, filters)
-            if mask is not None:
-                scores = np.where(mask, scores, 0.0)
-            phrases = [re.compile(r"\b" + r"\W+".join(map(re.escape, words)) + r"\b", re.IGNORECASE)
-                       for words in (re.findall(r"\w+", p) for p in _PHRASE.findall(query)) if words]
-            if not phrases:
-                top = _best(scores, k, positive_only=True)
-                return [(index.chunk_ids[i], float(scores[i])) for i in top]
-            out: list[tuple[str, float]] = []
-            for i in _best(scores, max(k * 20, 1000), positive_only=True):
-                got = self._chunks.get(ids=[index.chunk_ids[i]], include=["documents", "metadatas"])
-                m = got["metadatas"][0]
-                fields = (got["documents"][0], m["section"], m["title"])
-                if all(any(p.search(f) for f in fields) for p in phrases):
-                    out.append((index.chunk_ids[i], float(scores[i])))
-                    if len(out) == k:
-                        break
-            return out
+            phrases = quoted_phrases(query)
+            holds = self._phrase_rows(index, phrases, principal) if phrases else None
+            return index.lexical_top(query, k, principal, filters, phrase_rows=holds,
+                                     quoted_phrases=self.quoted_phrases)
+
+    def _phrase_rows(self, index: _ChromaIndex, phrases: list[list[str]],
+                     principal: Principal) -> np.ndarray:
+        """Rows whose text, section or title hold every phrase (words in order, separated by
+        non-word characters, any case). Only rows holding all of a phrase's terms are asked
+        about; Chroma matches the text (``where_document`` ``$regex``), ragtune the rest."""
+        row_of = {cid: i for i, cid in enumerate(index.chunk_ids)}
+        holds = np.ones(len(index.chunk_ids), dtype=bool)
+        for words in phrases:
+            pattern = "(?i)\\b" + "\\W+".join(map(re.escape, words)) + "\\b"
+            rx = re.compile(pattern)
+            rows = index.rows_with_terms(self.bm25.analyzer.term_hashes(" ".join(words)))
+            found = np.fromiter((bool(rx.search(index.sections[i]) or rx.search(index.titles[i]))
+                                 for i in rows), dtype=bool, count=len(rows))
+            match = np.zeros(len(index.chunk_ids), dtype=bool)
+            match[rows[found]] = True
+            asks = [index.chunk_ids[i] for i in rows[~found]]
+            for part in range(0, len(asks), _PAGE):
+                got = self._chunks.get(ids=asks[part:part + _PAGE], where=acl_where(principal),
+                                       where_document={"$regex": pattern}, include=[])
+                match[[row_of[c] for c in got["ids"] if c in row_of]] = True
+            holds &= match
+        return holds
 
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]:
@@ -611,7 +693,9 @@ class ChromaStore:
 def open_chroma(settings: StoreSettings, workspace_root: Path) -> ChromaStore:
     """Registry factory (``[store] backend = "chroma"``): ``url`` for a Chroma server, else the
     embedded store in ``path`` (default ``<workspace>/chroma``)."""
+    analysis = {"bm25": BM25Params.from_settings(settings),
+                "quoted_phrases": settings.quoted_phrases}
     if settings.url:
-        return ChromaStore(url=settings.url)
+        return ChromaStore(url=settings.url, **analysis)
     path = Path(settings.path or "chroma")
-    return ChromaStore(path if path.is_absolute() else Path(workspace_root) / path)
+    return ChromaStore(path if path.is_absolute() else Path(workspace_root) / path, **analysis)

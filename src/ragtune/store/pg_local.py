@@ -30,6 +30,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 from ragtune.errors import StoreError
 
@@ -194,7 +195,7 @@ class LocalPostgres:
             proc.kill()
             proc.wait(10)
 
-    def __enter__(self) -> LocalPostgres:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -9,10 +9,11 @@ Tables (all in one PostgreSQL schema, ``ragtune`` unless the URL's ``schema=`` s
 otherwise): ``documents``, ``document_groups`` (the ACL: no rows = public), ``versions``,
 ``chunks`` (text, ``vector`` column with an HNSW index, and copies of the document's
 collection, ACL and update time so that a search filters in one index scan), ``postings``
-+ ``lexicon`` + ``corpus`` (BM25 statistics every server process shares),
++ ``lexicon`` + ``corpus`` (BM25 statistics every server process shares, per ACL, so a
+reader's statistics are those of the rows they may read),
 ``ingest_log``, ``traces`` (+ ``trace_sources``, ``feedback``).
 
-Row-level security on ``documents`` and ``chunks``: a row is visible when it is public,
+Row-level security on ``documents``, ``chunks``, ``lexicon`` and ``corpus``: a row is visible when it is public,
 when its ACL shares a group with ``current_setting('ragtune.groups')`` or when
 ``ragtune.admin`` is on. Both settings are set per transaction by the store; a session that
 sets nothing sees public rows only. Superusers bypass RLS, so the store runs principal
@@ -141,10 +142,49 @@ CREATE POLICY readable ON chunks FOR SELECT USING (may_read(acl));
 CREATE POLICY admin_writes ON chunks FOR ALL USING (is_admin()) WITH CHECK (is_admin());
 """
 
+# BM25 statistics per ACL (issue 17 item 6): a reader's document frequencies, N and average
+# length are sums over the ACLs they may read, so a restricted document moves nobody
+# else's scores; the rows carry their ACL, so row-level security hides them as well. The
+# analysis the stored terms were made with is recorded (store/analysis.py): stores from
+# before were hashed with the light stemmer and the short stopword list; the store
+# re-analyses its chunks when its settings differ.
+_M002_STATS_PER_ACL = """
+CREATE TABLE lexicon_acl (
+    term integer NOT NULL,
+    acl  text[] NOT NULL,
+    df   integer NOT NULL,
+    CONSTRAINT lexicon_acl_key PRIMARY KEY (term, acl)
+);
+INSERT INTO lexicon_acl SELECT p.term, ch.acl, count(*) FROM postings p
+    JOIN chunks ch ON ch.n = p.chunk GROUP BY p.term, ch.acl;
+DROP TABLE lexicon;
+ALTER TABLE lexicon_acl RENAME TO lexicon;
+
+CREATE TABLE corpus_acl (
+    acl    text[] NOT NULL CONSTRAINT corpus_acl_key PRIMARY KEY,
+    chunks bigint NOT NULL,
+    terms  bigint NOT NULL
+);
+INSERT INTO corpus_acl SELECT acl, count(*), coalesce(sum(length), 0) FROM chunks GROUP BY acl;
+DROP TABLE corpus;
+ALTER TABLE corpus_acl RENAME TO corpus;
+
+ALTER TABLE lexicon ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lexicon FORCE ROW LEVEL SECURITY;
+ALTER TABLE corpus ENABLE ROW LEVEL SECURITY;
+ALTER TABLE corpus FORCE ROW LEVEL SECURITY;
+CREATE POLICY readable ON lexicon FOR SELECT USING (may_read(acl));
+CREATE POLICY admin_writes ON lexicon FOR ALL USING (is_admin()) WITH CHECK (is_admin());
+CREATE POLICY readable ON corpus FOR SELECT USING (may_read(acl));
+CREATE POLICY admin_writes ON corpus FOR ALL USING (is_admin()) WITH CHECK (is_admin());
+
+INSERT INTO meta VALUES ('bm25_analyzer', 'light/short/v1') ON CONFLICT (key) DO NOTHING;
+"""
+
 # Monitoring (ragtune.monitor), as in the SQLite store's migration 4: each answer record's
 # summary (JSON text: a report parses 100k of them at once) and question vector (float16),
 # the documents it quotes (a deletion strips their text from it), and user feedback.
-_M002_MONITOR = """
+_M003_MONITOR = """
 ALTER TABLE traces ADD COLUMN summary text NOT NULL DEFAULT '{}';
 ALTER TABLE traces ADD COLUMN vector bytea;
 CREATE INDEX traces_principal ON traces (principal, ts);
@@ -167,7 +207,7 @@ CREATE TABLE feedback (
 CREATE INDEX feedback_trace ON feedback (trace_id);
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_MONITOR]
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_STATS_PER_ACL, _M003_MONITOR]
 
 _LOCK_KEY = 0x7261_6774  # 'ragt': the migration lock (per database)
 
@@ -221,6 +261,8 @@ def migrate(conn: psycopg.Connection, schema: str, where: str) -> int:
                              "as a database owner or superuser") from None
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         cur.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
+        # A migration reads every row: row-level security binds a table's owner too (FORCE).
+        cur.execute("SELECT set_config('ragtune.admin', 'on', true)")
         current = _version(cur, schema)
         _check_known(current, where)
         for number in range(current + 1, len(MIGRATIONS) + 1):

@@ -30,6 +30,8 @@ import numpy as np
 
 from ragtune.config import StoreSettings
 from ragtune.errors import MissingDependency, StoreError
+from ragtune.store import pg_query
+from ragtune.store.analysis import check_analysis, quoted_phrases
 from ragtune.store.base import (
     FeedbackRecord,
     IngestLogEntry,
@@ -40,8 +42,16 @@ from ragtune.store.base import (
     may_read_trace,
     read_ranked,
 )
-from ragtune.store.bm25 import term_hashes
-from ragtune.store.pg_query import dense_sql, lexical_sql, prune_common_terms, signed_terms
+from ragtune.store.bm25 import BM25Params
+from ragtune.store.pg_query import (
+    DF_SQL,
+    STATS_SQL,
+    dense_sql,
+    lexical_sql,
+    prune_common_terms,
+    query_terms,
+    signed_terms,
+)
 from ragtune.store.trace_rows import (
     check_feedback,
     record_sources,
@@ -92,11 +102,14 @@ class PostgresStore:
     """The store on a PostgreSQL server with pgvector (``[store] backend = "postgres"``)."""
 
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 4,
-                 ef_search: int = DEFAULT_EF_SEARCH) -> None:
+                 ef_search: int = DEFAULT_EF_SEARCH, bm25: BM25Params | None = None,
+                 quoted_phrases: str = "boost") -> None:
         conninfo, url_schema = split_url(url)
         self.schema = schema or url_schema
         self.url = url
         self.ef_search = ef_search
+        self.bm25 = bm25 or BM25Params()
+        self.quoted_phrases = quoted_phrases
         parts = urlsplit(conninfo)  # named in errors without user or password
         self._where = f"postgres://{parts.hostname or 'localhost'}{parts.path} (schema {self.schema})"
         self.location = self._where  # for messages: no user or password
@@ -116,6 +129,7 @@ class PostgresStore:
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
                                     kwargs={"autocommit": True}, configure=self._configure,
                                     name=f"ragtune-{self.schema}")
+        self.reanalyzed = self._ensure_analysis()
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
@@ -177,6 +191,46 @@ class PostgresStore:
             finally:
                 conn.execute(f"SELECT pg_advisory_unlock{kind}(%s)", (_BATCH_KEY,))
 
+    # ----------------------------------------------------------------- BM25 analysis
+    def _ensure_analysis(self) -> int:
+        """Re-analyse every chunk's BM25 terms from its stored text when the store was
+        analysed otherwise than ``self.bm25.analyzer`` says (a settings change, or a store
+        from before analysis was configurable), in one transaction. Returns the chunks
+        re-analysed."""
+        want = self.bm25.analyzer.key
+        with self._tx() as cur:
+            if cur.execute(STATS_SQL).fetchone()[0] == want:
+                return 0
+        with self._write() as cur:
+            if cur.execute(STATS_SQL).fetchone()[0] == want:  # another process did it meanwhile
+                return 0
+            rows = cur.execute("SELECT n, title, section, text FROM chunks ORDER BY n").fetchall()
+            cur.execute("DELETE FROM postings")
+            cur.execute("DELETE FROM lexicon")
+            cur.execute("DELETE FROM corpus")
+            for i in range(0, len(rows), 2000):
+                part = rows[i:i + 2000]
+                terms = [self._terms(title, section, text) for _, title, section, text in part]
+                ns = [r[0] for r in part]
+                cur.execute("UPDATE chunks SET length = u.length FROM unnest(%s::int8[], "
+                            "%s::int4[]) AS u (n, length) WHERE chunks.n = u.n",
+                            (ns, [len(t) for t in terms]))
+                self._insert_postings(cur, ns, terms)
+            cur.execute("INSERT INTO lexicon SELECT p.term, ch.acl, count(*) FROM postings p "
+                        "JOIN chunks ch ON ch.n = p.chunk GROUP BY p.term, ch.acl")
+            cur.execute("INSERT INTO corpus SELECT acl, count(*), sum(length) FROM chunks "
+                        "GROUP BY acl")
+            cur.execute("INSERT INTO meta VALUES ('bm25_analyzer', %s) ON CONFLICT (key) "
+                        "DO UPDATE SET value = excluded.value", (want,))
+        return len(rows)
+
+    def _check_analysis(self, stored: str | None) -> None:
+        check_analysis(stored, self.bm25.analyzer, self._where)
+
+    def _terms(self, title: str, section: str, text: str) -> np.ndarray:
+        """The BM25 terms of a chunk (int4): its document title, section path and text."""
+        return signed_terms(self.bm25.analyzer.term_hashes(f"{title}\n{section}\n{text}"))
+
     # ----------------------------------------------------------------- documents
     @staticmethod
     def _doc_info(row: tuple) -> DocumentInfo:
@@ -235,6 +289,7 @@ class PostgresStore:
         now = time.time()
         with self._write() as cur:
             self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, doc.source)
+            self._check_stored_analysis(cur)
             row = cur.execute("SELECT version, content_hash, collection, acl FROM documents "
                               "WHERE id = %s", (doc.id,)).fetchone()
             before = tuple(sorted(row[3])) if row else None
@@ -243,10 +298,12 @@ class PostgresStore:
             if row and row[1] == doc.content_hash and row[2] == collection and sorted(row[3]) == acl:
                 return WriteResult(doc.id, "unchanged", row[0], len(chunks), **done)
             if row and row[1] == doc.content_hash:  # same content, new collection or ACL
+                self._count_terms(cur, doc.id, -1)  # the statistics follow the ACL
                 cur.execute("UPDATE documents SET collection = %s, acl = %s, updated_at = %s "
                             "WHERE id = %s", (collection, acl, now, doc.id))
                 cur.execute("UPDATE chunks SET collection = %s, acl = %s, updated_at = %s "
                             "WHERE doc_id = %s", (collection, acl, now, doc.id))
+                self._count_terms(cur, doc.id, +1)
                 self._set_groups(cur, doc.id, acl)
                 return WriteResult(doc.id, "retagged", row[0], len(chunks), **done)
             version = row[0] + 1 if row else 1
@@ -286,12 +343,11 @@ class PostgresStore:
         if acl:
             cur.execute("INSERT INTO document_groups SELECT %s, unnest(%s::text[])", (doc_id, acl))
 
-    @staticmethod
-    def _insert_chunks(cur: psycopg.Cursor, doc: Document, chunks: Sequence[Chunk],
+    def _insert_chunks(self, cur: psycopg.Cursor, doc: Document, chunks: Sequence[Chunk],
                        vectors: np.ndarray, collection: str, acl: list[str], now: float) -> None:
         if not chunks:
             return
-        terms = [term_hashes(f"{doc.title}\n{c.section}\n{c.text}") for c in chunks]
+        terms = [self._terms(doc.title, c.section, c.text) for c in chunks]
         cur.executemany(
             "INSERT INTO chunks (id, doc_id, ordinal, section, page, tokens, text, title, "
             "collection, acl, updated_at, length, embedding) VALUES "
@@ -304,39 +360,52 @@ class PostgresStore:
             ns.append(cur.fetchone()[0])
             if not cur.nextset():
                 break
+        self._insert_postings(cur, ns, terms)
+        self._count_terms(cur, doc.id, +1)
+
+    @staticmethod
+    def _insert_postings(cur: psycopg.Cursor, ns: Sequence[int], terms: Sequence[np.ndarray]) -> None:
         post_terms, post_chunks, post_tf = [], [], []
         for n, t in zip(ns, terms):
-            uniq, tf = np.unique(signed_terms(t), return_counts=True)
+            uniq, tf = np.unique(t, return_counts=True)
             post_terms.append(uniq)
             post_chunks.append(np.full(len(uniq), n, dtype=np.int64))
             post_tf.append(tf)
-        all_terms = np.concatenate(post_terms)
+        if not post_terms:
+            return
         cur.execute("INSERT INTO postings (term, chunk, tf) "
                     "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::int4[])",
-                    (all_terms.tolist(), np.concatenate(post_chunks).tolist(),
+                    (np.concatenate(post_terms).tolist(), np.concatenate(post_chunks).tolist(),
                      np.concatenate(post_tf).tolist()))
-        df_terms, df = np.unique(all_terms, return_counts=True)
-        cur.execute("INSERT INTO lexicon (term, df) SELECT * FROM unnest(%s::int4[], %s::int4[]) "
-                    "ON CONFLICT (term) DO UPDATE SET df = lexicon.df + excluded.df",
-                    (df_terms.tolist(), df.tolist()))
-        cur.execute("UPDATE corpus SET chunks = chunks + %s, terms = terms + %s",
-                    (len(chunks), int(sum(len(t) for t in terms))))
 
     @staticmethod
-    def _remove_chunks(cur: psycopg.Cursor, doc_id: str) -> None:
+    def _count_terms(cur: psycopg.Cursor, doc_id: str, sign: int) -> None:
+        """Add (+1) or take out (-1) a document's chunks in the BM25 statistics of their ACL."""
+        changed = cur.execute(
+            "INSERT INTO lexicon AS l (term, acl, df) SELECT p.term, ch.acl, %s * count(*) "
+            "FROM postings p JOIN chunks ch ON ch.n = p.chunk WHERE ch.doc_id = %s "
+            "GROUP BY p.term, ch.acl ON CONFLICT (term, acl) DO UPDATE SET df = l.df + excluded.df "
+            "RETURNING term, df", (sign, doc_id)).fetchall()
+        emptied = [t for t, df in changed if df <= 0]
+        if emptied:
+            cur.execute("DELETE FROM lexicon WHERE term = ANY(%s) AND df <= 0", (emptied,))
+        cur.execute(
+            "INSERT INTO corpus AS c (acl, chunks, terms) SELECT acl, %s * count(*), "
+            "%s * coalesce(sum(length), 0) FROM chunks WHERE doc_id = %s GROUP BY acl "
+            "ON CONFLICT (acl) DO UPDATE SET chunks = c.chunks + excluded.chunks, "
+            "terms = c.terms + excluded.terms", (sign, sign, doc_id))
+        if sign < 0:
+            cur.execute("DELETE FROM corpus WHERE chunks <= 0")
+
+    def _remove_chunks(self, cur: psycopg.Cursor, doc_id: str) -> None:
         """Delete a document's chunks (their postings cascade) and take them out of the BM25
         statistics."""
-        emptied = [t for t, df in cur.execute(
-            "UPDATE lexicon l SET df = l.df - gone.c FROM (SELECT p.term, count(*) AS c "
-            "FROM postings p JOIN chunks ch ON ch.n = p.chunk WHERE ch.doc_id = %s "
-            "GROUP BY p.term) gone WHERE l.term = gone.term RETURNING l.term, l.df",
-            (doc_id,)).fetchall() if df <= 0]
-        if emptied:
-            cur.execute("DELETE FROM lexicon WHERE term = ANY(%s)", (emptied,))
-        cur.execute("UPDATE corpus SET chunks = corpus.chunks - g.n, terms = corpus.terms - g.t "
-                    "FROM (SELECT count(*) AS n, coalesce(sum(length), 0) AS t FROM chunks "
-                    "WHERE doc_id = %s) g", (doc_id,))
+        self._count_terms(cur, doc_id, -1)
         cur.execute("DELETE FROM chunks WHERE doc_id = %s", (doc_id,))
+
+    def _check_stored_analysis(self, cur: psycopg.Cursor) -> None:
+        row = cur.execute("SELECT value FROM meta WHERE key = 'bm25_analyzer'").fetchone()
+        self._check_analysis(row[0] if row else None)
 
     def import_document(self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray,
                         versions: Sequence[dict[str, Any]]) -> bool:
@@ -348,6 +417,7 @@ class PostgresStore:
         acl = sorted(info.groups)
         with self._write() as cur:
             self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, info.source)
+            self._check_stored_analysis(cur)
             row = cur.execute("SELECT version, content_hash FROM documents WHERE id = %s",
                               (info.id,)).fetchone()
             if row == (info.version, info.content_hash):
@@ -462,20 +532,28 @@ class PostgresStore:
 
     def lexical_ranking(self, query: str, k: int, principal: Principal,
                         filters: SearchFilter | None = None) -> list[tuple[str, float]]:
-        """BM25 over title, section path and text (pg_query.lexical_sql), under RLS."""
-        built = lexical_sql(query, filters, k, admin=principal.admin)
+        """BM25 over title, section path and text (pg_query.lexical_sql), under RLS, with the
+        statistics of the rows ``principal`` may read; quoted phrases rank first (or filter:
+        ``[store] quoted_phrases``)."""
+        def sql(candidates_from: list[int] | None = None):
+            return lexical_sql(query, filters, k, self.bm25, admin=principal.admin,
+                               quoted=self.quoted_phrases, candidates_from=candidates_from)
+
+        built = sql()
         if built is None:
             return []
         with self._tx(principal) as cur:
-            stats = cur.execute("SELECT l.term, l.df, c.chunks FROM lexicon l CROSS JOIN corpus c "
-                                "WHERE l.term = ANY(%s)", (built[1]["terms"],)).fetchall()
-            pruned = prune_common_terms({t: df for t, df, _ in stats}, stats[0][2]) if stats else None
-            if pruned is not None:  # exact when the k-th candidate beats any non-candidate
-                rows = cur.execute(*lexical_sql(query, filters, k, admin=principal.admin,
-                                                candidates_from=pruned[0])).fetchall()
-                if len(rows) == k and rows[-1][1] >= pruned[1]:
-                    self.lexical_pruned += 1
-                    return [(cid, float(s)) for cid, s in rows]
+            stored, n = cur.execute(STATS_SQL).fetchone()
+            self._check_analysis(stored)
+            if n >= pg_query.PRUNE_MIN_CHUNKS and not quoted_phrases(query):
+                qtf = query_terms(query, self.bm25.analyzer)
+                dfs = dict(cur.execute(DF_SQL, (list(qtf),)).fetchall())
+                pruned = prune_common_terms(dfs, n, qtf, self.bm25)
+                if pruned is not None:  # exact when the k-th candidate beats any non-candidate
+                    rows = cur.execute(*sql(pruned[0])).fetchall()
+                    if len(rows) == k and rows[-1][1] >= pruned[1]:
+                        self.lexical_pruned += 1
+                        return [(cid, float(s)) for cid, s in rows]
             rows = cur.execute(*built).fetchall()
         return [(cid, float(s)) for cid, s in rows]
 
@@ -609,12 +687,14 @@ class PostgresStore:
              "{}: current version not recorded"),
             (("SELECT count(*) FROM chunks WHERE embedding IS NULL HAVING count(*) > 0"),
              "{} chunks without a vector"),
-            (("SELECT 'corpus totals' FROM corpus c, (SELECT count(*) AS n, coalesce(sum(length), "
-             "0) AS t FROM chunks) a WHERE (c.chunks, c.terms) IS DISTINCT FROM (a.n, a.t)"),
-             "BM25 {} differ from the chunks"),
-            (("SELECT count(*) FROM (SELECT term, count(*) AS df FROM postings GROUP BY term) p "
-             "FULL JOIN lexicon l USING (term) WHERE p.df IS DISTINCT FROM l.df "
-             "HAVING count(*) > 0"),
+            (("SELECT count(*) FROM corpus c FULL JOIN (SELECT acl, count(*) AS n, "
+              "sum(length) AS t FROM chunks GROUP BY acl) a USING (acl) "
+              "WHERE (c.chunks, c.terms) IS DISTINCT FROM (a.n, a.t) HAVING count(*) > 0"),
+             "{} ACLs' BM25 corpus totals differ from the chunks"),
+            (("SELECT count(*) FROM (SELECT p.term, ch.acl, count(*) AS df FROM postings p "
+              "JOIN chunks ch ON ch.n = p.chunk GROUP BY p.term, ch.acl) p "
+              "FULL JOIN lexicon l USING (term, acl) WHERE p.df IS DISTINCT FROM l.df "
+              "HAVING count(*) > 0"),
              "{} BM25 document frequencies differ from the postings"),
         ]
         problems: list[str] = []
@@ -641,4 +721,5 @@ def open_postgres(settings: StoreSettings, workspace_root: Path) -> PostgresStor
     """Registry factory (``[store] backend = "postgres"``, ``url = "postgresql://..."``)."""
     if not settings.url:
         raise StoreError("store.backend 'postgres' needs store.url = \"postgresql://user@host/db\"")
-    return PostgresStore(settings.url)
+    return PostgresStore(settings.url, bm25=BM25Params.from_settings(settings),
+                         quoted_phrases=settings.quoted_phrases)

@@ -22,19 +22,19 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ragtune.errors import StoreError
+from ragtune.store.analysis import check_analysis, quoted_phrases
 from ragtune.store.base import (
     FeedbackRecord,
     IngestLogEntry,
@@ -44,8 +44,9 @@ from ragtune.store.base import (
     WriteResult,
     may_read_trace,
 )
-from ragtune.store.bm25 import BM25Index, BM25Params, CorpusStats
+from ragtune.store.bm25 import BM25Index, BM25Params
 from ragtune.store.migrations import migrate
+from ragtune.store.row_index import RowIndex, best_rows
 from ragtune.store.trace_rows import (
     check_feedback,
     record_sources,
@@ -57,7 +58,6 @@ from ragtune.store.trace_rows import (
 from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
-_PHRASE = re.compile(r'"([^"]+)"')
 # meta key set while deleted text may still be on disk (finish_deletions clears it)
 _ERASE_KEY = "erase_pending"
 
@@ -72,45 +72,17 @@ def phrase_query(text: str) -> str | None:
     >>> phrase_query("no quotes") is None
     True
     """
-    phrases = [" ".join(re.findall(r"\w+", p)) for p in _PHRASE.findall(text)]
-    phrases = [p for p in phrases if p]
-    return " AND ".join(f'"{p}"' for p in phrases) or None
-
-
-def _best(scores: np.ndarray, k: int, positive_only: bool) -> np.ndarray:
-    """Positions of the ``k`` best scores, best first (ties by position); only positive or
-    only finite scores count."""
-    candidates = np.flatnonzero(scores > 0) if positive_only else np.flatnonzero(
-        np.isfinite(scores))
-    if len(candidates) == 0:
-        return candidates
-    k = min(k, len(candidates))
-    top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-    return top[np.lexsort((top, -scores[top]))]
+    return " AND ".join(f'"{" ".join(words)}"' for words in quoted_phrases(text)) or None
 
 
 @dataclass
-class _SearchIndex:
-    """Everything a search needs in memory, valid for one store ``generation``.
-
-    Rows are chunks in rowid order; per-document arrays (indexed by ``doc_codes``) carry
-    what the ACL and filters test, so both searches mask rows in numpy instead of running
-    a per-query SQL join.
-    """
+class _SearchIndex(RowIndex):
+    """The shared in-memory rows (store/row_index.py) plus SQLite's dense matrix, valid for
+    one store ``generation``. Rows are chunks in rowid order."""
 
     generation: int
     rowids: np.ndarray  # int64, one per chunk
-    chunk_ids: list[str]  # one per chunk
-    doc_codes: np.ndarray  # int32, row -> document code
-    doc_ids: list[str]
-    doc_sources: list[str]
-    doc_collections: list[str]
-    doc_updated: np.ndarray  # float64 per document
-    doc_groups: list[frozenset[str]]
     matrix: np.ndarray  # float32 (n, dim), L2-normalised rows
-    bm25: BM25Index
-    masks: dict[tuple, np.ndarray | None] = field(default_factory=dict)
-    lexical: dict[tuple, CorpusStats] = field(default_factory=dict)
     scanner: Int8Scanner | None = None  # built on the first dense search of a large store
 
     def dense_top(self, vector: np.ndarray, k: int,
@@ -130,46 +102,8 @@ class _SearchIndex:
         scores = self.matrix @ vector
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
-        top = _best(scores, k, positive_only=False)
+        top = best_rows(scores, k, positive_only=False)
         return top, scores[top]
-
-    def lexical_stats(self, principal: Principal) -> CorpusStats:
-        """BM25 statistics over exactly the rows ``principal`` may read (not the filters:
-        a filter narrows the results, while the statistics stay those of the reader)."""
-        key = (principal.admin, principal.groups)
-        if key not in self.lexical:
-            if len(self.lexical) > 8:  # one weight per posting each: bound the memory
-                self.lexical.clear()
-            rows = self.allowed_rows(principal, None)
-            self.lexical[key] = self.bm25.all_rows if rows is None else self.bm25.stats(rows)
-        return self.lexical[key]
-
-    def allowed_rows(self, principal: Principal, filters: SearchFilter | None) -> np.ndarray | None:
-        """Boolean row mask of what ``principal`` may read under ``filters`` (None: all rows)."""
-        key = (principal.admin, principal.groups, filters)
-        if key in self.masks:
-            return self.masks[key]
-        docs = np.ones(len(self.doc_ids), dtype=bool)
-        if not principal.admin:
-            docs &= np.fromiter((principal.can_read(g) for g in self.doc_groups),
-                                dtype=bool, count=len(self.doc_ids))
-        if filters:
-            if filters.collections:
-                docs &= np.isin(np.array(self.doc_collections, dtype=object), filters.collections)
-            if filters.documents:
-                wanted = set(filters.documents)
-                docs &= np.fromiter((i in wanted or s in wanted
-                                     for i, s in zip(self.doc_ids, self.doc_sources)),
-                                    dtype=bool, count=len(self.doc_ids))
-            if filters.since is not None:
-                docs &= self.doc_updated >= filters.since
-            if filters.until is not None:
-                docs &= self.doc_updated <= filters.until
-        mask = None if docs.all() else docs[self.doc_codes]
-        if len(self.masks) > 64:
-            self.masks.clear()
-        self.masks[key] = mask
-        return mask
 
 
 class SQLiteStore:
@@ -355,6 +289,7 @@ class SQLiteStore:
         content_hash = doc.content_hash
         now = time.time()
         with self._transaction() as db:
+            check_analysis(self._stored_analysis(), self.bm25.analyzer, self.path)
             row = db.execute(
                 "SELECT version, content_hash, collection, created_at FROM documents WHERE id = ?",
                 (doc.id,),
@@ -559,6 +494,7 @@ class SQLiteStore:
         db.execute("BEGIN")  # one read snapshot for the generation, chunks and documents
         try:
             generation = self._generation()
+            check_analysis(self._stored_analysis(), self.bm25.analyzer, self.path)
             rows = db.execute(
                 "SELECT rowid, doc_id, embedding, terms, id FROM chunks ORDER BY rowid").fetchall()
             docs = db.execute("SELECT id, source, collection, updated_at FROM documents").fetchall()
@@ -604,25 +540,15 @@ class SQLiteStore:
             index = self._search_index()
             if len(index.rowids) == 0:
                 return []
-            scores = index.bm25.scores(query, index.lexical_stats(principal))
+            holds = None
             phrases = phrase_query(query)
             if phrases:
                 hits = np.array([r for (r,) in self._db.execute(
                     "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (phrases,))],
                     dtype=np.int64)
                 holds = np.isin(index.rowids, hits)
-                if self.quoted_phrases == "filter":
-                    scores = np.where(holds, scores, 0.0)
-                else:
-                    # Questions quote for emphasis as often as for exact strings: a hard
-                    # filter dropped every relevant row lacking the quoted words (CACM:
-                    # BM25 nDCG@10 0.43 with it, 0.51 without; bench/retrieval_sets.py).
-                    scores = scores + holds * (float(scores.max()) + 1.0)
-            mask = index.allowed_rows(principal, filters)
-            if mask is not None:
-                scores = np.where(mask, scores, 0.0)
-            top = _best(scores, k, positive_only=True)
-            return [(index.chunk_ids[i], float(scores[i])) for i in top]
+            return index.lexical_top(query, k, principal, filters, phrase_rows=holds,
+                                     quoted_phrases=self.quoted_phrases)
 
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]:

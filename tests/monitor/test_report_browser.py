@@ -6,42 +6,22 @@ from __future__ import annotations
 
 from ragtune.monitor.report import render_html
 from tests.monitor.conftest import DAY
-from tests.test_report_browser import ARGS, _chromium
+from tests.test_report_browser import open_page, read_charts
 
 
 def test_monitor_report_renders_in_headless_chromium(scenario, tmp_path) -> None:
     from ragtune.monitor.health import monitor_report
 
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
     report, _, _ = monitor_report(scenario.ws, since=scenario.until - 7 * DAY, until=scenario.until)
     page_file = tmp_path / "monitor.html"
     page_file.write_text(render_html(report), encoding="utf-8")
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_file.as_uri())
-            page.wait_for_load_state("load")
-            charts = page.evaluate("""() => [...document.querySelectorAll('svg.chart')].map(s => {
-                const r = s.getBoundingClientRect();
-                const marks = [...s.querySelectorAll('.mark')].map(el => {
-                    const b = el.getBBox(); return [el.tagName, b.width, b.height]; });
-                return {id: s.id, w: r.width, h: r.height, marks};
-            })""")
-            alerts = page.locator("#alerts li").all_inner_texts()
-            gaps = page.locator("div.gap .headline").all_inner_texts()
-            modes = page.locator("#quality-modes tr").count()
-            stale = page.locator("#freshness-adapters .bad").count()
-            page.screenshot(path=str(tmp_path / "monitor.png"), full_page=True)
-        finally:
-            browser.close()
+    with open_page(page_file) as (page, errors, requests):
+        charts = read_charts(page)
+        alerts = page.locator("#alerts li").all_inner_texts()
+        gaps = page.locator("div.gap .headline").all_inner_texts()
+        modes = page.locator("#quality-modes tr").count()
+        stale = page.locator("#freshness-adapters .bad").count()
+        page.screenshot(path=str(tmp_path / "monitor.png"), full_page=True)
     assert errors == []
     assert all(u.startswith("file://") for u in requests), requests
     by_id = {c["id"]: c for c in charts}

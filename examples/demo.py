@@ -9,7 +9,9 @@
    of the base model and the adapter on held-out prompts,
 6. train the intent router and answer in hybrid mode (route → retrieve → adapter),
 7. the bake-off: base, RAG, adapter and hybrid on the same eval questions, with the
-   recommendation derived from the measurements (report.md / report.html / report.json).
+   recommendation derived from the measurements (report.md / report.html / report.json),
+8. ``ragtune monitor`` on the demo's own answers: quality, the stale adapter (step 4 changed
+   a document it learnt from), knowledge gaps (monitor.html).
 
 Run with ``make demo`` (or ``.venv/bin/python examples/demo.py [--workspace DIR]``).
 """
@@ -113,7 +115,7 @@ def format_compliance(ws: Workspace) -> None:
             .read_text(encoding="utf-8").splitlines() if x.strip()][:HELDOUT_PROMPTS]
     prompts = [[m for m in r["messages"] if m["role"] != "assistant"] for r in rows]
     rate = {}
-    for label, generator in (("base", ws.generator), (ADAPTER, ws.adapter_generator(ADAPTER))):
+    for label, generator in (("base", ws.generator), (ADAPTER, ws.adapters.generator(ADAPTER))):
         ok, example = 0, ""
         with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as bar:
@@ -138,7 +140,6 @@ def configure_routing(ws: Workspace) -> Workspace:
     config.write_text(text, encoding="utf-8")
     fresh = Workspace.open(ws.root)
     fresh.embedder, fresh.generator = ws.embedder, ws.generator  # keep the loaded models
-    fresh._adapter_generators = ws._adapter_generators
     return fresh
 
 
@@ -182,7 +183,7 @@ def main() -> int:
 
     console.print(Rule("[bold]ragtune demo — Northwind Outfitters knowledge base"))
     ws = Workspace.init(base / "workspace", overrides={
-        "access": {"users": {"ana": ["hr"], "bob": ["it"]}}})
+        "access": {"users": {"ana": ["hr"], "bob": ["it"]}, "admins": ["ops"]}})
     console.print(f"workspace: {ws.root}")
 
     console.print(Rule("1. Ingest"))
@@ -229,6 +230,10 @@ def main() -> int:
 
     console.print(Rule("7. Bake-off: base vs RAG vs adapter vs hybrid"))
     bake_off(ws, base / "compare", index_s)
+
+    console.print(Rule("8. Monitor: this run's answers"))
+    # The questions asked above are live traffic; the bake-off's are eval runs, not counted.
+    ragtune(ws, "monitor", "--since", "1d", "--as", "ops", "--html", str(base / "monitor.html"))
 
     console.print(f"\n[dim]demo finished in {time.perf_counter() - started:.0f} s; "
                   f"workspace kept at {ws.root}[/]")

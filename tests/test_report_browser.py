@@ -15,7 +15,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +47,39 @@ def _chromium() -> str:
 
 
 ADAPTER = "support-style"  # long system names are what made bar labels collide
+@contextmanager
+def open_page(path: Path) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """``path`` loaded in headless Chromium: (page, console/page errors, requested URLs);
+    skips (fails in CI) without Chromium."""
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            yield page, errors, requests
+        finally:
+            browser.close()
+
+
+def read_charts(page: Any) -> list[dict[str, Any]]:
+    """Every ``svg.chart`` as drawn: id, width, height, its marks' (tag, box width, box
+    height), and how many break-even circles it has."""
+    return page.evaluate("""() => [...document.querySelectorAll('svg.chart')].map(s => {
+        const r = s.getBoundingClientRect();
+        const marks = [...s.querySelectorAll('.mark')].map(el => {
+            const b = el.getBBox(); return [el.tagName, b.width, b.height]; });
+        return {id: s.id, w: r.width, h: r.height, marks,
+                breakEven: s.querySelectorAll('circle.break-even').length};
+    })""")
 
 
 @pytest.fixture
@@ -132,9 +168,6 @@ def test_report_fits_the_window_and_nothing_overlaps(report_html, tmp_path, widt
 
 
 def test_report_renders_in_headless_chromium(report_html, tmp_path) -> None:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
     data = json.loads((report_html.parent / "report.json").read_text())
     n_systems = len(data["systems"])
     grid_lo, grid_hi = 10.0, data["break_even"]["max_volume"]

@@ -440,6 +440,102 @@ class CostSettings:
                                   f"completion_usd_per_mtok], got {prices!r}")
 
 
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, key: str = "duration") -> float:
+    """Seconds in a duration like ``90d``, ``12h``, ``2w``, ``30m`` or ``45s``.
+
+    >>> parse_duration("7d"), parse_duration("1.5h")
+    (604800.0, 5400.0)
+    >>> parse_duration("soon", "monitor.retention")
+    Traceback (most recent call last):
+    ...
+    ragtune.errors.ConfigError: monitor.retention must be a duration like 90d, 12h or 2w, got 'soon'
+    """
+    m = _DURATION.fullmatch(str(text))
+    if not m:
+        raise ConfigError(f"{key} must be a duration like 90d, 12h or 2w, got {text!r}")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+# Alert thresholds: a name ending in _min fires below it, one ending in _max above it.
+MONITOR_ALERTS = (
+    "groundedness_min", "citation_support_min", "refusal_rate_max", "not_found_rate_max",
+    "unsupported_rate_max", "thumbs_down_rate_max", "latency_p95_s_max", "stale_documents_max",
+    "stale_adapter_answers_max", "gap_questions_max", "question_drift_max",
+    "route_share_change_max")
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """What is recorded of each answer and what ``ragtune monitor`` checks.
+
+    ``[monitor.max_age] policies = "90d"`` (``"*"``: every other collection);
+    ``[monitor.alerts] refusal_rate_max = 0.3``.
+    """
+
+    keep_questions: bool = _help("record the question text of each answer (false: no question "
+                                 "text is stored; gaps are then named by documents, not "
+                                 "questions)", default=True)
+    retention: str = _help("answer records older than this are deleted ('' = keep them); "
+                           "applied when answers are recorded and by 'ragtune monitor purge'",
+                           default="90d")
+    period: str = _help("default window of 'ragtune monitor' (compared with the window before)",
+                        default="7d")
+    # _help returns a dataclasses.field (default_factory): RUF009's worry does not apply
+    max_age: dict[str, str] = _help("collection -> longest a document may go without an "  # noqa: RUF009
+                                    "update ('*': any collection not listed)",
+                                    default_factory=dict)
+    idle_after: str = _help("a collection with no document updated for this long is reported "
+                            "as idle", default="60d")
+    alerts: dict[str, float] = _help(  # noqa: RUF009
+        f"thresholds 'ragtune monitor check' fails on ({', '.join(MONITOR_ALERTS)})",
+        default_factory=lambda: {"groundedness_min": 0.7, "refusal_rate_max": 0.5,
+                                 "unsupported_rate_max": 0.2, "thumbs_down_rate_max": 0.3,
+                                 "stale_documents_max": 0, "stale_adapter_answers_max": 0})
+    min_answers: int = _help("rate alerts and change tests need at least this many answers",
+                             default=20)
+    alpha: float = _help("significance level of the change and drift tests", default=0.05)
+    gap_distance: float = _help(
+        "average cosine distance within one knowledge-gap cluster; with MiniLM, paraphrases "
+        "of one question are ~0.5 apart and unrelated questions ~0.95", default=0.65)
+    webhook: str = _help("URL 'ragtune monitor check' POSTs a JSON alert to ('' = none)",
+                         default="")
+
+    def __post_init__(self) -> None:
+        for key in ("retention", "period", "idle_after"):
+            value = getattr(self, key)
+            if value or key != "retention":
+                parse_duration(value, f"monitor.{key}")
+        for collection, age in self.max_age.items():
+            parse_duration(age, f"monitor.max_age.{collection}")
+        for name, value in self.alerts.items():
+            if name not in MONITOR_ALERTS:
+                raise ConfigError(f"unknown alert 'monitor.alerts.{name}' (known: "
+                                  f"{', '.join(MONITOR_ALERTS)})")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"monitor.alerts.{name} must be a number, got {value!r}")
+        if self.min_answers < 1:
+            raise ConfigError(f"monitor.min_answers must be >= 1, got {self.min_answers}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ConfigError(f"monitor.alpha must be between 0 and 1, got {self.alpha}")
+        if not 0.0 < self.gap_distance < 2.0:
+            raise ConfigError(f"monitor.gap_distance must be in (0, 2), got {self.gap_distance}")
+        if self.webhook and not re.match(r"https?://", self.webhook):
+            raise ConfigError(f"monitor.webhook must be an http(s) URL, got {self.webhook!r}")
+
+    @property
+    def retention_s(self) -> float | None:
+        return parse_duration(self.retention, "monitor.retention") if self.retention else None
+
+    def max_age_s(self, collection: str) -> float | None:
+        """The longest ``collection``'s documents may go without an update (None: no limit)."""
+        age = self.max_age.get(collection, self.max_age.get("*"))
+        return parse_duration(age) if age else None
+
+
 _AREAS = {
     "store": StoreSettings,
     "chunking": ChunkingSettings,
@@ -451,6 +547,7 @@ _AREAS = {
     "answer": AnswerSettings,
     "routing": RoutingSettings,
     "costs": CostSettings,
+    "monitor": MonitorSettings,
 }
 
 
@@ -508,9 +605,9 @@ def _env_setting(name: str) -> tuple[str, str] | None:
     for area in _AREAS:
         if rest.startswith(area + "_") and len(rest) > len(area) + 1:
             key = rest[len(area) + 1:]
-            if area == "access" or key in {"routes", "hosted"}:
+            if area == "access" or key in {"routes", "hosted", "max_age", "alerts"}:
                 raise ConfigError(f"environment variable {name}: tables (users, groups, routes, "
-                                  "prices) can only be set in ragtune.toml")
+                                  "prices, age limits, alerts) can only be set in ragtune.toml")
             return area, key
     raise ConfigError(
         f"environment variable {name} names no config section (known: "
@@ -532,6 +629,7 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     costs: CostSettings = field(default_factory=CostSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Settings:

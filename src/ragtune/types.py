@@ -16,7 +16,10 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ProgressFn = Callable[[int, int, str], None]
 """Progress callbacks everywhere: ``(done, total, what)`` — files, questions, steps; ``what``
@@ -256,7 +259,11 @@ class Trace:
     """Everything needed to audit or evaluate an answer without recomputing it.
 
     ``origin`` says who asked: ``ask`` (a person, CLI or server) or ``eval`` (an evaluation
-    run), so monitoring can tell live traffic from test traffic.
+    run), so monitoring can tell live traffic from test traffic. ``id`` is the answer
+    record's id (feedback refers to it); ``best_similarity`` is the best dense cosine of the
+    retrieval and ``not_found`` says the relevance floor refused the question before any
+    model ran. ``vector`` is the question's embedding from retrieval (kept for monitoring,
+    never serialised with the trace).
     """
 
     question: str
@@ -271,6 +278,10 @@ class Trace:
     tokens: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     origin: str = "ask"
+    id: str = ""
+    best_similarity: float | None = None
+    not_found: bool = False
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
     # Retrieved spans that read as instructions (source n, kind, excerpt): data, never support.
     flags: list[dict[str, Any]] = field(default_factory=list)
     reply: str = ""  # the model's whole reply, before the check decided what to show
@@ -278,6 +289,7 @@ class Trace:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "question": self.question,
             "principal": self.principal,
             "retrieved": self.retrieved,
@@ -290,6 +302,9 @@ class Trace:
             "tokens": self.tokens,
             "notes": self.notes,
             "origin": self.origin,
+            "best_similarity": (None if self.best_similarity is None
+                                else round(self.best_similarity, 6)),
+            "not_found": self.not_found,
             "flags": self.flags,
             "reply": self.reply,
             "removed": self.removed,
@@ -316,6 +331,8 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "refused": self.refused,
             "unsupported_sentences": [s.text for s in self.unsupported],
+            "sentences": [{"text": s.text, "cited": list(s.cited), "supported": s.supported,
+                           "score": round(s.score, 4)} for s in self.sentences],
             "trace": self.trace.to_dict(),
         }
 

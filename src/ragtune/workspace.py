@@ -160,7 +160,9 @@ class Workspace:
 
     @cached_property
     def traces(self) -> TraceSink:
-        return StoreTraceSink(self.store)
+        monitor = self.settings.monitor
+        return StoreTraceSink(self.store, keep_questions=monitor.keep_questions,
+                              retention_s=monitor.retention_s)
 
     @property
     def retriever(self) -> Retriever:

@@ -8,14 +8,15 @@ deleted text could linger in files.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from ragtune.errors import StoreError
-from ragtune.store.base import SearchFilter, Store, TraceRecord
+from ragtune.errors import InputError, NotFound, StoreError
+from ragtune.store.base import REMOVED, SearchFilter, Store, TraceRecord
 from ragtune.types import Chunk, Document, Principal, Section
 
 ANON = Principal.anonymous()
@@ -237,6 +238,110 @@ class StoreContract:
         assert first.answer == {"answer": "reply 0", "n": 0} and first.adapter == "style"
         # recording answers does not disturb the documents
         assert store.count_documents() == 0
+
+    def test_trace_summaries_vectors_and_time_windows(self, store: Store) -> None:
+        vec = np.linspace(-1, 1, DIM).astype(np.float32)
+        store.append_trace(TraceRecord("t0", 100.0, "ana", "rag", None, "ask", {"answer": "x"},
+                                       summary={"refused": True, "cited": ["a.md"]}, vector=vec))
+        store.append_trace(TraceRecord("t1", 200.0, "ana", "rag", None, "ask", {"answer": "y"}))
+        brief = store.traces(brief=True)
+        assert [t.id for t in brief] == ["t0", "t1"] and brief[0].answer == {}
+        assert brief[0].summary == {"refused": True, "cited": ["a.md"]} and brief[1].summary == {}
+        assert brief[0].vector == pytest.approx(vec, abs=1e-3) and brief[1].vector is None
+        assert [t.id for t in store.traces(since=100.0, until=200.0)] == ["t0"]
+        full = store.trace("t0")
+        assert full is not None and full.answer == {"answer": "x"} and full.summary["refused"]
+        assert store.trace("nope") is None
+
+    def test_a_record_is_readable_by_its_asker_and_admins_only(self, store: Store) -> None:
+        for i, who in enumerate(["ana", "bob", "anonymous"]):
+            store.append_trace(TraceRecord(f"t{i}", 100.0 + i, who, "rag", None, "ask", {"n": i}))
+        bob = Principal("bob", frozenset({"it"}))
+        assert [t.id for t in store.traces(principal=HR)] == ["t0"]
+        assert [t.id for t in store.traces(principal=bob, brief=True)] == ["t1"]
+        assert [t.id for t in store.traces(principal=ADMIN)] == ["t0", "t1", "t2"]
+        assert store.traces(principal=ANON) == []  # anonymous askers cannot be told apart
+        assert [t.id for t in store.traces()] == ["t0", "t1", "t2"]  # the operator
+        assert store.trace("t0", HR) is not None and store.trace("t0", bob) is None
+        assert store.trace("t0", ADMIN) is not None and store.trace("t2", ANON) is None
+
+    def test_feedback_is_linked_to_a_readable_record(self, store: Store) -> None:
+        store.append_trace(TraceRecord("t0", 100.0, "ana", "rag", None, "ask", {}))
+        store.append_trace(TraceRecord("t1", 300.0, "bob", "rag", None, "ask", {}))
+        fb = store.add_feedback("t0", HR, -1, " wrong date ")
+        assert (fb.trace_id, fb.principal, fb.rating, fb.comment) == ("t0", "ana", -1, "wrong date")
+        store.add_feedback("t1", ADMIN, 1)
+        with pytest.raises(NotFound):
+            store.add_feedback("t0", Principal("bob"), 1)  # not bob's answer
+        with pytest.raises(NotFound):
+            store.add_feedback("missing", ADMIN, 1)
+        with pytest.raises(InputError, match="rating"):
+            store.add_feedback("t0", HR, 0)
+        assert [(f.trace_id, f.rating) for f in store.feedback()] == [("t0", -1), ("t1", 1)]
+        assert [f.trace_id for f in store.feedback(principal=HR)] == ["t0"]
+        assert [f.trace_id for f in store.feedback(since=200.0)] == ["t1"]  # by the answer's time
+        assert [f.trace_id for f in store.feedback(until=200.0)] == ["t0"]
+
+    def test_purge_deletes_old_records_and_their_feedback(self, store: Store) -> None:
+        for i in range(3):
+            store.append_trace(TraceRecord(f"t{i}", 100.0 * (i + 1), "ana", "rag", None, "ask",
+                                           {"secret": "zanzibarquux"}, sources=("a.md",)))
+        store.add_feedback("t0", HR, -1, "old")
+        store.add_feedback("t2", HR, 1)
+        assert store.purge_traces(250.0) == 2
+        assert [t.id for t in store.traces()] == ["t2"]
+        assert [f.trace_id for f in store.feedback()] == ["t2"]
+        assert store.purge_traces(250.0) == 0
+
+    def test_deleting_a_document_strips_its_quotes_from_records(self, store: Store) -> None:
+        doc, chunks, vecs = make_doc("secret.md", "zanzibarquux payroll figures", title="Payroll")
+        store.upsert_document(doc, chunks, vecs, groups=["hr"])
+        keep, kchunks, kvecs = make_doc("keep.md", "public holiday notes")
+        store.upsert_document(keep, kchunks, kvecs)
+
+        def answer(*docs: tuple[str, Chunk]) -> dict:
+            return {"answer": f"{docs[0][1].text} [1]. Other.",
+                    "sentences": [{"text": f"{docs[0][1].text} [1].", "cited": [1],
+                                   "supported": True, "score": 1.0}],
+                    "citations": [
+                {"n": i + 1, "document": d, "chunk_id": c.id, "quote": c.text, "supported": True}
+                for i, (d, c) in enumerate(docs)],
+                "trace": {"prompt": "\n\n".join(f"[{i + 1}] T\n{c.text}" for i, (_, c) in enumerate(docs)),
+                          "retrieved": [{"document": d, "chunk_id": c.id, "text": c.text,
+                                         "score": 0.9} for d, c in docs],
+                          "notes": [("reasoning before the answer, not shown or cited: "
+                                     f"##begin_quote##{docs[0][1].text}##end_quote##"),
+                                    ("1 sentence(s) no source supports were not shown: "
+                                     f"{docs[0][1].text} on Mars.")],
+                          # the model's whole reply, and what the support check removed
+                          "reply": f"{docs[0][1].text} [1]. {docs[0][1].text} on Mars.",
+                          "removed": [f"{docs[0][1].text} on Mars."],
+                          "flags": [{"source": 1, "document": docs[0][0], "kind": "override",
+                                     "excerpt": docs[0][1].text, "matched": docs[0][1].text}]}}
+
+        store.append_trace(TraceRecord("both", 1.0, "ana", "rag", None, "ask",
+                                       answer(("secret.md", chunks[0]), ("keep.md", kchunks[0])),
+                                       sources=("keep.md", "secret.md")))
+        store.append_trace(TraceRecord("other", 2.0, "ana", "rag", None, "ask",
+                                       answer(("keep.md", kchunks[0])), sources=("keep.md",)))
+        assert store.delete_document("secret.md")
+        both = store.trace("both")
+        assert both is not None and "zanzibarquux" not in json.dumps(both.answer)
+        secret_hit, kept_hit = both.answer["trace"]["retrieved"]
+        assert secret_hit["chunk_id"] == chunks[0].id and secret_hit["document"] == "secret.md"
+        assert secret_hit["text"] == "" and kept_hit["text"] == "public holiday notes"
+        assert both.answer["citations"][0]["quote"] == "" and both.answer["citations"][0]["chunk_id"]
+        assert both.answer["citations"][1]["quote"] == "public holiday notes"
+        assert REMOVED in both.answer["trace"]["prompt"]
+        assert both.answer["answer"] == f"{REMOVED} Other." and both.answer["sentences"][0]["supported"]
+        assert "public holiday notes" in both.answer["trace"]["prompt"]
+        assert both.answer["trace"]["removed"] == [REMOVED]  # the count stays: the monitor's
+        other = store.trace("other")
+        assert other is not None and "reasoning before" in other.answer["trace"]["notes"][0]
+        assert other.answer["trace"]["reply"].startswith("public holiday notes")
+        raw = self.leftover_bytes(store)
+        if raw is not None:
+            assert b"zanzibarquux" not in raw
 
     def test_a_second_connection_sees_writes_and_deletes(self, store: Store) -> None:
         other = self.reopen(store)

@@ -11,6 +11,7 @@ import sqlite3
 
 from ragtune.store.analysis import LEGACY, Analyzer
 from ragtune.store.bm25 import BM25Params
+from ragtune.store.migrations import MIGRATIONS
 from ragtune.store.sqlite import SQLiteStore
 from tests.contracts.store import ANON, make_doc
 
@@ -55,12 +56,14 @@ def test_a_store_from_before_migration_3_is_marked_legacy_and_reanalysed(tmp_pat
     v1.close()
     db = sqlite3.connect(path)  # as a store written by ragtune before migration 2
     db.execute("DELETE FROM meta WHERE key = 'bm25_analyzer'")
+    db.execute("DROP TABLE feedback")  # migration 4's (monitor), which refer to traces
+    db.execute("DROP TABLE trace_sources")
     db.execute("DROP TABLE traces")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     store = SQLiteStore(path)  # default analysis: snowball / english
-    assert store.schema_version == 3 and store.reanalyzed == 1
+    assert store.schema_version == len(MIGRATIONS) and store.reanalyzed == 1
     assert set(_scores(store, "runs", ANON)) == {"run.md"}
 
 

@@ -32,10 +32,20 @@ def test_sqlite_to_postgres_keeps_ids_versions_acl_vectors_and_rankings(tmp_path
     src.upsert_document(*make_doc("kb/1.md", "tent guide extra waterproof v2", "stove note 1"),
                         collection="gear")  # a second version
     src.log_ingest("kb/bad.pdf", "failed", "encrypted")
-    src.append_trace(TraceRecord("t1", 1.0, "ana", "rag", None, "ask", {"answer": "x"}))
+    quoted = src.get_document("kb/4.md")
+    answer = {"answer": "x", "citations": [{"n": 1, "document": quoted.source, "quote": "tent",
+                                            "supported": True}], "trace": {"retrieved": []}}
+    src.append_trace(TraceRecord("t1", 1.0, "ana", "rag", None, "ask", answer,
+                                 summary={"refused": False}, vector=np.ones(4, np.float32) / 2))
+    src.add_feedback("t1", HR, -1, "old policy")
     dst = PostgresStore(pg_url, schema=pg_schema)
     report = copy_store(src, dst)
     assert report["problems"] == [] and report["copied"] == 12 and report["traces"] == 1
+    (copied,) = dst.traces(brief=True)
+    assert copied.summary == {"refused": False} and copied.vector == pytest.approx([0.5] * 4)
+    assert [(f.trace_id, f.rating, f.comment) for f in dst.feedback()] == [("t1", -1, "old policy")]
+    copy_store(src, dst)  # again: the feedback is not doubled
+    assert len(dst.feedback()) == 1
     assert [v["version"] for v in dst.document_versions(src.get_document("kb/1.md").id)] == [1, 2]
     assert dst.get_document("kb/3.md") == src.get_document("kb/3.md")
     assert dst.ingest_log(1)[0].message == "encrypted"
@@ -48,5 +58,7 @@ def test_sqlite_to_postgres_keeps_ids_versions_acl_vectors_and_rankings(tmp_path
     assert copy_store(src, dst)["copied"] == 0
     src.delete_document("kb/2.md")
     assert any("documents: 11" in p for p in verify(src, dst))
+    dst.delete_document(quoted.source)  # the copy knows which records quote a document
+    assert dst.trace("t1").answer["citations"][0]["quote"] == ""
     dst.close()
     src.close()

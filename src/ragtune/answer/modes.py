@@ -24,6 +24,7 @@ Every finished answer, whatever the mode, goes to the trace sink.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Protocol
 
@@ -86,6 +87,7 @@ class Answerer:
         mode, adapter = self._check(mode, adapter)
         answer = self._answer(question, principal, mode, adapter, filters, k, on_token)
         answer.trace.origin = origin
+        answer.trace.id = uuid.uuid4().hex  # the record's id: feedback names it
         if self.sink is not None:
             self.sink.record(answer)
         return answer

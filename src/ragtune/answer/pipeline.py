@@ -168,6 +168,7 @@ class AnswerPipeline:
         result = self.retriever.search(question, principal, k=k, filters=filters)
         trace.timings.update(result.timings)
         trace.timings["retrieve_s"] = time.perf_counter() - started
+        trace.best_similarity, trace.vector = result.best_similarity, result.vector
         hits = within_budget(result.hits, self.source_tokens, question)
         trace.retrieved = [h.to_dict() for h in hits]
         cut = sum(h.chunk.text != o.chunk.text for h, o in zip(hits, result.hits, strict=False))
@@ -180,6 +181,7 @@ class AnswerPipeline:
             trace.notes.append(
                 f"refused without generation: best similarity {best} is below the relevance "
                 f"floor {self.retriever.settings.min_similarity}")
+            trace.not_found = True
             if on_token:
                 on_token(NOT_FOUND_TEXT)
             trace.timings["total_s"] = time.perf_counter() - started

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from ragtune.cli import documents, evaluate, finetune, query, raft, route, store, users
+from ragtune.cli import documents, evaluate, finetune, monitor, query, raft, route, store, users
 from ragtune.cli.common import err
 from ragtune.errors import RagtuneError
 
@@ -44,6 +44,7 @@ app.add_typer(raft.raft_app, name="raft")
 app.add_typer(route.route_app, name="route")
 app.add_typer(users.users_app, name="users")
 app.add_typer(store.store_app, name="store")
+app.add_typer(monitor.monitor_app, name="monitor")
 app.command("compare")(evaluate.compare_command)
 app.command("advise")(evaluate.advise_command)
 

@@ -108,6 +108,9 @@ def print_answer(answer: Answer) -> None:
         for sentence in answer.unsupported:
             console.print(f"  [red]⚠ not supported by the cited sources:[/] {escape(sentence.text)}",
                           highlight=False)
+    if answer.trace.id:
+        console.print(f"[dim]answer {answer.trace.id} — rate it: ragtune monitor feedback "
+                      f"{answer.trace.id} --up/--down[/]", highlight=False)
     console.print(f"[dim]{escape(timing_line(answer))}[/]", highlight=False, soft_wrap=True)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from ragtune.config import RETRIEVAL_MODE_ALIASES, RETRIEVAL_MODES, RetrievalSettings
 from ragtune.embed.base import Embedder
 from ragtune.errors import InputError
@@ -111,6 +113,7 @@ class RetrievalResult:
     best_similarity: float | None  # highest dense cosine among candidates (None: not computed)
     found: bool  # False when below the relevance floor
     timings: dict[str, float] = field(default_factory=dict)
+    vector: np.ndarray | None = field(default=None, repr=False)  # the query embedding (dense)
 
 
 @runtime_checkable
@@ -158,6 +161,7 @@ class StoreRetriever:
         timings: dict[str, float] = {}
         dense: list[tuple[str, float]] = []
         lexical: list[tuple[str, float]] = []
+        vector = None
         if mode in {"fused", "dense"}:
             t = time.perf_counter()
             vector = self.embedder.embed_query(query)
@@ -193,4 +197,4 @@ class StoreRetriever:
             found = bool(hits)
         else:
             found = best is not None and best >= self.settings.min_similarity
-        return RetrievalResult(hits, mode, best, found, timings)
+        return RetrievalResult(hits, mode, best, found, timings, vector)

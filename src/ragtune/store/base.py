@@ -84,7 +84,11 @@ class TraceRecord:
     """One finished answer as recorded for monitoring and audit (see ragtune.answer.traces).
 
     ``answer`` is :meth:`ragtune.types.Answer.to_dict`: text, citations, refusal,
-    unsupported sentences and the whole trace.
+    per-sentence support and the whole trace. ``summary`` is the few figures the monitor
+    reads (:func:`ragtune.answer.traces.summarize`); ``vector`` the question's embedding;
+    ``sources`` the documents whose text the record quotes (retrieved or cited; a deletion
+    finds the records to strip by them; not read back, and computed from ``answer`` when
+    empty: :func:`ragtune.store.trace_rows.record_sources`).
     """
 
     id: str
@@ -94,6 +98,101 @@ class TraceRecord:
     adapter: str | None
     origin: str
     answer: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A user's verdict on one recorded answer: ``rating`` +1 (thumbs up) or -1 (down)."""
+
+    trace_id: str
+    ts: float
+    principal: str
+    rating: int
+    comment: str = ""
+
+
+def may_read_trace(principal: Principal | None, asker: str) -> bool:
+    """Whether ``principal`` may read a record of a question ``asker`` asked: admins and the
+    asker (None is the operator, who holds the store's files anyway). Anonymous questions
+    belong to nobody who can be told apart, so no anonymous reader sees them.
+
+    >>> may_read_trace(Principal("ana"), "ana"), may_read_trace(Principal("bob"), "ana")
+    (True, False)
+    >>> may_read_trace(Principal.anonymous(), "anonymous"), may_read_trace(None, "ana")
+    (False, True)
+    """
+    if principal is None or principal.admin:
+        return True
+    return principal.user == asker and principal.user != Principal.anonymous().user
+
+
+REMOVED = "[removed: the source document was deleted]"
+
+
+def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
+    """``answer`` (an Answer dict) without the text it holds of document ``source``.
+
+    Retrieved chunk texts and citation quotes of that document are emptied (ids, document
+    names, scores and support flags stay, so figures computed from the record do not
+    change); the chunk texts are cut out of the prompt; answer sentences that cite the
+    document are cut out of the answer (small models copy their sources word for word); a
+    RAFT adapter's reasoning, the model's whole reply and the sentences the support check
+    removed, which may quote their sources, are dropped. Every store calls this
+    on the records that quote a document it deletes.
+
+    >>> a = {"citations": [{"document": "a.md", "quote": "secret"}], "trace": {
+    ...     "prompt": "[1] A\\nsecret text", "notes": [],
+    ...     "retrieved": [{"document": "a.md", "chunk_id": "c1", "text": "secret text"}]}}
+    >>> r = redact_source(a, "a.md")
+    >>> r["citations"][0]["quote"], r["trace"]["retrieved"][0]["chunk_id"], r["trace"]["prompt"]
+    ('', 'c1', '[1] A\\n[removed: the source document was deleted]')
+    """
+    trace = answer.get("trace") or {}
+    texts = []
+    for hit in trace.get("retrieved") or []:
+        if hit.get("document") == source:
+            if hit.get("text"):
+                texts.append(str(hit["text"]).strip())
+            hit["text"], hit["removed"] = "", True
+            for flag in hit.get("flags") or []:
+                flag["excerpt"], flag["matched"] = "", ""
+    cited = set()
+    for c in answer.get("citations") or []:
+        if c.get("document") == source:
+            c["quote"], c["removed"] = "", True
+            cited.add(c.get("n"))
+    for sentence in answer.get("sentences") or []:
+        text = sentence.get("text") or ""
+        if text and cited.intersection(sentence.get("cited") or ()):
+            answer["answer"] = str(answer.get("answer", "")).replace(text, REMOVED)
+            answer["unsupported_sentences"] = [
+                u for u in answer.get("unsupported_sentences") or [] if u != text]
+            sentence["text"], sentence["removed"] = "", True
+    prompt = str(trace.get("prompt") or "")
+    for text in sorted(filter(None, texts), key=len, reverse=True):
+        prompt = prompt.replace(text, REMOVED)
+    if "prompt" in trace:
+        trace["prompt"] = prompt
+    for flag in trace.get("flags") or []:  # instruction-like spans quoted from the document
+        if flag.get("document") == source:
+            flag["excerpt"], flag["matched"] = "", ""
+    if texts or cited:
+        # The model's words copy its sources: RAFT reasoning, attributed sentences, the whole
+        # reply, the sentences the support check removed (their count stays: the monitor
+        # counts them as unsupported claims) and the unfinished one cut at max_tokens.
+        trace["notes"] = [REMOVED if str(n).startswith(("reasoning before the answer",
+                                                        "uncited sentence",
+                                                        "the answer reached generation"))
+                          or "no source supports were not shown" in str(n) else n
+                          for n in trace.get("notes") or []]
+        if trace.get("reply"):
+            trace["reply"] = REMOVED
+        if trace.get("removed"):
+            trace["removed"] = [REMOVED] * len(trace["removed"])
+    return answer
 
 
 @runtime_checkable
@@ -185,8 +284,34 @@ class Store(Protocol):
         """Add one answer's record to the trace log."""
         ...
 
-    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
-        """Recorded answers, oldest first (``since``: Unix seconds; ``limit``: the newest N)."""
+    def traces(self, *, since: float | None = None, until: float | None = None,
+               limit: int | None = None, principal: Principal | None = None,
+               brief: bool = False) -> list[TraceRecord]:
+        """Recorded answers in ``[since, until)``, oldest first (``limit``: the newest N).
+
+        ``principal``: only the records it may read (:func:`may_read_trace`; None: all).
+        ``brief``: without the full ``answer`` (summary and vector only), for reports.
+        """
+        ...
+
+    def trace(self, trace_id: str, principal: Principal | None = None) -> TraceRecord | None:
+        """One record by id; None when missing or not readable by ``principal``."""
+        ...
+
+    def add_feedback(self, trace_id: str, principal: Principal, rating: int,
+                     comment: str = "") -> FeedbackRecord:
+        """Record ``principal``'s thumbs up (+1) or down (-1) on an answer it may read
+        (:class:`~ragtune.errors.NotFound` otherwise; the record's existence is not told)."""
+        ...
+
+    def feedback(self, *, since: float | None = None, until: float | None = None,
+                 principal: Principal | None = None) -> list[FeedbackRecord]:
+        """Feedback on the records ``traces(since=, until=, principal=)`` returns, oldest first."""
+        ...
+
+    def purge_traces(self, before: float) -> int:
+        """Delete the records older than ``before`` (Unix seconds) and their feedback; the
+        number deleted."""
         ...
 
     def integrity_check(self) -> list[str]:

@@ -8,8 +8,9 @@ workspaces can share one server:
 - ``<p>_chunks``: one record per chunk: our vector (never Chroma's embedding function),
   the text, and metadata — document id, source, title, section, collection, ACL
   (``public`` + ``groups``), update time, version and the chunk's BM25 term hashes;
-- ``<p>_documents``, ``<p>_versions``, ``<p>_log``, ``<p>_traces``, ``<p>_meta``: the catalog,
-  each record with a 1-dimensional placeholder vector.
+- ``<p>_documents``, ``<p>_versions``, ``<p>_log``, ``<p>_traces``, ``<p>_feedback``,
+  ``<p>_meta``: the catalog, each record with a 1-dimensional placeholder vector (an answer
+  record keeps its question vector as base64 float16 in its metadata).
 
 ACL and filters are Chroma ``where`` clauses (``{"$or": [{"public": True}, {"groups":
 {"$contains": "hr"}}]}``). Chroma has no BM25, so ragtune's own index (store/bm25.py)
@@ -27,6 +28,7 @@ Telemetry is off (``anonymized_telemetry=False``); Chroma never embeds anything 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -46,15 +48,24 @@ from ragtune.config import StoreSettings
 from ragtune.errors import MissingDependency, StoreError
 from ragtune.store.analysis import check_analysis, quoted_phrases
 from ragtune.store.base import (
+    FeedbackRecord,
     IngestLogEntry,
     ScoredChunk,
     SearchFilter,
     TraceRecord,
     WriteResult,
+    may_read_trace,
     read_ranked,
 )
 from ragtune.store.bm25 import BM25Index, BM25Params
 from ragtune.store.row_index import RowIndex, best_rows
+from ragtune.store.trace_rows import (
+    check_feedback,
+    record_sources,
+    records_from_rows,
+    redacted,
+    vector_bytes,
+)
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -139,7 +150,7 @@ class ChromaStore:
                 configuration={"hnsw": {"space": "ip", "ef_search": EF_SEARCH}})
             self._cols = {name: self._client.get_or_create_collection(
                 f"{prefix}_{name}", embedding_function=None)
-                for name in ("documents", "versions", "log", "traces", "meta")}
+                for name in ("documents", "versions", "log", "traces", "feedback", "meta")}
         except StoreError:
             raise
         except Exception as e:  # noqa: BLE001 - chromadb raises many kinds (connection, value, internal)
@@ -358,6 +369,7 @@ class ChromaStore:
             info = self.get_document(ref)
             if info is None:
                 return False
+            self._redact_traces(info.source)
             self._chunks.delete(where={"doc_id": info.id})
             self._cols["versions"].delete(where={"doc_id": info.id})
             self._cols["documents"].delete(ids=[info.id])
@@ -537,21 +549,102 @@ class ChromaStore:
         return [IngestLogEntry(m["ts"], m["source"], m["status"], m.get("message", "")) for m in rows]
 
     def append_trace(self, record: TraceRecord) -> None:
-        meta = {"ts": record.ts, "principal": record.principal, "mode": record.mode,
-                "origin": record.origin, "seq": time.time_ns(),
-                "record": json.dumps(record.answer, ensure_ascii=False)}
+        meta: dict[str, Any] = {
+            "ts": record.ts, "principal": record.principal, "mode": record.mode,
+            "origin": record.origin, "seq": time.time_ns(),
+            "record": json.dumps(record.answer, ensure_ascii=False),
+            "summary": json.dumps(record.summary, ensure_ascii=False)}
         if record.adapter is not None:
             meta["adapter"] = record.adapter
+        if record.vector is not None:
+            meta["vector"] = base64.b64encode(vector_bytes(record.vector) or b"").decode()
+        sources = record_sources(record)
+        if sources:
+            meta["sources"] = list(sources)
         self._cols["traces"].add(ids=[record.id], embeddings=[_PLACEHOLDER], metadatas=[meta])
 
-    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
-        where = None if since is None else {"ts": {"$gte": since}}
-        got = self._get_all(self._cols["traces"], where)
+    @staticmethod
+    def _trace_row(tid: str, m: dict[str, Any], full: bool) -> tuple[Any, ...]:
+        vector = base64.b64decode(m["vector"]) if m.get("vector") else None
+        return (tid, m["ts"], m["principal"], m["mode"], m.get("adapter"), m["origin"],
+                m.get("summary") or "{}", vector, m["record"] if full else None)
+
+    def traces(self, *, since: float | None = None, until: float | None = None,
+               limit: int | None = None, principal: Principal | None = None,
+               brief: bool = False) -> list[TraceRecord]:
+        if principal is not None and not principal.admin and \
+                principal.user == Principal.anonymous().user:
+            return []  # anonymous questions belong to no reader (may_read_trace)
+        clauses: list[dict[str, Any]] = []
+        if since is not None:
+            clauses.append({"ts": {"$gte": since}})
+        if until is not None:
+            clauses.append({"ts": {"$lt": until}})
+        if principal is not None and not principal.admin:
+            clauses.append({"principal": principal.user})
+        got = self._get_all(self._cols["traces"], _and(clauses))
         rows = sorted(zip(got["ids"], got["metadatas"]), key=lambda r: (r[1]["ts"], r[1]["seq"]))
         if limit is not None:
             rows = rows[-limit:] if limit else []
-        return [TraceRecord(i, m["ts"], m["principal"], m["mode"], m.get("adapter"), m["origin"],
-                            json.loads(m["record"])) for i, m in rows]
+        return records_from_rows([self._trace_row(i, m, not brief) for i, m in rows])
+
+    def trace(self, trace_id: str, principal: Principal | None = None) -> TraceRecord | None:
+        got = self._cols["traces"].get(ids=[trace_id], include=["metadatas"])
+        if not got["ids"] or not may_read_trace(principal, got["metadatas"][0]["principal"]):
+            return None
+        return records_from_rows([self._trace_row(trace_id, got["metadatas"][0], True)])[0]
+
+    def add_feedback(self, trace_id: str, principal: Principal, rating: int,
+                     comment: str = "") -> FeedbackRecord:
+        got = self._cols["traces"].get(ids=[trace_id], include=["metadatas"])
+        check_feedback(trace_id, got["metadatas"][0]["principal"] if got["ids"] else None,
+                       principal, rating)
+        fb = FeedbackRecord(trace_id, time.time(), principal.user, rating, comment.strip())
+        self._cols["feedback"].add(
+            ids=[uuid.uuid4().hex], embeddings=[_PLACEHOLDER],
+            metadatas=[{"trace_id": fb.trace_id, "ts": fb.ts, "principal": fb.principal,
+                        "rating": fb.rating, "comment": fb.comment, "seq": time.time_ns()}])
+        return fb
+
+    def feedback(self, *, since: float | None = None, until: float | None = None,
+                 principal: Principal | None = None) -> list[FeedbackRecord]:
+        readable = {t.id for t in self.traces(since=since, until=until, principal=principal,
+                                              brief=True)}
+        got = self._get_all(self._cols["feedback"])
+        rows = sorted((m for m in got["metadatas"] if m["trace_id"] in readable),
+                      key=lambda m: (m["ts"], m["seq"]))
+        return [FeedbackRecord(m["trace_id"], m["ts"], m["principal"], m["rating"],
+                               m.get("comment", "")) for m in rows]
+
+    def purge_traces(self, before: float) -> int:
+        """Records and their feedback leave every read (Chroma's write log keeps them until
+        it purges: ``pending_deletions``)."""
+        with self._lock:
+            old = self._get_all(self._cols["traces"], {"ts": {"$lt": before}}, include=())
+            if not old["ids"]:
+                return 0
+            gone = set(old["ids"])
+            fb = self._get_all(self._cols["feedback"])
+            dead = [i for i, m in zip(fb["ids"], fb["metadatas"]) if m["trace_id"] in gone]
+            for col, ids in ((self._cols["feedback"], dead), (self._cols["traces"], old["ids"])):
+                for start in range(0, len(ids), _PAGE):
+                    col.delete(ids=ids[start:start + _PAGE])
+            self._deleted += 1
+        return len(old["ids"])
+
+    def _redact_traces(self, source: str) -> None:
+        """Strip ``source``'s text from the answer records that quote it (ids stay)."""
+        got = self._get_all(self._cols["traces"], {"sources": {"$contains": source}})
+        if not got["ids"]:
+            return
+        metas = []
+        for m in got["metadatas"]:
+            m = dict(m)
+            m["record"] = redacted([("", m["record"])], source)[0][0]
+            rest = [s for s in m.get("sources") or [] if s != source]
+            m["sources"] = rest if rest else None  # None drops the key
+            metas.append(m)
+        self._cols["traces"].update(ids=got["ids"], metadatas=metas)
 
     def iter_chunks(self) -> Iterator[Chunk]:
         got = self._get_all(self._chunks, include=("documents", "metadatas"))
@@ -569,7 +662,8 @@ class ChromaStore:
         return {"backend": "chroma", "path": self.where, "documents": len(docs),
                 "chunks": self._chunks.count(),
                 "restricted_documents": sum(1 for d in docs if d.groups),
-                "collections": collections, "last_ingest": log[0].ts if log else None}
+                "collections": collections, "last_ingest": log[0].ts if log else None,
+                "traces": self._cols["traces"].count()}
 
     def integrity_check(self) -> list[str]:
         """Chunks of no document or of an old version (a writer died mid-replace), documents

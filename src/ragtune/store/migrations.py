@@ -106,7 +106,35 @@ _M003_BM25_ANALYZER = """
         INSERT OR IGNORE INTO meta VALUES ('bm25_analyzer', 'light/short/v1');
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES, _M003_BM25_ANALYZER]
+
+# Monitoring (ragtune.monitor): a small summary of each answer beside the full record, so a
+# report over 100k answers never parses the full records; the question's embedding (float16);
+# which documents a record quotes (deleting a document strips its quotes from those records);
+# user feedback on an answer. Records go with their feedback and links (ON DELETE CASCADE).
+_M004_MONITOR = """
+        ALTER TABLE traces ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE traces ADD COLUMN vector BLOB;
+        CREATE INDEX traces_principal ON traces(principal, ts);
+
+        CREATE TABLE trace_sources (
+            trace_id TEXT NOT NULL REFERENCES traces(id) ON DELETE CASCADE,
+            source   TEXT NOT NULL,
+            PRIMARY KEY (trace_id, source)
+        );
+        CREATE INDEX trace_sources_source ON trace_sources(source);
+
+        CREATE TABLE feedback (
+            id        INTEGER PRIMARY KEY,
+            trace_id  TEXT NOT NULL REFERENCES traces(id) ON DELETE CASCADE,
+            ts        REAL NOT NULL,
+            principal TEXT NOT NULL,
+            rating    INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+            comment   TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX feedback_trace ON feedback(trace_id);
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES, _M003_BM25_ANALYZER, _M004_MONITOR]
 
 
 def _statements(script: str) -> list[str]:

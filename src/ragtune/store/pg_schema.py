@@ -11,7 +11,7 @@ otherwise): ``documents``, ``document_groups`` (the ACL: no rows = public), ``ve
 collection, ACL and update time so that a search filters in one index scan), ``postings``
 + ``lexicon`` + ``corpus`` (BM25 statistics every server process shares, per ACL, so a
 reader's statistics are those of the rows they may read),
-``ingest_log``, ``traces``.
+``ingest_log``, ``traces`` (+ ``trace_sources``, ``feedback``).
 
 Row-level security on ``documents``, ``chunks``, ``lexicon`` and ``corpus``: a row is visible when it is public,
 when its ACL shares a group with ``current_setting('ragtune.groups')`` or when
@@ -181,7 +181,33 @@ CREATE POLICY admin_writes ON corpus FOR ALL USING (is_admin()) WITH CHECK (is_a
 INSERT INTO meta VALUES ('bm25_analyzer', 'light/short/v1') ON CONFLICT (key) DO NOTHING;
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_STATS_PER_ACL]
+# Monitoring (ragtune.monitor), as in the SQLite store's migration 4: each answer record's
+# summary (JSON text: a report parses 100k of them at once) and question vector (float16),
+# the documents it quotes (a deletion strips their text from it), and user feedback.
+_M003_MONITOR = """
+ALTER TABLE traces ADD COLUMN summary text NOT NULL DEFAULT '{}';
+ALTER TABLE traces ADD COLUMN vector bytea;
+CREATE INDEX traces_principal ON traces (principal, ts);
+
+CREATE TABLE trace_sources (
+    trace_id text NOT NULL REFERENCES traces (id) ON DELETE CASCADE,
+    source   text NOT NULL,
+    PRIMARY KEY (trace_id, source)
+);
+CREATE INDEX trace_sources_source ON trace_sources (source);
+
+CREATE TABLE feedback (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    trace_id  text NOT NULL REFERENCES traces (id) ON DELETE CASCADE,
+    ts        double precision NOT NULL,
+    principal text NOT NULL,
+    rating    integer NOT NULL CHECK (rating IN (-1, 1)),
+    comment   text NOT NULL DEFAULT ''
+);
+CREATE INDEX feedback_trace ON feedback (trace_id);
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_STATS_PER_ACL, _M003_MONITOR]
 
 _LOCK_KEY = 0x7261_6774  # 'ragt': the migration lock (per database)
 

@@ -33,11 +33,13 @@ from ragtune.errors import MissingDependency, StoreError
 from ragtune.store import pg_query
 from ragtune.store.analysis import check_analysis, quoted_phrases
 from ragtune.store.base import (
+    FeedbackRecord,
     IngestLogEntry,
     ScoredChunk,
     SearchFilter,
     TraceRecord,
     WriteResult,
+    may_read_trace,
     read_ranked,
 )
 from ragtune.store.bm25 import BM25Params
@@ -49,6 +51,14 @@ from ragtune.store.pg_query import (
     prune_common_terms,
     query_terms,
     signed_terms,
+)
+from ragtune.store.trace_rows import (
+    check_feedback,
+    record_sources,
+    records_from_rows,
+    redacted,
+    trace_where,
+    vector_bytes,
 )
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
@@ -440,10 +450,15 @@ class PostgresStore:
         The rows are gone for every reader at commit; PostgreSQL reclaims their space at the
         next (auto)vacuum (see docs/stores.md for physical erasure)."""
         with self._write() as cur:
-            row = cur.execute("SELECT id FROM documents WHERE id = %s OR source = %s",
+            row = cur.execute("SELECT id, source FROM documents WHERE id = %s OR source = %s",
                               (ref, ref)).fetchone()
             if not row:
                 return False
+            quoting = cur.execute("SELECT t.id, t.record::text FROM trace_sources s JOIN traces t "
+                                  "ON t.id = s.trace_id WHERE s.source = %s", (row[1],)).fetchall()
+            cur.executemany("UPDATE traces SET record = %s::jsonb WHERE id = %s",
+                            redacted(quoting, row[1]))
+            cur.execute("DELETE FROM trace_sources WHERE source = %s", (row[1],))
             self._remove_chunks(cur, row[0])
             cur.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # groups, versions cascade
         return True
@@ -454,7 +469,8 @@ class PostgresStore:
         with self._pool.connection() as conn:
             conn.execute(f"SET lock_timeout = {int(wait * 1000)}")
             try:
-                for table in ("chunks", "postings", "documents", "versions", "document_groups"):
+                for table in ("chunks", "postings", "documents", "versions", "document_groups",
+                              "traces", "feedback"):
                     conn.execute(f"VACUUM {table}")
             except psycopg.errors.LockNotAvailable:
                 return False
@@ -558,18 +574,73 @@ class PostgresStore:
         return [IngestLogEntry(*r) for r in rows]
 
     def append_trace(self, record: TraceRecord) -> None:
+        sources = record_sources(record)
         with self._tx() as cur:
-            cur.execute("INSERT INTO traces (id, ts, principal, mode, adapter, origin, record) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            cur.execute("INSERT INTO traces (id, ts, principal, mode, adapter, origin, record, "
+                        "summary, vector) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         (record.id, record.ts, record.principal, record.mode, record.adapter,
-                         record.origin, json.dumps(record.answer, ensure_ascii=False)))
+                         record.origin, json.dumps(record.answer, ensure_ascii=False),
+                         json.dumps(record.summary, ensure_ascii=False),
+                         vector_bytes(record.vector)))
+            if sources:
+                cur.executemany("INSERT INTO trace_sources VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                [(record.id, s) for s in sources])
 
-    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
+    _TRACE_COLS = "id, ts, principal, mode, adapter, origin, summary, vector"
+
+    def traces(self, *, since: float | None = None, until: float | None = None,
+               limit: int | None = None, principal: Principal | None = None,
+               brief: bool = False) -> list[TraceRecord]:
+        where, params = trace_where(since, until, principal, "%s")
+        record = "NULL" if brief else "record::text"
         with self._tx() as cur:
-            rows = cur.execute("SELECT id, ts, principal, mode, adapter, origin, record FROM traces "
-                               "WHERE ts >= %s ORDER BY ts DESC, n DESC LIMIT %s",
-                               (since if since is not None else float("-inf"), limit)).fetchall()
-        return [TraceRecord(*r[:6], answer=r[6]) for r in reversed(rows)]
+            rows = cur.execute(f"SELECT {self._TRACE_COLS}, {record} FROM traces WHERE {where} "
+                               "ORDER BY ts DESC, n DESC LIMIT %s", [*params, limit]).fetchall()
+        rows.reverse()
+        return records_from_rows(rows)
+
+    def trace(self, trace_id: str, principal: Principal | None = None) -> TraceRecord | None:
+        with self._tx() as cur:
+            row = cur.execute(f"SELECT {self._TRACE_COLS}, record::text FROM traces "
+                              "WHERE id = %s", (trace_id,)).fetchone()
+        if row is None or not may_read_trace(principal, row[2]):
+            return None
+        return records_from_rows([row])[0]
+
+    def add_feedback(self, trace_id: str, principal: Principal, rating: int,
+                     comment: str = "") -> FeedbackRecord:
+        with self._tx() as cur:
+            row = cur.execute("SELECT principal FROM traces WHERE id = %s", (trace_id,)).fetchone()
+            check_feedback(trace_id, row[0] if row else None, principal, rating)
+            fb = FeedbackRecord(trace_id, time.time(), principal.user, rating, comment.strip())
+            self._insert_feedback(cur, [fb])
+        return fb
+
+    @staticmethod
+    def _insert_feedback(cur: psycopg.Cursor, records: Sequence[FeedbackRecord]) -> None:
+        cur.executemany("INSERT INTO feedback (trace_id, ts, principal, rating, comment) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        [(f.trace_id, f.ts, f.principal, f.rating, f.comment) for f in records])
+
+    def import_feedback(self, records: Sequence[FeedbackRecord]) -> None:
+        """Feedback exactly as another store holds it (``ragtune store migrate``)."""
+        with self._tx() as cur:
+            self._insert_feedback(cur, records)
+
+    def feedback(self, *, since: float | None = None, until: float | None = None,
+                 principal: Principal | None = None) -> list[FeedbackRecord]:
+        where, params = trace_where(since, until, principal, "%s", alias="t.")
+        with self._tx() as cur:
+            rows = cur.execute("SELECT f.trace_id, f.ts, f.principal, f.rating, f.comment "
+                               f"FROM feedback f JOIN traces t ON t.id = f.trace_id WHERE {where} "
+                               "ORDER BY f.ts, f.id", params).fetchall()
+        return [FeedbackRecord(*r) for r in rows]
+
+    def purge_traces(self, before: float) -> int:
+        """Rows go at commit (their feedback and links cascade); ``finish_deletions``
+        vacuums their pages."""
+        with self._tx() as cur:
+            return cur.execute("DELETE FROM traces WHERE ts < %s", (before,)).rowcount
 
     def iter_chunks(self) -> Iterator[Chunk]:
         with self._tx() as cur:
@@ -596,6 +667,7 @@ class PostgresStore:
                                 "WHERE s.nspname = %s AND c.relkind = 'r'",
                                 (self.schema,)).fetchone()[0] or 0,
                 "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
+                "traces": q("SELECT count(*) FROM traces").fetchone()[0],
             }
 
     def integrity_check(self) -> list[str]:

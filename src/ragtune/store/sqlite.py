@@ -35,10 +35,26 @@ import numpy as np
 
 from ragtune.errors import StoreError
 from ragtune.store.analysis import check_analysis, quoted_phrases
-from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord, WriteResult
+from ragtune.store.base import (
+    FeedbackRecord,
+    IngestLogEntry,
+    ScoredChunk,
+    SearchFilter,
+    TraceRecord,
+    WriteResult,
+    may_read_trace,
+)
 from ragtune.store.bm25 import BM25Index, BM25Params
 from ragtune.store.migrations import migrate
 from ragtune.store.row_index import RowIndex, best_rows
+from ragtune.store.trace_rows import (
+    check_feedback,
+    record_sources,
+    records_from_rows,
+    redacted,
+    trace_where,
+    vector_bytes,
+)
 from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
@@ -342,6 +358,7 @@ class SQLiteStore:
             if not row:
                 return False
             doc_id = row[0]
+            self._redact_traces(db, doc_id)
             db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
             db.execute("DELETE FROM versions WHERE doc_id = ?", (doc_id,))
@@ -354,6 +371,15 @@ class SQLiteStore:
                            (_ERASE_KEY, str(time.time_ns())))
         self.finish_deletions(wait=0)
         return True
+
+    @staticmethod
+    def _redact_traces(db: sqlite3.Connection, doc_id: str) -> None:
+        """Strip the document's text from the answer records that quote it (ids stay)."""
+        source = db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+        rows = db.execute("SELECT t.id, t.record FROM trace_sources s JOIN traces t "
+                          "ON t.id = s.trace_id WHERE s.source = ?", (source,)).fetchall()
+        db.executemany("UPDATE traces SET record = ? WHERE id = ?", redacted(rows, source))
+        db.execute("DELETE FROM trace_sources WHERE source = ?", (source,))
 
     # ----------------------------------------------------------------- erasure
     def pending_deletions(self) -> bool:
@@ -566,23 +592,89 @@ class SQLiteStore:
         return [IngestLogEntry(*r) for r in rows]
 
     # ----------------------------------------------------------------- traces
-    def append_trace(self, record: TraceRecord) -> None:
-        """One autocommitted insert: no generation bump, so search caches stay valid."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO traces (id, ts, principal, mode, adapter, origin, record) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (record.id, record.ts, record.principal, record.mode, record.adapter,
-                 record.origin, json.dumps(record.answer, ensure_ascii=False)))
+    _TRACE_COLS = "id, ts, principal, mode, adapter, origin, summary, vector"
 
-    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
+    def append_trace(self, record: TraceRecord) -> None:
+        """One small transaction without a generation bump, so search caches stay valid."""
+        row = (record.id, record.ts, record.principal, record.mode, record.adapter,
+               record.origin, json.dumps(record.answer, ensure_ascii=False),
+               json.dumps(record.summary, ensure_ascii=False), vector_bytes(record.vector))
+        sources = record_sources(record)
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT INTO traces (id, ts, principal, mode, adapter, origin, record, "
+                    "summary, vector) VALUES (?,?,?,?,?,?,?,?,?)", row)
+                if sources:
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO trace_sources (trace_id, source) VALUES (?, ?)",
+                        [(record.id, s) for s in sources])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def traces(self, *, since: float | None = None, until: float | None = None,
+               limit: int | None = None, principal: Principal | None = None,
+               brief: bool = False) -> list[TraceRecord]:
+        where, params = trace_where(since, until, principal, "?")
+        record = "NULL" if brief else "record"
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, ts, principal, mode, adapter, origin, record FROM traces "
-                "WHERE ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",
-                (since if since is not None else float("-inf"), -1 if limit is None else limit),
+                f"SELECT {self._TRACE_COLS}, {record} FROM traces WHERE {where} "
+                "ORDER BY ts DESC, rowid DESC LIMIT ?", [*params, -1 if limit is None else limit],
             ).fetchall()
-        return [TraceRecord(*r[:6], answer=json.loads(r[6])) for r in reversed(rows)]
+        rows.reverse()
+        return records_from_rows(rows)
+
+    def trace(self, trace_id: str, principal: Principal | None = None) -> TraceRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._TRACE_COLS}, record FROM traces WHERE id = ?",
+                                   (trace_id,)).fetchone()
+        if row is None or not may_read_trace(principal, row[2]):
+            return None
+        return records_from_rows([row])[0]
+
+    def add_feedback(self, trace_id: str, principal: Principal, rating: int,
+                     comment: str = "") -> FeedbackRecord:
+        with self._lock:
+            row = self._db.execute("SELECT principal FROM traces WHERE id = ?",
+                                   (trace_id,)).fetchone()
+            check_feedback(trace_id, row[0] if row else None, principal, rating)
+            fb = FeedbackRecord(trace_id, time.time(), principal.user, rating, comment.strip())
+            self._db.execute("INSERT INTO feedback (trace_id, ts, principal, rating, comment) "
+                             "VALUES (?,?,?,?,?)",
+                             (fb.trace_id, fb.ts, fb.principal, fb.rating, fb.comment))
+        return fb
+
+    def feedback(self, *, since: float | None = None, until: float | None = None,
+                 principal: Principal | None = None) -> list[FeedbackRecord]:
+        where, params = trace_where(since, until, principal, "?", alias="t.")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.trace_id, f.ts, f.principal, f.rating, f.comment FROM feedback f "
+                f"JOIN traces t ON t.id = f.trace_id WHERE {where} ORDER BY f.ts, f.id",
+                params).fetchall()
+        return [FeedbackRecord(*r) for r in rows]
+
+    def purge_traces(self, before: float) -> int:
+        """No generation bump (search caches stay); the text is erased from disk as a
+        document deletion's is (:meth:`finish_deletions`)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                n = self._db.execute("DELETE FROM traces WHERE ts < ?", (before,)).rowcount
+                if n and self.path != ":memory:":
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                     (_ERASE_KEY, str(time.time_ns())))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if n:
+            self.finish_deletions(wait=0)
+        return n
 
     def iter_chunks(self) -> Iterator[Chunk]:
         with self._lock:
@@ -608,6 +700,7 @@ class SQLiteStore:
                 "size_bytes": size,
                 "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
                 "erasure_pending": self.pending_deletions(),
+                "traces": q("SELECT count(*) FROM traces").fetchone()[0],
             }
 
     def integrity_check(self) -> list[str]:

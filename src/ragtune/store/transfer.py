@@ -2,7 +2,8 @@
 
 Documents keep their ids, version history, times, collection and ACL; chunks keep their
 ids and their stored vectors, so adapters' lineage (document ids, versions, content
-hashes) stays valid. Traces and the ingest log come along. Running it again copies only
+hashes) stays valid. Answer records (with their summaries, vectors and feedback) and the
+ingest log come along. Running it again copies only
 what changed since (documents whose version or content differ).
 
 >>> # report = copy_store(SQLiteStore("store.db"), PostgresStore("postgresql://..."))
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragtune.errors import StoreError
-from ragtune.store.base import IngestLogEntry, Store
+from ragtune.store.base import FeedbackRecord, IngestLogEntry, Store
 from ragtune.types import Chunk, DocumentInfo
 
 
@@ -29,6 +30,8 @@ class ImportTarget(Store, Protocol):
                         versions: Sequence[dict[str, Any]]) -> bool: ...
 
     def import_log(self, entries: Sequence[IngestLogEntry]) -> None: ...
+
+    def import_feedback(self, records: Sequence[FeedbackRecord]) -> None: ...
 
 
 def _summary(store: Store) -> dict[str, Any]:
@@ -75,7 +78,9 @@ def copy_store(src: Store, dst: ImportTarget,
     have = {t.id for t in dst.traces()}
     traces = [t for t in src.traces() if t.id not in have]
     for t in traces:
-        dst.append_trace(t)
+        dst.append_trace(t)  # its summary and vector; the documents it quotes from its answer
+    had = {(f.trace_id, f.ts, f.principal) for f in dst.feedback()}
+    dst.import_feedback([f for f in src.feedback() if (f.trace_id, f.ts, f.principal) not in had])
     newest = max((e.ts for e in dst.ingest_log(1)), default=float("-inf"))
     dst.import_log([e for e in src.ingest_log(limit=10**9) if e.ts > newest])
     return {"documents": len(docs), "copied": copied, "traces": len(traces),

@@ -173,29 +173,11 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path) -> None:
     grid_lo, grid_hi = 10.0, data["break_even"]["max_volume"]
     markers = sum(1 for p in data["break_even"]["pairs"]
                   if p["volume"] and grid_lo <= p["volume"] <= grid_hi)
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(report_html.as_uri())
-            page.wait_for_load_state("load")
-            charts = page.evaluate("""() => [...document.querySelectorAll('svg.chart')].map(s => {
-                const r = s.getBoundingClientRect();
-                const marks = [...s.querySelectorAll('.mark')].map(el => {
-                    const b = el.getBBox(); return [el.tagName, b.width, b.height]; });
-                return {id: s.id, w: r.width, h: r.height, marks,
-                        breakEven: s.querySelectorAll('circle.break-even').length};
-            })""")
-            rows = page.locator("#questions tr").count()
-            headline = page.locator("#recommendation .headline").inner_text()
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-        finally:
-            browser.close()
+    with open_page(report_html) as (page, errors, requests):
+        charts = read_charts(page)
+        rows = page.locator("#questions tr").count()
+        headline = page.locator("#recommendation .headline").inner_text()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert errors == []
     assert all(u.startswith("file://") for u in requests), requests  # self-contained
     by_id = {c["id"]: c for c in charts}

@@ -484,13 +484,12 @@ class MonitorSettings:
                            default="90d")
     period: str = _help("default window of 'ragtune monitor' (compared with the window before)",
                         default="7d")
-    # _help returns a dataclasses.field (default_factory): RUF009's worry does not apply
-    max_age: dict[str, str] = _help("collection -> longest a document may go without an "  # noqa: RUF009
+    max_age: dict[str, str] = _help("collection -> longest a document may go without an "
                                     "update ('*': any collection not listed)",
                                     default_factory=dict)
     idle_after: str = _help("a collection with no document updated for this long is reported "
                             "as idle", default="60d")
-    alerts: dict[str, float] = _help(  # noqa: RUF009
+    alerts: dict[str, float] = _help(
         f"thresholds 'ragtune monitor check' fails on ({', '.join(MONITOR_ALERTS)})",
         default_factory=lambda: {"groundedness_min": 0.7, "refusal_rate_max": 0.5,
                                  "unsupported_rate_max": 0.2, "thumbs_down_rate_max": 0.3,

@@ -83,9 +83,12 @@ def toml_value(value: Any) -> str:
 
     >>> toml_value("fused"), toml_value(0.3), toml_value(True), toml_value([]), toml_value({})
     ('"fused"', '0.3', 'true', '[]', '{}')
+    >>> toml_value({"groundedness_min": 0.7, "a b": 1})
+    '{ groundedness_min = 0.7, "a b" = 1 }'
     """
-    if isinstance(value, dict) and not value:
-        return "{}"
+    if isinstance(value, dict):  # inline, so that a table default fits one table cell
+        pairs = ", ".join(tomli_w.dumps({k: v}).strip() for k, v in value.items())
+        return f"{{ {pairs} }}" if pairs else "{}"
     return tomli_w.dumps({"x": value}).split("=", 1)[1].strip()
 
 

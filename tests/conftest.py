@@ -31,6 +31,14 @@ FAKE = {
 }
 
 
+# A command run as ``[*FRESH_PROCESS, *cmd]`` starts with its own peak-memory account. Linux
+# carries a process's peak RSS (``ru_maxrss``, which libFuzzer's -rss_limit_mb reads too)
+# across fork + exec, so a child of this test process (gigabytes after the real-model tests)
+# would report our peak as its own; the shell forks the command (``; exit`` stops it from
+# exec'ing in place), and a forked child's account starts at zero.
+FRESH_PROCESS = ["/bin/sh", "-c", '"$@"; exit $?', "sh"]
+
+
 def free_port() -> int:
     """A loopback TCP port nothing listens on (now)."""
     with socket.socket() as s:

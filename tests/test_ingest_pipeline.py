@@ -18,7 +18,7 @@ from ragtune.errors import StoreError
 from ragtune.ingest import sync
 from ragtune.store.sqlite import SQLiteStore
 from ragtune.types import Principal
-from tests.conftest import write
+from tests.conftest import FRESH_PROCESS, write
 
 ADMIN = Principal("root", admin=True)
 
@@ -403,7 +403,7 @@ def test_a_40_mb_text_file_ingests_within_the_memory_bound(tmp_path):
             f.write(f"Section {k}. " + para * 6 + "\n\n")
             k += 1
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    p = subprocess.run([sys.executable, str(script), str(tmp_path / "s.db"), str(big)],
+    p = subprocess.run([*FRESH_PROCESS, sys.executable, str(script), str(tmp_path / "s.db"), str(big)],
                        capture_output=True, text=True, env=env, timeout=1500, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout.strip().splitlines()[-1])

@@ -58,7 +58,7 @@ def test_finetuned_mode_answers_with_the_adapter_alone(ws):
 def test_rag_mode_with_an_adapter_generates_from_retrieved_context(ws):
     answer = ws.ask("How do I request a refund?", mode="rag", adapter="style")
     assert answer.trace.retrieved and answer.trace.adapter == "style"
-    assert "Sources:" in answer.trace.prompt
+    assert "<source " in answer.trace.prompt  # the retrieved sources, fenced
 
 
 def test_hybrid_without_a_router_retrieves_everything_readable(ws):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FRESH_PROCESS
+
 FUZZ = Path(__file__).with_name("fuzz_loaders.py")
 ROOT = FUZZ.parents[2]
 
@@ -57,7 +59,7 @@ def test_loaders_survive_coverage_guided_fuzzing(tmp_path):
     seconds = int(os.environ.get("RAGTUNE_TEST_FUZZ_SECONDS", "60"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
     p = subprocess.run(
-        [sys.executable, str(FUZZ), f"-max_total_time={seconds}", "-timeout=60",
+        [*FRESH_PROCESS, sys.executable, str(FUZZ), f"-max_total_time={seconds}", "-timeout=60",
          "-rss_limit_mb=3000", "-max_len=65536", "-print_final_stats=1",
          f"-artifact_prefix={tmp_path}/", str(corpus)],
         capture_output=True, text=True, env=env, timeout=seconds + 900, check=False)

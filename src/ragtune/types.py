@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,7 +257,10 @@ class Trace:
     """Everything needed to audit or evaluate an answer without recomputing it.
 
     ``origin`` says who asked: ``ask`` (a person, CLI or server) or ``eval`` (an evaluation
-    run), so monitoring can tell live traffic from test traffic.
+    run), so monitoring can tell live traffic from test traffic. ``id`` names the answer
+    (its trace record, feedback on it); ``caller`` says how the principal was established
+    when an edge knows more than the user name (the server: ``auth`` key | oidc | proxy |
+    anonymous, ``subject``, ``groups``, ``admin``) — the audit log's "as whom".
     """
 
     question: str
@@ -271,9 +275,12 @@ class Trace:
     tokens: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     origin: str = "ask"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    caller: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "question": self.question,
             "principal": self.principal,
             "retrieved": self.retrieved,
@@ -286,6 +293,7 @@ class Trace:
             "tokens": self.tokens,
             "notes": self.notes,
             "origin": self.origin,
+            "caller": self.caller,
         }
 
 

@@ -191,6 +191,40 @@ class StoreContract:
         # recording answers does not disturb the documents
         assert store.count_documents() == 0
 
+    def test_deleting_a_document_strips_its_text_from_traces(self, store: Store) -> None:
+        doc, chunks, vecs = make_doc("policies/leave.md", "zanzibarquux leave days", title="Leave")
+        other, ochunks, ovecs = make_doc("other.md", "public notes")
+        store.upsert_document(doc, chunks, vecs)
+        store.upsert_document(other, ochunks, ovecs)
+
+        def record(trace_id: str, cited: str) -> TraceRecord:
+            hit = {"document": cited, "chunk_id": "ch_x", "score": 0.9,
+                   "text": "zanzibarquux leave days" if cited == doc.source else "public notes"}
+            return TraceRecord(id=trace_id, ts=1.0, principal="ana", mode="rag", adapter=None,
+                               origin="ask", answer={
+                                   "answer": f"about {cited} [1]", "refused": False,
+                                   "citations": [{"n": 1, "document": cited, "chunk_id": "ch_x",
+                                                  "quote": hit["text"], "supported": True}],
+                                   "unsupported_sentences": [],
+                                   "trace": {"question": "How many leave days?", "prompt":
+                                             f"[1] {hit['text']}", "retrieved": [hit],
+                                             "notes": []}})
+
+        store.append_trace(record("t1", doc.source))
+        store.append_trace(record("t2", other.source))
+        assert store.delete_document(doc.source)
+        t1, t2 = store.traces()
+        assert "zanzibarquux" not in repr(t1.answer)
+        # ids, documents, scores and the question stay for the audit trail
+        assert t1.answer["citations"][0]["chunk_id"] == "ch_x"
+        assert t1.answer["trace"]["retrieved"][0]["document"] == doc.source
+        assert t1.answer["trace"]["question"] == "How many leave days?"
+        assert t1.answer["redacted"] == [doc.id]
+        assert t2.answer["citations"][0]["quote"] == "public notes"  # untouched
+        raw = self.leftover_bytes(store)
+        if raw is not None:
+            assert b"zanzibarquux" not in raw
+
     def test_a_second_connection_sees_writes_and_deletes(self, store: Store) -> None:
         other = self.reopen(store)
         if other is None:

@@ -12,8 +12,15 @@ knowledge base", which is cheaper and cannot invent anything. Every answer carri
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import closing
 
+from ragtune.answer.conversation import (
+    Turn,
+    conversation_search,
+    prompt_question,
+    retrieval_query,
+)
 from ragtune.generate.base import Completion, Generator
 from ragtune.generate.citations import attribute_uncited, check_answer, is_refusal
 from ragtune.generate.prompts import NOT_FOUND_TEXT, build_plain_messages, build_rag_messages
@@ -69,12 +76,15 @@ class AnswerPipeline:
         t = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
-        for piece in self.generator.stream(messages):
-            if first is None:
-                first = time.perf_counter() - t
-            parts.append(piece)
-            if on_token:
-                on_token(piece)
+        # Closed at once when on_token raises (a client went away): the model stops and a
+        # locked generator is free for the next question.
+        with closing(self.generator.stream(messages)) as pieces:
+            for piece in pieces:
+                if first is None:
+                    first = time.perf_counter() - t
+                parts.append(piece)
+                if on_token:
+                    on_token(piece)
         trace.timings["generate_s"] = time.perf_counter() - t
         trace.timings["first_token_s"] = first if first is not None else trace.timings["generate_s"]
         done: Completion | None = self.generator.last_completion
@@ -83,12 +93,21 @@ class AnswerPipeline:
         return "".join(parts).strip()
 
     def ask(self, question: str, principal: Principal, *, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None, mode: str = "rag") -> Answer:
-        """Retrieve, generate with numbered sources and check citations."""
+            k: int | None = None, on_token: TokenFn | None = None, mode: str = "rag",
+            history: Sequence[Turn] = ()) -> Answer:
+        """Retrieve, generate with numbered sources and check citations.
+
+        ``history`` (earlier turns of a conversation) conditions retrieval and the prompt
+        (:mod:`ragtune.answer.conversation`); the trace keeps ``question`` as asked.
+        """
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=self.generator.name)
-        result = self.retriever.search(question, principal, k=k, filters=filters)
+        query = retrieval_query(question, history)
+        if query != question.strip():
+            trace.notes.append(f"retrieved with and without the earlier questions: {query}")
+        result = conversation_search(self.retriever, question, history, principal, k=k,
+                                     filters=filters)
         trace.timings.update(result.timings)
         trace.timings["retrieve_s"] = time.perf_counter() - started
         hits = within_budget(result.hits, self.source_tokens)
@@ -105,7 +124,7 @@ class AnswerPipeline:
                 on_token(NOT_FOUND_TEXT)
             trace.timings["total_s"] = time.perf_counter() - started
             return Answer(NOT_FOUND_TEXT, [], True, trace)
-        messages = build_rag_messages(question, hits)
+        messages = build_rag_messages(prompt_question(question, history), hits)
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
         if self.conclusion is not None:
@@ -125,12 +144,15 @@ class AnswerPipeline:
         return Answer(text, citations, refused, trace, sentences)
 
     def ask_direct(self, question: str, principal: Principal, *,
-                   on_token: TokenFn | None = None, mode: str = "base") -> Answer:
-        """The model alone, no retrieval (the 'base' and 'finetuned' systems)."""
+                   on_token: TokenFn | None = None, mode: str = "base",
+                   history: Sequence[Turn] = ()) -> Answer:
+        """The model alone, no retrieval (the 'base' and 'finetuned' systems); ``history``
+        goes to the model as the earlier chat turns."""
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=self.generator.name)
         messages = build_plain_messages(question, system=self.direct_system)
+        messages[-1:-1] = [t.to_message() for t in history]
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
         trace.timings["total_s"] = time.perf_counter() - started

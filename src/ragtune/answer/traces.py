@@ -14,7 +14,6 @@ table); :class:`MemoryTraceSink` keeps them in a list (tests, one-off scripts).
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Protocol, runtime_checkable
 
 from ragtune.store.base import Store, TraceRecord
@@ -24,7 +23,7 @@ from ragtune.types import Answer
 def trace_record(answer: Answer) -> TraceRecord:
     """The stored form of ``answer``: who, how, when, and the whole answer with its trace."""
     trace = answer.trace
-    return TraceRecord(id=uuid.uuid4().hex, ts=time.time(), principal=trace.principal,
+    return TraceRecord(id=trace.id, ts=time.time(), principal=trace.principal,
                        mode=trace.mode, adapter=trace.adapter, origin=trace.origin,
                        answer=answer.to_dict())
 

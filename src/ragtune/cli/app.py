@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from ragtune.cli import documents, evaluate, finetune, query, raft, route
+from ragtune.cli import access, documents, evaluate, finetune, query, raft, route, serve
 from ragtune.cli.common import err
 from ragtune.errors import RagtuneError
 
@@ -31,6 +31,9 @@ app.add_typer(raft.raft_app, name="raft")
 app.add_typer(route.route_app, name="route")
 app.command("compare")(evaluate.compare_command)
 app.command("advise")(evaluate.advise_command)
+app.command("serve")(serve.serve)
+app.add_typer(access.keys_app, name="keys")
+app.command("audit")(access.audit)
 
 
 def _quiet_libraries() -> None:

@@ -38,6 +38,7 @@ from ragtune.errors import StoreError
 from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord, WriteResult
 from ragtune.store.bm25 import BM25Index, term_hashes
 from ragtune.store.migrations import migrate
+from ragtune.store.redaction import redact_answer
 from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
@@ -343,19 +344,33 @@ class SQLiteStore:
         return WriteResult(doc.id, "updated" if row else "added", version, len(chunks))
 
     @staticmethod
+    def _redact_traces(db: sqlite3.Connection, doc_id: str, source: str) -> None:
+        # The records are JSON text: only those holding the source string are parsed.
+        needle = json.dumps(source, ensure_ascii=False)[1:-1]
+        rows = db.execute("SELECT id, record FROM traces WHERE instr(record, ?) > 0",
+                          (needle,)).fetchall()
+        for trace_id, text in rows:
+            answer = json.loads(text)
+            if redact_answer(answer, source, doc_id):
+                db.execute("UPDATE traces SET record = ? WHERE id = ?",
+                           (json.dumps(answer, ensure_ascii=False), trace_id))
+
+    @staticmethod
     def _set_groups(db: sqlite3.Connection, doc_id: str, groups: Sequence[str]) -> None:
         db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
         db.executemany("INSERT INTO document_groups (doc_id, grp) VALUES (?, ?)",
                        [(doc_id, g) for g in groups])
 
     def delete_document(self, ref: str) -> bool:
-        """Remove text, vectors, index entries, ACL and versions of one document, atomically."""
+        """Remove text, vectors, index entries, ACL and versions of one document, atomically,
+        and its text from the trace log (ids kept: :mod:`ragtune.store.redaction`)."""
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM documents WHERE id = ? OR source = ?",
+            row = db.execute("SELECT id, source FROM documents WHERE id = ? OR source = ?",
                              (ref, ref)).fetchone()
             if not row:
                 return False
-            doc_id = row[0]
+            doc_id, source = row
+            self._redact_traces(db, doc_id, source)
             db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
             db.execute("DELETE FROM versions WHERE doc_id = ?", (doc_id,))

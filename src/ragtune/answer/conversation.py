@@ -73,14 +73,16 @@ def conversation_search(retriever: Retriever, question: str, history: Sequence[T
     Without earlier questions this is one plain search. The relevance floor passes when
     either search passes it; ``best_similarity`` is the better of the two.
     """
-    alone = retriever.search(question, principal, k=k, filters=filters)
     query = retrieval_query(question, history)
     if query == question.strip():
-        return alone
-    joint = retriever.search(query, principal, k=k, filters=filters)
+        return retriever.search(question, principal, k=k, filters=filters)
+    keep = k or retriever.settings.top_k
+    deep = max(2 * keep, 10)  # fuse deeper lists than are kept: a passage second in both wins
+    alone = retriever.search(question, principal, k=deep, filters=filters)
+    joint = retriever.search(query, principal, k=deep, filters=filters)
     by_id = {h.chunk.id: h for h in (*joint.hits, *alone.hits)}
     fused = rrf_fuse([[h.chunk.id for h in alone.hits], [h.chunk.id for h in joint.hits]])
-    top = fused[: k or retriever.settings.top_k]
+    top = fused[:keep]
     hits = [replace(by_id[cid], score=score, rank=i) for i, (cid, score) in enumerate(top, 1)]
     sims = [s for s in (alone.best_similarity, joint.best_similarity) if s is not None]
     timings = {key: alone.timings.get(key, 0.0) + joint.timings.get(key, 0.0)

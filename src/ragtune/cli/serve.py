@@ -17,6 +17,7 @@ from ragtune.cli.common import WorkspaceOpt, console, open_workspace
 def serve(host: Annotated[str | None, typer.Option(help="Address to listen on (default server.host: 127.0.0.1).")] = None,
           port: Annotated[int | None, typer.Option(help="TCP port (default server.port: 8080).")] = None,
           workers: Annotated[int | None, typer.Option(help="Server processes; each loads its own models (default server.workers: 1).")] = None,
+          access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request (the audit log already records every question).")] = False,
           workspace: WorkspaceOpt = None) -> None:
     """Serve the workspace: web app at /, OpenAI-compatible /v1, ragtune's /api."""
     try:
@@ -42,6 +43,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Address to listen on (d
     if workers > 1:
         os.environ["RAGTUNE_HOME"] = str(ws.root)
         uvicorn.run("ragtune.server.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="info")
+                    workers=workers, log_level="info", access_log=access_log)
     else:
-        uvicorn.run(create_app(ws), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(ws), host=host, port=port, log_level="info",
+                    access_log=access_log)

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api", tags=["system"])
 
 
 @router.get("/health", response_model=HealthResponse)
-def health() -> HealthResponse:
+async def health() -> HealthResponse:
     """The process answers (no credentials needed: for load balancers)."""
     return HealthResponse(status="ok")
 
@@ -41,7 +41,7 @@ def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/me", response_model=MeResponse, responses=error_responses(401))
-def me(request: Request, who: Caller) -> MeResponse:
+async def me(request: Request, who: Caller) -> MeResponse:
     """The caller's user, groups and the web-app pages they may open."""
     pages = [PageOut(id=p.id, title=p.title, module=p.module, admin=p.admin)
              for p in request.app.state.ragtune.pages if who.principal.admin or not p.admin]

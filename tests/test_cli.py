@@ -68,7 +68,15 @@ def test_ingest_ask_search_docs_rm(home, kb):
     ana = json.loads(run("search", "senior engineer salary zorkmids", "--as", "ana", "--json", home=home).stdout)
     assert ana["hits"][0]["document"].endswith("salary.md")
     assert "salary.md" not in run("docs", "--json", home=home).stdout
-    assert "salary.md" in run("docs", "--all", "--json", home=home).stdout
+    assert "salary.md" in run("docs", "--all", "--as", "root", "--json", home=home).stdout
+    # the operator's views need an admin (issue 17 item 5)
+    denied = run("docs", "--all", "--json", home=home, check=False)
+    assert denied.returncode == 2 and "needs an admin" in denied.stderr and "salary" not in denied.stdout
+    anon_status = json.loads(run("status", "--json", home=home).stdout)
+    assert "restricted_documents" not in anon_status and "recent_failures" not in anon_status
+    assert anon_status["documents"] == 2  # returns.md and vpn.md; salary.md is hr's
+    admin_status = json.loads(run("status", "--as", "root", "--json", home=home).stdout)
+    assert admin_status["documents"] == 3 and admin_status["restricted_documents"] == 1
 
     text = run("ask", "How many days to return items?", home=home).stdout
     assert "[1]" in text and "returns.md" in text
@@ -76,7 +84,7 @@ def test_ingest_ask_search_docs_rm(home, kb):
     run("rm", str(kb / "kb" / "returns.md"), home=home)
     docs = json.loads(run("docs", "--json", home=home).stdout)
     assert [Path(d["source"]).name for d in docs] == ["vpn.md"]
-    status = json.loads(run("status", "--json", home=home).stdout)
+    status = json.loads(run("status", "--as", "root", "--json", home=home).stdout)
     assert status["documents"] == 2
 
 

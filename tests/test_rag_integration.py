@@ -23,7 +23,7 @@ def kb_ws(tmp_path_factory, local_embedder, local_generator):
     shutil.copytree(EXAMPLES / "kb", base / "kb", ignore=shutil.ignore_patterns("restricted"))
     shutil.copytree(EXAMPLES / "kb" / "restricted", base / "restricted")
     ws = Workspace.init(base / "ws", overrides={
-        "access": {"users": {"ana": ["hr"], "bob": ["it"]}},
+        "access": {"users": {"ana": ["hr"], "bob": ["it"]}, "admins": ["root"]},
         "generation": {"max_tokens": 80}})
     ws.embedder = local_embedder
     ws.generator = local_generator
@@ -36,7 +36,7 @@ def kb_ws(tmp_path_factory, local_embedder, local_generator):
 def test_every_sample_document_is_ingested(kb_ws):
     ws, base = kb_ws
     files = [p for p in (base / "kb").rglob("*") if p.is_file()]
-    assert ws.status()["documents"] == len(files) + len(list((base / "restricted").iterdir()))
+    assert ws.status("root")["documents"] == len(files) + len(list((base / "restricted").iterdir()))
     assert ws.store.integrity_check() == []
     again = ws.ingest([base / "kb"], sync=True)
     assert again.chunks_embedded == 0 and len(again.unchanged) == len(files)

@@ -59,11 +59,15 @@ class Registry(Generic[T]):
         self._load_plugins()
         return sorted(self._factories)
 
-    def create(self, name: str, *args: Any, **kwargs: Any) -> T:
-        """Build backend ``name``; an unknown name is a :class:`ConfigError` listing the known."""
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is a known backend (entry points are read only on a miss)."""
         if name not in self._factories:
             self._load_plugins()
-        factory = self._factories.get(name)
+        return name in self._factories
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> T:
+        """Build backend ``name``; an unknown name is a :class:`ConfigError` listing the known."""
+        factory = self._factories.get(name) if name in self else None
         if factory is None:
             raise ConfigError(f"unknown {self.role} backend '{name}' (known: "
                               f"{', '.join(self.names())})")

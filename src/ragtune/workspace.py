@@ -18,6 +18,7 @@ model. Its operations (``ingest``, ``search``, ``ask``...) are one-line calls in
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +31,7 @@ from ragtune.answer.traces import StoreTraceSink, TraceSink
 from ragtune.config import Settings
 from ragtune.embed.base import Embedder
 from ragtune.embed.factory import EMBEDDERS
-from ragtune.errors import ConfigError, NotFound
+from ragtune.errors import AccessDenied, ConfigError, NotFound
 from ragtune.finetune.adapters import AdapterRegistry
 from ragtune.finetune.freshness import Freshness
 from ragtune.finetune.serving import AdapterServing
@@ -65,7 +66,7 @@ class Workspace:
         for registry, name in ((STORES, self.settings.store.backend),
                                (EMBEDDERS, self.settings.embedding.backend),
                                (GENERATORS, self.settings.generation.backend)):
-            if name not in registry.names():  # fail at open, not at the first question
+            if name not in registry:  # fail at open, not at the first question
                 raise ConfigError(f"unknown {registry.role} backend '{name}' in "
                                   f"{self.root / CONFIG_NAME} (known: {', '.join(registry.names())})")
         self._embedder: Embedder | None = None
@@ -251,11 +252,31 @@ class Workspace:
 
     def documents(self, user: str | Principal | None = None, *,
                   all_users: bool = False) -> list[DocumentInfo]:
-        return self.store.list_documents(None if all_users else self.principal(user))
+        """The documents ``user`` may read; ``all_users`` (every document, whatever its
+        groups) is the operator's view and needs an admin."""
+        principal = self.principal(user)
+        if all_users and not principal.admin:
+            raise AccessDenied("listing every document (--all) needs an admin: pass --as "
+                               f"one of access.admins in {self.root / CONFIG_NAME}")
+        return self.store.list_documents(None if all_users else principal)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, user: str | Principal | None = None) -> dict[str, Any]:
+        """What ``user`` may know of the workspace. Admins see the operator's view (every
+        document, store size, recent ingest failures); others only counts of what they may
+        read: restricted documents, collections and file names are not theirs to see."""
+        principal = self.principal(user)
         stats = self.store.stats()
-        stats["workspace"] = str(self.root)
-        stats["embedding"] = f"{self.settings.embedding.backend}:{self.settings.embedding.model}"
-        stats["generation"] = f"{self.settings.generation.backend}:{self.settings.generation.model}"
-        return stats
+        info: dict[str, Any] = {"workspace": str(self.root), "user": principal.user}
+        if principal.admin:
+            info |= stats
+            info["recent_failures"] = [
+                {"source": e.source, "message": e.message, "ts": e.ts}
+                for e in self.store.ingest_log(200) if e.status == "failed"][:10]
+        else:
+            readable = self.store.list_documents(principal)
+            info |= {"documents": len(readable), "chunks": sum(d.chunks for d in readable),
+                     "collections": dict(Counter(d.collection for d in readable)),
+                     "last_ingest": max((d.updated_at for d in readable), default=None)}
+        info["embedding"] = f"{self.settings.embedding.backend}:{self.settings.embedding.model}"
+        info["generation"] = f"{self.settings.generation.backend}:{self.settings.generation.model}"
+        return info

@@ -48,7 +48,7 @@ the client goes away, per-request token limits)."""
 class Adapters(Protocol):
     """What the modes need of adapter serving (:class:`ragtune.finetune.serving.AdapterServing`)."""
 
-    def served(self, adapter: str) -> ServedAdapter: ...
+    def served(self, adapter: str, principal: Principal) -> ServedAdapter: ...
 
 
 class Answerer:
@@ -121,7 +121,7 @@ class Answerer:
         tuned, served = base, None
         if adapter:
             assert self.adapters is not None
-            served = self.adapters.served(adapter)
+            served = self.adapters.served(adapter, principal)
             tuned = self.pipeline(served.generator, direct_system=served.system_prompt,
                                   conclusion=served.conclusion)
         if mode == "rag":

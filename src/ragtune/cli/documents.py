@@ -74,7 +74,7 @@ def rm(document: Annotated[str, typer.Argument(help="Document id, source or file
 
 
 def docs(as_user: AsOpt = None,
-         all_: Annotated[bool, typer.Option("--all", help="Every document, whatever its groups (operator view).")] = False,
+         all_: Annotated[bool, typer.Option("--all", help="Every document, whatever its groups (operator view; needs --as an admin).")] = False,
          workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """List documents with versions, groups and freshness."""
     ws = open_workspace(workspace)
@@ -95,13 +95,10 @@ def docs(as_user: AsOpt = None,
     console.print(table)
 
 
-def status(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """Workspace summary: documents, chunks, size, models, recent ingest problems."""
+def status(as_user: AsOpt = None, workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Workspace summary: documents, chunks, models; size and recent ingest problems for admins."""
     ws = open_workspace(workspace)
-    info = ws.status()
-    info["recent_failures"] = [
-        {"source": e.source, "message": e.message, "ts": e.ts}
-        for e in ws.store.ingest_log(200) if e.status == "failed"][:10]
+    info = ws.status(as_user)
     if as_json:
         print_json(info)
         return

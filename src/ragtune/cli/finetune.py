@@ -178,6 +178,7 @@ def finetune_train(
     workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA adapter into <workspace>/adapters/NAME, with live progress."""
+    from ragtune.finetune.access import with_groups
     from ragtune.finetune.adapters import AdapterRegistry
     from ragtune.finetune.raft import training_lineage
     from ragtune.finetune.train import TrainConfig, train_adapter
@@ -196,7 +197,9 @@ def finetune_train(
     if target_modules:
         options["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m.strip())
     config = TrainConfig(base_model=base, qlora=qlora, int8_base=int8_base, **options)
-    lineage = training_lineage(file)  # RAFT's <file>.lineage.json, else per-line metadata
+    # RAFT's <file>.lineage.json, else per-line metadata; with each document's groups, so
+    # only those who may read all of them can use the adapter (finetune/access.py)
+    lineage = with_groups(training_lineage(file), ws.store)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
                TextColumn("ETA {task.fields[eta]}"))

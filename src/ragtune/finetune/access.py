@@ -1,43 +1,83 @@
-"""Who may answer with an adapter: an adapter may have memorised the documents it was
-trained on, so it is offered only to principals who may read all of them.
+"""Who may use an adapter: only principals who may read everything it was trained on.
 
-Read from the adapter's lineage (``run.json``): every lineage document still in the store
-must be readable by the principal; and when the training data was built as a principal
-(RAFT records its user and groups), the asker must be in each of those groups, since
-documents deleted since may have been restricted to them. An adapter without lineage
-(hand-written data) names no documents and is open to everyone. Admins may use any.
+A fine-tuned model can repeat what it learned, so an adapter trained on documents one user
+may read (``raft build --as ana``, ``data synth --as ana``) must not answer anyone else.
+The adapter's lineage lists the documents of its training data; each restricted document
+contributes the groups it was readable by. A principal may use the adapter when it can read
+every one of them: by the groups recorded at training time *and* by the document's groups
+in the store now (the stricter of both wins, so a document restricted after training
+restricts its adapters too).
 
->>> from ragtune.finetune.adapters import AdapterInfo
 >>> from ragtune.types import Principal
->>> info = AdapterInfo("raft", "qwen", {}, {}, 0.0, None,
-...                    lineage={"principal": {"user": "ana", "groups": ["hr"]}, "documents": []})
->>> may_use(info, None, Principal("bob", frozenset({"it"}))), may_use(info, None, Principal("ana", frozenset({"hr"})))
-(False, True)
+>>> required = [("hr",), ("hr", "legal")]
+>>> can_use(required, Principal("ana", frozenset({"hr"})))
+True
+>>> can_use(required, Principal("bob", frozenset({"legal"})))
+False
+>>> can_use([], Principal.anonymous())
+True
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from ragtune.errors import AccessDenied
 from ragtune.finetune.adapters import AdapterInfo
 from ragtune.finetune.freshness import lineage_documents
 from ragtune.store.base import Store
 from ragtune.types import Principal
 
+GroupSets = list[tuple[str, ...]]
 
-def may_use(info: AdapterInfo, store: Store | None, principal: Principal) -> bool:
-    """True when ``principal`` may see answers written by adapter ``info``."""
-    if principal.admin:
-        return True
-    lineage = info.lineage if isinstance(info.lineage, dict) else {}
-    built_as = lineage.get("principal")
-    if isinstance(built_as, dict):
-        groups = {str(g) for g in built_as.get("groups") or []}
-        if not groups <= principal.groups:
-            return False
-    for rec in lineage_documents(lineage):
-        ref = rec.get("doc_id") or rec.get("id") or rec.get("source")
-        doc = store.get_document(str(ref)) if store is not None else None
-        if doc is None and rec.get("source") and store is not None:
-            doc = store.get_document(str(rec["source"]))
-        if doc is not None and not principal.can_read(doc.groups):
-            return False
-    return True
+
+def can_use(required: Sequence[tuple[str, ...]], principal: Principal) -> bool:
+    """True when ``principal`` may read a document of each group set in ``required``."""
+    return all(principal.can_read(groups) for groups in required)
+
+
+def with_groups(lineage: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
+    """``lineage`` with each document's current groups recorded (``"groups": [...]``), so the
+    adapter stays restricted even after its documents are deleted from the store."""
+    if not lineage:
+        return lineage
+    for doc in lineage_documents(lineage):
+        info = _find(doc, store)
+        if info is not None:
+            doc["groups"] = sorted(set(doc.get("groups") or ()) | set(info.groups))
+    return lineage
+
+
+def required_groups(info: AdapterInfo, store: Store | None) -> GroupSets:
+    """One group set per restricted training document: recorded ones, joined by the
+    document's groups in the store now."""
+    out: set[tuple[str, ...]] = set()
+    for doc in lineage_documents(info.lineage):
+        recorded = tuple(sorted(set(doc.get("groups") or ())))
+        current = _find(doc, store) if store is not None else None
+        for groups in (recorded, tuple(sorted(current.groups)) if current else ()):
+            if groups:
+                out.add(groups)
+    return sorted(out)
+
+
+def check_adapter_access(info: AdapterInfo, principal: Principal, store: Store | None) -> None:
+    """Raise :class:`AccessDenied` when ``principal`` may not use adapter ``info``. The
+    message names no document: which ones are restricted is itself restricted."""
+    if not can_use(required_groups(info, store), principal):
+        raise AccessDenied(
+            f"adapter '{info.name}' was trained on documents that '{principal.user}' may not "
+            "read, so it may not answer you (ask in mode 'rag', or ask an admin for access)")
+
+
+def _find(doc: dict[str, Any], store: Store | None) -> Any:
+    """The store's document for a lineage entry (by id, else by source), as an admin sees it."""
+    if store is None:
+        return None
+    for ref in (doc.get("doc_id") or doc.get("id"), doc.get("source")):
+        if ref:
+            info = store.get_document(str(ref))
+            if info is not None:
+                return info
+    return None

@@ -29,12 +29,15 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import InputError
 from ragtune.finetune.dataset import as_dicts, load_chat_jsonl
 from ragtune.textmatch import exact_match, token_f1
 from ragtune.types import ChatExample
+
+if TYPE_CHECKING:
+    from ragtune.finetune.hf_generator import HFGenerator
 
 DEFAULT_FORMAT_REGEX = r"\[Source: [^\],]+, [^\]]+\]\s*$"
 DEFAULT_MAX_LENGTH = 1024  # tokens per example for the loss when the adapter records none
@@ -137,7 +140,7 @@ def _nll(model: Any, row: dict[str, list[int]]) -> tuple[float, int]:
     return float(loss), int(keep.sum())
 
 
-def _score(generator: Any, adapter: str | None, examples: list[ChatExample], max_length: int,
+def _score(generator: HFGenerator, adapter: str | None, examples: list[ChatExample], max_length: int,
            regex: str | None, schema: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict]]:
     from ragtune.finetune.train import tokenize_example
 
@@ -172,7 +175,7 @@ def _score(generator: Any, adapter: str | None, examples: list[ChatExample], max
     return metrics, rows
 
 
-def evaluate_adapter(generator: Any, adapter: str, data_path: Path, *,
+def evaluate_adapter(generator: HFGenerator, adapter: str, data_path: Path, *,
                      format_regex: str | None = None, json_schema: dict[str, Any] | None = None,
                      limit: int | None = None) -> dict[str, Any]:
     """Score the base model and ``adapter`` on ``data_path``; see the module doc for metrics.

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import InputError
 from ragtune.finetune.dataset import find_personal_data, load_chat_jsonl
 from ragtune.finetune.evaluate import split_prompt
+
+if TYPE_CHECKING:
+    from ragtune.finetune.hf_generator import HFGenerator
 
 WORST = 5
 
@@ -53,7 +56,7 @@ def longest_common_run(a: list[str], b: list[str]) -> tuple[int, int]:
     return best, where
 
 
-def probe_memorisation(generator: Any, adapter: str | None, train_path: Path, *,
+def probe_memorisation(generator: HFGenerator, adapter: str | None, train_path: Path, *,
                        min_overlap_tokens: int = 20, limit: int | None = None) -> dict[str, Any]:
     """Replay training prompts through ``adapter``; measure verbatim overlap and personal data.
 

@@ -18,7 +18,7 @@ Which engine serves an adapter:
 >>> import tempfile
 >>> from ragtune.config import GenerationSettings
 >>> serving = AdapterServing(Path(tempfile.mkdtemp()), GenerationSettings(backend="fake"), store=None)
->>> serving.served("missing")
+>>> serving.served("missing", Principal.anonymous())
 Traceback (most recent call last):
 ...
 ragtune.errors.NotFound: no finished adapter named 'missing' in ... (known: none)
@@ -32,11 +32,13 @@ from pathlib import Path
 
 from ragtune.config import GenerationSettings
 from ragtune.errors import RagtuneError
+from ragtune.finetune.access import can_use, check_adapter_access, required_groups
 from ragtune.finetune.adapters import AdapterInfo, AdapterRegistry
 from ragtune.finetune.freshness import Freshness, adapter_freshness, base_identity
 from ragtune.finetune.raft_quotes import final_answer, is_raft_adapter
 from ragtune.generate.base import Generator
 from ragtune.store.base import Store
+from ragtune.types import Principal
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,21 @@ class AdapterServing:
         # base model -> HFGenerator; 'lora:NAME' -> llama.cpp with that adapter's GGUF LoRA
         self._generators: dict[str, Generator] = {}
 
-    def served(self, adapter: str) -> ServedAdapter:
-        """Adapter ``adapter`` ready to answer (a missing one is :class:`NotFound`)."""
+    def served(self, adapter: str, principal: Principal) -> ServedAdapter:
+        """Adapter ``adapter`` ready to answer ``principal``: a missing one is
+        :class:`NotFound`; one trained on documents ``principal`` may not read is
+        :class:`AccessDenied` (see :mod:`ragtune.finetune.access`)."""
         info = self.registry.get(adapter)
+        check_adapter_access(info, principal, self.store)
         return ServedAdapter(
             name=adapter, info=info, generator=self.generator(adapter),
             system_prompt=info.system_prompt,
             conclusion=final_answer if is_raft_adapter(info) else None,
             freshness=lambda: self.freshness(adapter))
+
+    def usable(self, adapter: str, principal: Principal) -> bool:
+        """Whether ``principal`` may use ``adapter`` (to list only what a caller may pick)."""
+        return can_use(required_groups(self.registry.get(adapter), self.store), principal)
 
     def freshness(self, adapter: str) -> Freshness:
         """Which documents ``adapter`` was trained on changed or went since."""

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError, NotFound
+from ragtune.generate.base import Generator
 from ragtune.jsonl import write_jsonl_atomic
 from ragtune.types import Chunk, DocumentInfo, Principal
 
@@ -150,7 +151,7 @@ def extractive_pairs(chunk: Chunk, title: str, n: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def _llm_pairs(generator: Any, chunk: Chunk, title: str, n: int) -> list[tuple[str, str]] | None:
+def _llm_pairs(generator: Generator, chunk: Chunk, title: str, n: int) -> list[tuple[str, str]] | None:
     heading = _heading(title, chunk.section)
     prompt = (
         f"Document: {title}\nSection: {heading}\n\nText:\n{chunk.text}\n\n"
@@ -215,7 +216,7 @@ def readable_chunks(store: Any, principal: Principal) -> tuple[dict[str, Documen
 
 def synth_examples(store: Any, *, principal: Principal, out_train: Path, out_eval: Path,
                    per_chunk: int = 1, eval_fraction: float = 0.2, seed: int = 0,
-                   generator: Any = None, limit_chunks: int | None = None,
+                   generator: Generator | None = None, limit_chunks: int | None = None,
                    system_prompt: str = SYSTEM_PROMPT) -> dict[str, Any]:
     """Write train and eval chat JSONL files from the chunks ``principal`` may read.
 

@@ -19,7 +19,6 @@ from typing import Any
 from ragtune.answer.conversation import Turn
 from ragtune.answer.traces import TraceSink
 from ragtune.errors import NotFound
-from ragtune.finetune.access import may_use
 from ragtune.finetune.adapters import AdapterInfo
 from ragtune.server.auth import Identity
 from ragtune.server.gate import Admission, GatedGenerator, GenerationGate
@@ -29,8 +28,9 @@ from ragtune.workspace import Workspace
 
 
 def usable_adapters(ws: Workspace, principal: Principal) -> list[AdapterInfo]:
-    """The finished adapters ``principal`` may answer with (:func:`may_use`)."""
-    return [i for i in ws.registry.list() if may_use(i, ws.store, principal)]
+    """The finished adapters ``principal`` may answer with (only principals who may read
+    every document an adapter was trained on: :mod:`ragtune.finetune.access`)."""
+    return [i for i in ws.registry.list() if ws.adapters.usable(i.name, principal)]
 
 
 def usable_adapter(ws: Workspace, principal: Principal, name: str) -> AdapterInfo:

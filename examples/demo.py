@@ -9,7 +9,8 @@
    of the base model and the adapter on held-out prompts,
 6. train the intent router and answer in hybrid mode (route → retrieve → adapter),
 7. the bake-off: base, RAG, adapter and hybrid on the same eval questions, with the
-   recommendation derived from the measurements (report.md / report.html / report.json).
+   recommendation derived from the measurements (report.md / report.html / report.json),
+8. how to open the web app on the demo workspace (ragtune serve, an admin key made for it).
 
 Run with ``make demo`` (or ``.venv/bin/python examples/demo.py [--workspace DIR]``).
 """
@@ -113,7 +114,7 @@ def format_compliance(ws: Workspace) -> None:
             .read_text(encoding="utf-8").splitlines() if x.strip()][:HELDOUT_PROMPTS]
     prompts = [[m for m in r["messages"] if m["role"] != "assistant"] for r in rows]
     rate = {}
-    for label, generator in (("base", ws.generator), (ADAPTER, ws.adapter_generator(ADAPTER))):
+    for label, generator in (("base", ws.generator), (ADAPTER, ws.adapters.generator(ADAPTER))):
         ok, example = 0, ""
         with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as bar:
@@ -138,7 +139,6 @@ def configure_routing(ws: Workspace) -> Workspace:
     config.write_text(text, encoding="utf-8")
     fresh = Workspace.open(ws.root)
     fresh.embedder, fresh.generator = ws.embedder, ws.generator  # keep the loaded models
-    fresh._adapter_generators = ws._adapter_generators
     return fresh
 
 
@@ -228,11 +228,26 @@ def main() -> int:
                   highlight=False)
 
     console.print(Rule("7. Bake-off: base vs RAG vs adapter vs hybrid"))
-    bake_off(ws, base / "compare", index_s)
+    bake_off(ws, ws.root / "compare" / "demo", index_s)  # where the web app's Reports page looks
 
     console.print(f"\n[dim]demo finished in {time.perf_counter() - started:.0f} s; "
                   f"workspace kept at {ws.root}[/]")
+    web_app(ws)
     return 0
+
+
+def web_app(ws: Workspace) -> None:
+    """How to open the web app on the demo workspace, with an admin key made for it."""
+    from ragtune.server.keys import KeyStore
+
+    _, token = KeyStore(ws.root / ws.settings.auth.keys_file).create("demo", admin=True)
+    console.print(Rule("The web app on this workspace"))
+    console.print(
+        f"  .venv/bin/ragtune serve --workspace {ws.root}\n"
+        "  open http://127.0.0.1:8080/ and sign in with this admin key (made for you, shown once):\n"
+        f"  {token}\n"
+        "  (more keys: .venv/bin/ragtune keys create USER [--admin] --workspace ...; "
+        "see docs/server.md)", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,16 @@ git). Without Chromium or Playwright the tests skip, except in CI where they fai
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+from ragtune.answer.feedback import FeedbackLog
+from ragtune.generate.fake import FakeGenerator, default_reply
+from tests.conftest import write
+from tests.evaluate.conftest import add_adapter
 from tests.server.conftest import SALARY_Q
 from tests.test_report_browser import ARGS, _chromium
 
@@ -62,6 +67,14 @@ def ask(page, question: str) -> str:
 
 
 def test_admin_asks_uploads_and_deletes(served, browser) -> None:
+    add_adapter(served.ws, "style", trained_on=(str(served.kb / "policies/returns.md"),))
+    write(served.kb / "policies/returns.md", "# Returns\n\n## Window\n\nItems can be returned "
+          "within 30 days of delivery for online orders.\n\n## Note\n\nUpdated.\n")
+    served.ws.ingest([served.kb / "policies/returns.md"])  # the adapter is now stale
+    report = served.ws.root / "compare" / "kb_eval"
+    write(report / "report.json", json.dumps({"ragtune_report": 1, "systems": [{"name": "rag"}],
+                                              "recommendation": {"headline": "Serve RAG"}}))
+    write(report / "report.html", "<html><body><h1 id='headline'>Serve RAG</h1></body></html>")
     errors: list[str] = []
     page = open_page(browser, served.url, errors)
     page.get_by_label("API key").wait_for()
@@ -131,6 +144,17 @@ def test_admin_asks_uploads_and_deletes(served, browser) -> None:
     answer = ask(page, "What colour is the company zeppelin?")
     assert "teal" not in answer
     page.screenshot(path=str(ARTIFACTS / "4-after-delete.png"), full_page=True)
+
+    # adapters: lineage and staleness; the latest bake-off report one click away
+    page.get_by_role("link", name="Adapters").click()
+    row = page.locator('#adapters tr[data-adapter="style"]')
+    row.wait_for()
+    assert "STALE" in row.inner_text() and "1 documents" in row.inner_text()
+    page.get_by_role("link", name="Reports").click()
+    page.get_by_role("button", name="Open the latest bake-off report").click()
+    frame = page.frame_locator("#report-frame")
+    assert frame.locator("#headline").inner_text() == "Serve RAG"
+    page.screenshot(path=str(ARTIFACTS / "6-report.png"), full_page=True)
     assert errors == []
 
 
@@ -155,6 +179,19 @@ def test_non_admin_sees_no_admin_pages_and_gets_403(served, browser) -> None:
     page.goto(served.url + "/#chat")
     answer = ask(page, SALARY_Q)
     assert "zorblax" not in answer  # the hr document stays hidden from bob
+
+    # an unsupported sentence is marked; feedback on the answer is recorded
+    served.ws.generator = FakeGenerator(
+        reply=lambda m: default_reply(m) + " Refunds also earn double loyalty points [1].")
+    ask(page, "How many days can items be returned after delivery for online orders?")
+    turn = page.locator(".turn").last
+    flagged = turn.locator("mark.unsupported")
+    assert flagged.count() == 1 and "double loyalty points" in flagged.inner_text()
+    assert "not supported" in flagged.inner_text()  # said to screen readers too
+    turn.get_by_role("button", name="Helpful", exact=True).click()
+    turn.get_by_text("Thanks for the feedback.").wait_for()
+    (vote,) = FeedbackLog(served.ws.root / "feedback.jsonl").read()
+    assert (vote.user, vote.rating) == ("bob", "up")
     page.screenshot(path=str(ARTIFACTS / "5-non-admin.png"), full_page=True)
     errors = [e for e in errors if "403" not in e]  # the refused request, logged by Chromium
     assert errors == []

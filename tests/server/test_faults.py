@@ -128,3 +128,34 @@ def test_killed_mid_upload_leaves_the_store_consistent(tmp_path) -> None:
         proc.wait(20)
     assert ragtune(ws.root, "keys", "revoke", created["id"]).startswith("revoked")
     assert "revoked" in ragtune(ws.root, "keys", "list")
+
+
+def test_several_workers_serve_one_workspace(tmp_path) -> None:
+    """``--workers 2``: uvicorn's worker processes each open the workspace (app_from_env)."""
+    from ragtune.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", overrides=FAKE)
+    ws.ingest([write(tmp_path / "kb" / "vpn.md", "# VPN\n\nReset it at the IT portal.\n")])
+    token = json.loads(ragtune(ws.root, "keys", "create", "ana", "--json"))["token"]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ragtune.cli", "serve", "--port", str(port),
+                             "--workers", "2", "--workspace", str(ws.root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/api/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+        for _ in range(4):  # new connections: spread over the workers
+            r = httpx.post(url + "/api/search", json={"query": "VPN reset"},
+                           headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200 and r.json()["hits"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

@@ -91,10 +91,10 @@ class ServerState:
         try:
             self.ws.store.count_documents()
             self.ws.embedder.embed_query("warm up")
-            self.ws.generator  # noqa: B018 — builds it; the local model loads on first use
-            self.ws.adapters  # noqa: B018
-            load = getattr(self.ws.generator, "llm", None)  # llama.cpp: load the weights now
-            del load
+            self.ws.adapters  # noqa: B018 — built once, before threads race to build it
+            generator = self.ws.generator
+            if hasattr(type(generator), "llm"):
+                generator.llm  # noqa: B018 — llama.cpp loads its weights on first access
             self.ready = {"models": "ok"}
         except Exception as e:  # reported by /api/ready; the server still answers search
             log.exception("loading the models failed")

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ragtune.store.base import SearchFilter
+from ragtune.types import Citation
 
 # ------------------------------------------------------------------ shared
 
@@ -120,15 +121,6 @@ class AskRequest(Filters):
     k: TopK | None = None
 
 
-class CitationOut(BaseModel):
-    n: int
-    document: str
-    section: str
-    chunk_id: str
-    quote: str
-    supported: bool
-
-
 class SentenceOut(BaseModel):
     text: str
     cited: list[int]
@@ -138,7 +130,7 @@ class SentenceOut(BaseModel):
 class AskResponse(BaseModel):
     id: str = Field(description="the answer's id (feedback, audit)")
     answer: str
-    citations: list[CitationOut]
+    citations: list[Citation]
     sentences: list[SentenceOut]
     refused: bool
     unsupported_sentences: list[str]
@@ -242,28 +234,6 @@ class FeedbackResponse(BaseModel):
     answer_id: str
     rating: str
     recorded: bool
-
-
-class AuditOut(BaseModel):
-    id: str
-    ts: float
-    user: str
-    via: str
-    groups: list[str]
-    admin: bool
-    question: str
-    mode: str
-    adapter: str | None
-    model: str
-    origin: str
-    refused: bool
-    retrieved: list[dict[str, Any]]
-    cited: list[str]
-    supported: bool
-    latency_s: float | None
-    first_token_s: float | None
-    tokens: dict[str, int]
-    redacted: list[str]
 
 
 class KeyOut(BaseModel):

@@ -38,7 +38,7 @@ def live(tmp_path_factory, local_embedder, local_generator):
 
 
 def test_streamed_and_whole_answers_with_checked_citations(live) -> None:
-    ws, _, ai = live
+    _, _, ai = live
     q = [{"role": "user", "content": "How many days do customers have to return an item?"}]
     whole = ai.chat.completions.create(model="ragtune-rag", messages=q)
     assert "30" in whole.choices[0].message.content
@@ -64,7 +64,7 @@ def test_a_follow_up_is_retrieved_with_its_conversation(live) -> None:
 
 
 def test_leaving_mid_answer_frees_the_model(live) -> None:
-    ws, url, ai = live
+    ws, _, ai = live
     before = len(ws.store.traces())
     stream = ai.chat.completions.create(model="ragtune-base", stream=True, max_tokens=200,
                                         messages=[{"role": "user", "content":

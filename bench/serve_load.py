@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, help="a workspace with the sample KB (built if absent)")
     ap.add_argument("--fake", action="store_true", help="fake models (queueing only)")
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--overhead-only", action="store_true", help="only step 1 (a minute)")
     args = ap.parse_args()
 
     tmp = None
@@ -195,6 +196,11 @@ def main() -> None:
     try:
         print("server overhead (sequential, idle) ...", flush=True)
         over = overhead(ws, url, tokens[-1], qs[:50], k=5)
+        if args.overhead_only:
+            print(f"/api/search p50 {over['api_p50_ms']:.2f} ms, in-process p50 "
+                  f"{over['in_process_p50_ms']:.2f} ms: +{over['overhead_p50_ms']:.2f} ms "
+                  f"(load average {os.getloadavg()[0]:.1f})")
+            return
         print(f"load: {args.clients} clients x {args.questions} questions ...", flush=True)
         stats: dict = {"ttft": [], "total": [], "errors": [], "429": 0, "503": 0, "refused": 0}
         searches: list[float] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from ragtune.answer.conversation import Turn
 from ragtune.server.answers import Question, usable_adapter
@@ -20,16 +20,17 @@ router = APIRouter(prefix="/api", tags=["query"])
 
 @router.post("/search", response_model=SearchResponse,
              responses=error_responses(400, 401, 413, 422))
-def search(body: SearchRequest, request: Request,
-           who: Caller) -> SearchResponse:
+def search(body: SearchRequest, request: Request, who: Caller) -> Response:
     """Retrieve the passages this caller may read that best match ``query``."""
     ws = request.app.state.ragtune.ws
     result = ws.search(body.query, who.principal, k=body.k, mode=body.mode,
                        filters=body.to_filter())
-    return SearchResponse(query=body.query, mode=result.mode, found=result.found,
-                          best_similarity=result.best_similarity,
-                          hits=[h.to_dict() for h in result.hits],
-                          timings={k: round(v, 6) for k, v in result.timings.items()})
+    out = SearchResponse(query=body.query, mode=result.mode, found=result.found,
+                         best_similarity=result.best_similarity,
+                         hits=[h.to_dict() for h in result.hits],
+                         timings={k: round(v, 6) for k, v in result.timings.items()})
+    # Serialised once here: FastAPI would validate the returned model a second time.
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.post("/ask", response_model=AskResponse,

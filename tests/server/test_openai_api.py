@@ -99,6 +99,7 @@ def test_request_options_and_bad_requests(served) -> None:
             {"role": "user", "content": "hi"}]})
         assert r.status_code == 404
         assert r.json()["error"]["available"] == ["ragtune-rag", "ragtune-base"]
+        assert r.json()["error"]["type"] == "unknown_model"
         r = http.post("/v1/chat/completions", json={"model": "ragtune-rag", "messages": [
             {"role": "assistant", "content": "hi"}]})
         assert r.status_code == 400 and "last message" in r.json()["error"]["message"]

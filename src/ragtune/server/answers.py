@@ -13,7 +13,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ragtune.answer.conversation import Turn
@@ -68,7 +68,6 @@ class Question:
     k: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class AnswerRunner:

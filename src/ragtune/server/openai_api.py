@@ -93,12 +93,22 @@ class ModelList(BaseModel):
     data: list[ModelOut]
 
 
-def available_models(ws: Workspace, principal: Principal) -> list[ModelOut]:
-    """The answer systems ``principal`` may use, as model ids."""
+class UnknownModel(NotFound):
+    """404 naming the models the caller may use (in the message and ``error.available``)."""
+
+    def __init__(self, model: str, available: list[str]) -> None:
+        super().__init__(f"unknown model {model!r}; available: {', '.join(available)}")
+        self.extra = {"available": available}
+
+
+def available_models(ws: Workspace, principal: Principal, *,
+                     freshness: bool = True) -> list[ModelOut]:
+    """The answer systems ``principal`` may use, as model ids (``freshness``: also say
+    which adapters are stale, a look at every lineage document)."""
     out = [ModelOut(id="ragtune-rag", created=0, mode="rag", adapter=None),
            ModelOut(id="ragtune-base", created=0, mode="base", adapter=None)]
     for info in usable_adapters(ws, principal):
-        stale = ws.freshness(info.name).stale
+        stale = freshness and ws.freshness(info.name).stale
         for mode in ("hybrid", "finetuned"):
             out.append(ModelOut(id=f"{MODEL_PREFIX}{mode}:{info.name}", created=int(info.created_at),
                                 mode=mode, adapter=info.name, stale=stale))
@@ -106,15 +116,13 @@ def available_models(ws: Workspace, principal: Principal) -> list[ModelOut]:
 
 
 def resolve_model(ws: Workspace, principal: Principal, model: str) -> ModelOut:
-    """The listed model called ``model``; NotFound (with the list) otherwise. An adapter the
+    """The listed model called ``model``; UnknownModel (with the list) otherwise. An adapter the
     caller may not use is exactly as unknown as one that does not exist."""
-    models = available_models(ws, principal)
+    models = available_models(ws, principal, freshness=False)
     for m in models:
         if m.id == model:
             return m
-    error = NotFound(f"unknown model {model!r}; available: {', '.join(m.id for m in models)}")
-    error.extra = {"available": [m.id for m in models]}  # type: ignore[attr-defined]
-    raise error
+    raise UnknownModel(model, [m.id for m in models])
 
 
 def question_of(request: ChatRequest) -> tuple[str, tuple[Turn, ...]]:

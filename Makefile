@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint bench clean browser
+.PHONY: demo test test-fast lint bench clean browser nettools
 
 $(STAMP): pyproject.toml scripts/llama_cmake_args.sh
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,20 @@ browser:
 	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser tests will skip (apt-get install chromium)"; }
 
-test: $(STAMP) browser
+# pgvector 0.8 for the local PostgreSQL of the store tests (docs/stores.md): ~30 s with gcc.
+PGVECTOR := $(VENV)/.pgvector
+$(PGVECTOR): $(STAMP) scripts/build_pgvector.sh third_party/pgvector/vector.control
+	./scripts/build_pgvector.sh $(BIN)/python
+	touch $(PGVECTOR)
+
+# tests/test_no_network.py runs the CLI in a network namespace under strace: Debian's strace
+# and iproute2, installed when we may (root, as in CI); elsewhere that test says how and skips.
+nettools:
+	@command -v strace >/dev/null && command -v ip >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq strace \
+	  iproute2 >/dev/null) || echo "strace/ip not installed: the no-network test will skip"; }
+
+test: $(STAMP) browser nettools $(PGVECTOR)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)

@@ -140,8 +140,9 @@ def main() -> None:
     plain_512 = SentenceTransformer(path, device="cpu")
     plain_512.max_seq_length = 512
     plain_256 = SentenceTransformer(path, device="cpu")
-    default, onnx_fp32 = LocalEmbedder(), LocalEmbedder(quantize=False)
-    torch_fp32 = LocalEmbedder(runtime="torch", quantize=False)
+    default = LocalEmbedder(device="cpu")  # the CPU runtimes; bench/embed_gpu.py for CUDA
+    onnx_fp32 = LocalEmbedder(quantize=False, device="cpu")
+    torch_fp32 = LocalEmbedder(runtime="torch", quantize=False, device="cpu")
     texts = passages(torch_fp32.count_tokens, args.n)
     queries, docs, gold = split_queries(texts, args.queries)
     lengths = [torch_fp32.count_tokens(t) for t in docs]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ragtune.ingest.chunking import chunk_document
 from ragtune.ingest.loaders import SUPPORTED_EXTENSIONS, load_file
-from ragtune.store.bm25 import STOPWORDS
+from ragtune.store.analysis import SHORT_STOPWORDS as STOPWORDS
 
 ROOT = Path(__file__).resolve().parent.parent
 KB = ROOT / "examples" / "kb"

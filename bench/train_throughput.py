@@ -90,7 +90,7 @@ def run_baseline(opts: dict) -> dict:
     from ragtune.finetune.train import TrainConfig, load_base_model, tokenize_example
 
     cfg = TrainConfig(**opts["config"])
-    base = load_base_model(cfg.base_model)
+    base = load_base_model(cfg.base_model, qlora=cfg.qlora)  # bf16 on CUDA, 4-bit with qlora
     tok = base.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -98,7 +98,12 @@ def run_baseline(opts: dict) -> dict:
     train = [r for r in (tokenize_example(tok, e, cfg.max_length) for e in train_ex) if r]
     val = [r for r in (tokenize_example(tok, e, cfg.max_length) for e in val_ex) if r]
     set_seed(cfg.seed)
-    model = get_peft_model(base.model, LoraConfig(
+    model = base.model
+    if cfg.qlora:  # the standard QLoRA recipe, without gradient checkpointing (as ragtune's)
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = get_peft_model(model, LoraConfig(
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
     pad = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)
@@ -123,7 +128,7 @@ def run_baseline(opts: dict) -> dict:
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         logging_steps=1, report_to="none", disable_tqdm=True, save_strategy="no", seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
-        dataloader_pin_memory=False)
+        bf16=torch.cuda.is_available(), dataloader_pin_memory=False)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,
                       data_collator=collate, callbacks=[Timer()])
     trainer.train()

@@ -89,3 +89,27 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _no_cuda_reason() -> str | None:
+    """Why ``gpu`` tests cannot run here, or None when torch sees a CUDA GPU."""
+    try:
+        import torch
+    except ImportError:
+        return "needs CUDA: torch is not installed"
+    if not torch.cuda.is_available():
+        return (f"needs CUDA: torch {torch.__version__} sees no GPU "
+                "(docs/finetuning.md says how to run these on a GPU machine)")
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every test marked ``gpu`` with a reason when there is no CUDA GPU.
+
+    torch is imported only when such a test was collected.
+    """
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    reason = _no_cuda_reason() if gpu else None
+    if reason:
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -2,7 +2,9 @@
 
 Precedence (lowest first): defaults, the workspace's ``ragtune.toml``, ``RAGTUNE_<AREA>_<KEY>``
 environment variables (``RAGTUNE_RETRIEVAL_TOP_K=8``), explicit overrides from the caller.
-Unknown areas or keys and out-of-range values raise :class:`ConfigError` naming the key.
+Unknown areas or keys (in the file or in a ``RAGTUNE_*`` variable), values of the wrong
+type (checked inside tables and lists too) and out-of-range values (``inf``/``nan`` included)
+raise :class:`ConfigError` naming the key.
 
 >>> s = Settings.from_dict({"retrieval": {"top_k": 3}})
 >>> s.retrieval.top_k
@@ -16,6 +18,7 @@ ragtune.errors.ConfigError: unknown config key 'retrieval.top_kk' (known: ...)
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -45,7 +48,84 @@ def _help(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
+def _field_type(f: dataclasses.Field) -> Any:
+    if not isinstance(f.type, str):
+        return f.type
+    return eval(f.type, vars(typing) | {"__builtins__": __builtins__})
+
+
+def _describe(typ: Any) -> str:
+    """``list[str]`` -> "a list of strings" (for error messages)."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict:
+        return f"a table of {_describe(args[1]).removeprefix('a ').removeprefix('an ')}s"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        typ, f"a {getattr(typ, '__name__', typ)}")
+
+
+def _check_type(key: str, typ: Any, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is a ``typ``, checked all the way into tables and
+    lists, and numbers are finite.
+
+    >>> _check_type("access.users", dict[str, list[str]], {"ana": "hr"})
+    Traceback (most recent call last):
+    ...
+    ragtune.errors.ConfigError: config key 'access.users.ana' must be a list of strings, got 'hr'
+    """
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    ok: bool
+    if origin is list:
+        ok = isinstance(value, list)
+        if ok:
+            for i, item in enumerate(value):
+                _check_type(f"{key}[{i}]", args[0], item)
+    elif origin is dict:
+        ok = isinstance(value, dict)
+        if ok:
+            for k, item in value.items():
+                if not isinstance(k, str):
+                    raise ConfigError(f"config key '{key}' must have string keys, got {k!r}")
+                _check_type(f"{key}.{k}", args[1], item)
+    elif typ is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, typ)
+    if not ok:
+        raise ConfigError(f"config key '{key}' must be {_describe(typ)}, got {value!r}")
+
+
+def _validated(area: str) -> Any:
+    """Class decorator (put it under ``@dataclass``): every field is type-checked before the
+    class's own ``__post_init__`` range checks run, however the object was built."""
+
+    def wrap(cls: Any) -> Any:
+        own = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self: Any) -> None:
+            for f in dataclasses.fields(self):
+                _check_type(f"{area}.{f.name}", _field_type(f), getattr(self, f.name))
+            if own is not None:
+                own(self)
+
+        cls.__post_init__ = __post_init__
+        return cls
+
+    return wrap
+
+
+def _in_range(key: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise ConfigError(f"{key} must be {lo:g}..{hi:g}, got {value!r}")
+
+
 @dataclass(frozen=True)
+@_validated("chunking")
 class ChunkingSettings:
     max_tokens: int = _help("upper bound of a chunk, in embedding-model tokens", default=400)
     overlap: int = _help("tokens shared by consecutive chunks of one section", default=40)
@@ -60,15 +140,31 @@ class ChunkingSettings:
 
 
 @dataclass(frozen=True)
+@_validated("ingest")
 class IngestSettings:
+    """Limits that refuse a pathological file early, with a reason, instead of letting it
+    exhaust memory or time (the rest of the batch still goes in)."""
+
     max_file_mb: float = _help("files larger than this are refused with a clear error", default=50.0)
+    max_pages: int = _help("PDF files with more pages than this are refused", default=5000)
+    max_depth: int = _help("deepest nesting of JSON values or HTML elements a file may have",
+                           default=128)
+    max_unzipped_mb: float = _help("DOCX files that unpack to more than this are refused "
+                                   "(zip bombs)", default=500.0)
+    max_seconds: float = _help("parsing and chunking one file may take at most this long",
+                               default=600.0)
 
     def __post_init__(self) -> None:
-        if self.max_file_mb <= 0:
-            raise ConfigError(f"ingest.max_file_mb must be > 0, got {self.max_file_mb}")
+        if not 0 < self.max_file_mb <= 4096:
+            raise ConfigError(f"ingest.max_file_mb must be > 0 and <= 4096, got {self.max_file_mb}")
+        _in_range("ingest.max_pages", self.max_pages, 1, 1_000_000)
+        _in_range("ingest.max_depth", self.max_depth, 8, 200)
+        _in_range("ingest.max_unzipped_mb", self.max_unzipped_mb, 1, 100_000)
+        _in_range("ingest.max_seconds", self.max_seconds, 1, 86_400)
 
 
 @dataclass(frozen=True)
+@_validated("store")
 class StoreSettings:
     """Where the documents, chunks, vectors and traces live (``ragtune.store.factory``)."""
 
@@ -77,13 +173,37 @@ class StoreSettings:
     path: str = _help("file or folder of an embedded backend, relative to the workspace "
                       "('' = the backend's default: store.db for sqlite)", default="")
     url: str = _help("address of a database server backend ('' = none)", default="")
+    # BM25 lives in the store (terms are analysed at ingest). Defaults chosen by the average
+    # nDCG@10 over the public sets of bench/retrieval_sets.py (docs/retrieval-quality.md).
+    bm25_stemmer: str = _help("BM25 stemming: snowball (Snowball English, as bm25s) | light "
+                              "(plurals, -ing, -ed) | none; a change re-analyses the store",
+                              default="snowball")
+    bm25_stopwords: str = _help("BM25 stopword list: english | short | none", default="english")
+    bm25_k1: float = _help("BM25 term-frequency saturation k1", default=1.2)
+    bm25_b: float = _help("BM25 length normalisation b (0..1)", default=0.75)
+    quoted_phrases: str = _help("a quoted phrase in a question: boost (rows holding it rank "
+                                "first) | filter (only rows holding it)", default="boost")
 
     def __post_init__(self) -> None:
         if not _BACKEND_NAME.fullmatch(self.backend):
             raise ConfigError(f"store.backend must be a backend name like 'sqlite', got {self.backend!r}")
+        if self.bm25_stemmer not in {"snowball", "light", "none"}:
+            raise ConfigError(f"store.bm25_stemmer must be snowball, light or none, "
+                              f"got {self.bm25_stemmer!r}")
+        if self.bm25_stopwords not in {"english", "short", "none"}:
+            raise ConfigError(f"store.bm25_stopwords must be english, short or none, "
+                              f"got {self.bm25_stopwords!r}")
+        if not 0.0 <= self.bm25_k1 <= 10.0:
+            raise ConfigError(f"store.bm25_k1 must be 0..10, got {self.bm25_k1}")
+        if not 0.0 <= self.bm25_b <= 1.0:
+            raise ConfigError(f"store.bm25_b must be 0..1, got {self.bm25_b}")
+        if self.quoted_phrases not in {"boost", "filter"}:
+            raise ConfigError(f"store.quoted_phrases must be boost or filter, "
+                              f"got {self.quoted_phrases!r}")
 
 
 @dataclass(frozen=True)
+@_validated("embedding")
 class EmbeddingSettings:
     backend: str = _help("local | http | fake", default="local")
     model: str = _help("model name, folder or packaged model", default="all-MiniLM-L6-v2")
@@ -95,8 +215,13 @@ class EmbeddingSettings:
     quantize: bool = _help("int8 weights for the local model (onnx: -0.002 nDCG@10; "
                            "torch: -0.0065)", default=True)
     dimension: int = _help("vector size of the fake backend", default=384)
+    device: str = _help("auto | cpu | cuda: where the local model runs (auto: a CUDA GPU when "
+                        "there is one, fp16, batches of 256; runtime/quantize are CPU options)",
+                        default="auto")
 
     def __post_init__(self) -> None:
+        if self.device not in {"auto", "cpu", "cuda"}:
+            raise ConfigError(f"embedding.device must be auto, cpu or cuda, got {self.device!r}")
         if not _BACKEND_NAME.fullmatch(self.backend):  # known names: ragtune.embed.factory
             raise ConfigError(f"embedding.backend must be a backend name like local, http or "
                               f"fake, got {self.backend!r}")
@@ -104,6 +229,8 @@ class EmbeddingSettings:
             raise ConfigError(f"embedding.batch_size must be >= 1, got {self.batch_size}")
         if self.runtime not in {"onnx", "torch"}:
             raise ConfigError(f"embedding.runtime must be onnx or torch, got {self.runtime!r}")
+        _in_range("embedding.batch_size", self.batch_size, 1, 4096)
+        _in_range("embedding.dimension", self.dimension, 1, 65_536)
 
 
 RETRIEVAL_MODES = ("fused", "dense", "lexical")
@@ -113,20 +240,31 @@ RETRIEVAL_MODE_ALIASES = {"hybrid": "fused"}
 
 
 @dataclass(frozen=True)
+@_validated("retrieval")
 class RetrievalSettings:
     mode: str = _help("fused (dense + BM25 fused: what other tools call hybrid search) | dense | "
                       "lexical; 'hybrid' is the old name of fused", default="fused")
     top_k: int = _help("chunks given to the model", default=5)
-    candidates: int = _help("candidates per method before fusion", default=50)
+    # Fusion defaults: chosen by the average nDCG@10 over the public sets of
+    # bench/retrieval_sets.py (--sweep), never the sample KB; docs/retrieval-quality.md has
+    # every set's figures and the variants tried (RRF k 10-100, min-max and z-score weights
+    # 0.3-0.8, candidates 20-200). Min-max weighted fusion at 0.5 over 200 candidates per
+    # method was best on average; 0.7 over 50 (chosen on the sample KB) was 0.01 lower.
+    candidates: int = _help("candidates per method before fusion", default=200)
     fusion: str = _help("how fused mode fuses the two rankings: weighted (min-max normalised "
-                        "scores) | rrf (reciprocal ranks)", default="weighted")
-    dense_weight: float = _help("weight of the dense score in weighted fusion (0..1); 0.7 was best "
-                                "on bench/retrieval_quality.py", default=0.7)
+                        "scores) | zscore (z-scored scores) | rrf (reciprocal ranks)",
+                        default="weighted")
+    dense_weight: float = _help("weight of the dense score in weighted/zscore fusion (0..1)",
+                                default=0.5)
     rrf_k: int = _help("reciprocal-rank-fusion constant", default=60)
     min_similarity: float = _help(
         "relevance floor: if no retrieved chunk has a dense cosine similarity at least this "
-        "high, the answer is 'not found in the knowledge base'",
-        default=0.30,
+        "high, the answer is 'not found in the knowledge base' (no generation). 0.33 from the "
+        "best dense cosine of 167 in-scope and 15 off-topic questions on three corpora with the "
+        "packaged MiniLM (bench/docs_qa.py --floors, bench/qa_public.py): in-scope minimum 0.380 "
+        "(Typer docs), 0.366 (HotpotQA), 0.429 (sample KB); off-topic maximum 0.310 (Typer "
+        "docs), 0.305 (HotpotQA). 0.30 let 2 of the 15 off-topic questions through",
+        default=0.33,
     )
 
     def __post_init__(self) -> None:
@@ -136,20 +274,27 @@ class RetrievalSettings:
             raise ConfigError(f"retrieval.mode must be fused, dense or lexical, got {self.mode!r}")
         if self.top_k < 1:
             raise ConfigError(f"retrieval.top_k must be greater than 0, got {self.top_k}")
-        if self.fusion not in {"weighted", "rrf"}:
-            raise ConfigError(f"retrieval.fusion must be weighted or rrf, got {self.fusion!r}")
+        if self.fusion not in {"weighted", "rrf", "zscore"}:
+            raise ConfigError(f"retrieval.fusion must be weighted, rrf or zscore, "
+                              f"got {self.fusion!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"retrieval.dense_weight must be 0..1, got {self.dense_weight}")
         if self.candidates < self.top_k:
             raise ConfigError("retrieval.candidates must be >= retrieval.top_k")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise ConfigError(f"retrieval.min_similarity must be -1..1, got {self.min_similarity}")
+        _in_range("retrieval.top_k", self.top_k, 1, 10_000)
+        _in_range("retrieval.candidates", self.candidates, 1, 100_000)
+        _in_range("retrieval.rrf_k", self.rrf_k, 1, 100_000)
 
 
 @dataclass(frozen=True)
+@_validated("generation")
 class GenerationSettings:
     backend: str = _help("local (llama.cpp on a GGUF file) | http (OpenAI-compatible) | fake", default="local")
-    model: str = _help("GGUF path, or 'qwen2.5-0.5b' for the packaged model; model name for http", default="qwen2.5-0.5b")
+    model: str = _help("GGUF path, 'qwen2.5-0.5b' for the packaged model, 'qwen2.5-1.5b' for the "
+                       "larger packaged one (pip install 'ragtune[local-large]'); model name "
+                       "for http", default="qwen2.5-0.5b")
     base_url: str = _help("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1", default="")
     api_key: str = _help("API key for the http backend", default="")
     max_tokens: int = _help("most tokens an answer may have", default=120)
@@ -173,20 +318,39 @@ class GenerationSettings:
             raise ConfigError(f"generation.source_tokens must be >= 1, got {self.source_tokens}")
         if self.backend == "http" and not self.base_url:
             raise ConfigError("generation.base_url is required when generation.backend = 'http'")
+        _in_range("generation.max_tokens", self.max_tokens, 1, 1_000_000)
+        _in_range("generation.temperature", self.temperature, 0.0, 10.0)
+        _in_range("generation.context_tokens", self.context_tokens, 16, 10_000_000)
+        _in_range("generation.source_tokens", self.source_tokens, 1, 10_000_000)
+        _in_range("generation.threads", self.threads, 0, 4096)
+        if not 0 < self.timeout_s <= 86_400:
+            raise ConfigError(f"generation.timeout_s must be > 0 and <= 86400, got {self.timeout_s}")
 
 
 @dataclass(frozen=True)
+@_validated("access")
 class AccessSettings:
     """Users and their groups. ``[access.users] ana = ["hr"]``."""
 
     users: dict[str, list[str]] = _help("user -> groups", default_factory=dict)
     admins: list[str] = _help("users who may read everything", default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Types are checked already (a string is not a list of groups: "hr" is not h, r).
+        for user, groups in self.users.items():
+            if not user.strip():
+                raise ConfigError("config key 'access.users' has an empty user name")
+            if any(not g.strip() for g in groups):
+                raise ConfigError(f"config key 'access.users.{user}' has an empty group name")
+        if any(not a.strip() for a in self.admins):
+            raise ConfigError("config key 'access.admins' has an empty user name")
+
 
 ANSWER_MODES = ("base", "rag", "finetuned", "hybrid")
 
 
 @dataclass(frozen=True)
+@_validated("answer")
 class AnswerSettings:
     """How ``ragtune ask`` answers when no ``--mode``/``--adapter`` is given."""
 
@@ -194,14 +358,43 @@ class AnswerSettings:
                       "(adapter alone) | hybrid (route, retrieve if needed, adapter answers)",
                       default="rag")
     adapter: str = _help("LoRA adapter for the finetuned and hybrid modes ('' = none)", default="")
+    unsupported: str = _help(
+        "what happens to an answer sentence no retrieved source supports: remove (never shown; "
+        "the trace keeps it) | flag (shown, listed as unsupported)", default="remove")
+    fallback: str = _help(
+        "when no sentence of the model's answer is supported: quote (show the source sentence "
+        "that answers the question, if one does) | refuse", default="quote")
+    max_sentences: int = _help(
+        "stop generating once this many supported sentences are shown (0 = no limit): the "
+        "prompt asks for one to three sentences; small models ramble past them", default=3)
+    min_support: float = _help(
+        "share of an answer sentence's content words that one window of 3 sentences of its "
+        "source must hold for the sentence to count as supported. 0.7: precision 0.82, recall "
+        "0.88 on bench/support_precision.py (0.5: 0.74, 0.88); code names, numbers and "
+        "polarity must match whatever the share", default=0.7)
+    injections: str = _help(
+        "instruction-like text in retrieved sources ('SYSTEM:', 'ignore previous "
+        "instructions', hidden comments...): mark (kept, labelled as quoted data) | drop "
+        "(replaced by a placeholder) | off (not scanned). Never counted as support unless off",
+        default="mark")
 
     def __post_init__(self) -> None:
         if self.mode not in ANSWER_MODES:
             raise ConfigError(f"answer.mode must be one of {', '.join(ANSWER_MODES)}, "
                               f"got {self.mode!r}")
+        if self.max_sentences < 0:
+            raise ConfigError(f"answer.max_sentences must be >= 0, got {self.max_sentences}")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise ConfigError(f"answer.min_support must be 0..1, got {self.min_support}")
+        for key, allowed in (("unsupported", ("remove", "flag")), ("fallback", ("quote", "refuse")),
+                             ("injections", ("mark", "drop", "off"))):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"answer.{key} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
+@_validated("routing")
 class RoutingSettings:
     """The intent router used by hybrid mode. ``[routing.routes] hr = ["hr"]``."""
 
@@ -219,6 +412,7 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True)
+@_validated("costs")
 class CostSettings:
     """Prices used to report cost per query and set-up cost (``ragtune eval``/``compare``)."""
 
@@ -232,7 +426,7 @@ class CostSettings:
         if self.compute_per_hour < 0:
             raise ConfigError(f"costs.compute_per_hour must be >= 0, got {self.compute_per_hour}")
         for name, prices in self.hosted.items():
-            if len(prices) != 2 or any(not isinstance(p, int | float) or p < 0 for p in prices):
+            if len(prices) != 2 or any(p < 0 for p in prices):
                 raise ConfigError(f"costs.hosted.{name} must be [prompt_usd_per_mtok, "
                                   f"completion_usd_per_mtok], got {prices!r}")
 
@@ -325,11 +519,9 @@ _AREAS = {
 def _coerce(area: str, f: dataclasses.Field, value: Any) -> Any:
     """Convert a TOML/env value to the field's type, or raise naming ``area.key``."""
     key = f"{area}.{f.name}"
-    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"__builtins__": __builtins__})
-    origin = typing.get_origin(typ)
-    if origin in (dict, list) or isinstance(typ, types.GenericAlias):
-        if not isinstance(value, origin or typ):
-            raise ConfigError(f"config key '{key}' must be a {typ}, got {value!r}")
+    typ = _field_type(f)
+    if typing.get_origin(typ) in (dict, list) or isinstance(typ, types.GenericAlias):
+        _check_type(key, typ, value)  # names the exact entry: 'access.users.ana'
         return value
     try:
         if typ is bool:
@@ -345,9 +537,47 @@ def _coerce(area: str, f: dataclasses.Field, value: Any) -> Any:
             raise ValueError(value)
         if typ in (int, float) and isinstance(value, bool):
             raise ValueError(value)
-        return typ(value)
+        converted = typ(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"config key '{key}' must be {typ.__name__}, got {value!r}") from None
+        raise ConfigError(f"config key '{key}' must be {_describe(typ)}, got {value!r}") from None
+    if typ is float and not math.isfinite(converted):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    return converted
+
+
+# ``RAGTUNE_*`` variables that are not settings. Every other ``RAGTUNE_<AREA>_<KEY>`` must
+# name a setting: a typo (RAGTUNE_RETREIVAL_TOP_K) is an error, not silently ignored.
+ENV_NOT_SETTINGS = frozenset({"RAGTUNE_HOME", "RAGTUNE_CACHE", "RAGTUNE_CHROMIUM",
+                              "RAGTUNE_JUDGE_API_KEY"})
+_ENV_OTHER_PREFIXES = ("RAGTUNE_TEST_",)  # test-suite switches
+
+
+def _env_setting(name: str) -> tuple[str, str] | None:
+    """``RAGTUNE_RETRIEVAL_TOP_K`` -> ("retrieval", "top_k"); None for variables that are not
+    settings; ConfigError for a ``RAGTUNE_`` variable that names no area.
+
+    >>> _env_setting("RAGTUNE_RETRIEVAL_TOP_K"), _env_setting("PATH"), _env_setting("RAGTUNE_HOME")
+    (('retrieval', 'top_k'), None, None)
+    >>> _env_setting("RAGTUNE_RETREIVAL_TOP_K")
+    Traceback (most recent call last):
+    ...
+    ragtune.errors.ConfigError: environment variable RAGTUNE_RETREIVAL_TOP_K names no config section (known: ...
+    """
+    if (not name.startswith("RAGTUNE_") or name in ENV_NOT_SETTINGS
+            or name.startswith(_ENV_OTHER_PREFIXES)):
+        return None
+    rest = name[len("RAGTUNE_"):].lower()
+    for area in _AREAS:
+        if rest.startswith(area + "_") and len(rest) > len(area) + 1:
+            key = rest[len(area) + 1:]
+            if area == "access" or key in {"routes", "hosted", "group_map"}:
+                raise ConfigError(f"environment variable {name}: tables (users, groups, routes, "
+                                  "prices, group_map) can only be set in ragtune.toml")
+            return area, key
+    raise ConfigError(
+        f"environment variable {name} names no config section (known: "
+        f"{', '.join('RAGTUNE_' + a.upper() + '_<KEY>' for a in _AREAS)}; "
+        f"not settings: {', '.join(sorted(ENV_NOT_SETTINGS))})")
 
 
 @dataclass(frozen=True)
@@ -399,15 +629,8 @@ class Settings:
                 raise ConfigError(f"{path}: not valid TOML: {e}") from None
         env = os.environ if env is None else env
         for name, value in env.items():
-            if not name.startswith("RAGTUNE_"):
-                continue
-            rest = name[len("RAGTUNE_"):].lower()
-            for area in _AREAS:
-                if rest.startswith(area + "_"):
-                    key = rest[len(area) + 1:]
-                    if area in {"access"} or key in {"routes", "hosted", "group_map"}:
-                        continue  # users/groups are not scalars; set them in ragtune.toml
-                    data.setdefault(area, {})[key] = value
+            if area_key := _env_setting(name):
+                data.setdefault(area_key[0], {})[area_key[1]] = value
         for area, values in (overrides or {}).items():
             data.setdefault(area, {}).update(values)
         return cls.from_dict(data, source=str(path) if path else "config")

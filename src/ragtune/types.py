@@ -277,6 +277,10 @@ class Trace:
     origin: str = "ask"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     caller: dict[str, Any] = field(default_factory=dict)
+    # Retrieved spans that read as instructions (source n, kind, excerpt): data, never support.
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    reply: str = ""  # the model's whole reply, before the check decided what to show
+    removed: list[str] = field(default_factory=list)  # reply sentences not shown: unsupported
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -294,6 +298,9 @@ class Trace:
             "notes": self.notes,
             "origin": self.origin,
             "caller": self.caller,
+            "flags": self.flags,
+            "reply": self.reply,
+            "removed": self.removed,
         }
 
 

@@ -37,6 +37,8 @@ from ragtune.finetune.freshness import Freshness
 from ragtune.finetune.serving import AdapterServing
 from ragtune.generate.base import Generator
 from ragtune.generate.factory import GENERATORS
+from ragtune.ingest.guards import display_path
+from ragtune.ingest.includes import include_roots
 from ragtune.ingest.sync import IngestReport, ingest_paths
 from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
 from ragtune.route.policy import Routing
@@ -204,24 +206,33 @@ class Workspace:
 
     # ------------------------------------------------------------------ operations
     def ingest(self, paths: Sequence[Path | str], *, collection: str = "default",
-               groups: Sequence[str] = (), sync: bool = False,
-               progress: ProgressFn | None = None) -> IngestReport:
-        return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
-                            chunking=self.settings.chunking, ingest=self.settings.ingest,
-                            collection=collection, groups=groups, sync=sync, progress=progress)
+               groups: Sequence[str] | None = None, sync: bool = False,
+               follow_symlinks: bool = False, progress: ProgressFn | None = None,
+               report: IngestReport | None = None) -> IngestReport:
+        """Ingest files and folders (see :func:`ragtune.ingest.sync.ingest_paths`):
+        ``groups=None`` keeps each stored document's groups, ``()`` makes them public."""
+        with include_roots([Path(p) for p in paths]):  # include directives stay in these trees
+            return ingest_paths([Path(p) for p in paths], store=self.store, embedder=self.embedder,
+                                chunking=self.settings.chunking, ingest=self.settings.ingest,
+                                collection=collection, groups=groups, sync=sync,
+                                follow_symlinks=follow_symlinks, progress=progress, report=report)
 
-    def remove(self, ref: str) -> DocumentInfo:
-        """Delete a document (by id, source or path) and everything derived from it."""
+    def remove(self, ref: str, *, erase_wait: float = 10.0) -> DocumentInfo:
+        """Delete a document (by id, source or path) and everything derived from it, then
+        wait up to ``erase_wait`` s for its text to be erased from disk
+        (``store.pending_deletions()`` is True if a reader still holds it)."""
         info = self.find_document(ref)
         with self.store.write_lock():
             self.store.delete_document(info.id)
             self.store.log_ingest(info.source, "removed", "ragtune rm")
+        self.store.finish_deletions(wait=erase_wait)
         return info
 
     def find_document(self, ref: str) -> DocumentInfo:
-        candidates = [ref]
+        # sources are stored as valid UTF-8 (ingest/guards.py: display_path)
+        candidates = [display_path(ref)]
         if Path(ref).exists() or not ref.startswith("doc_"):
-            candidates.append(str(Path(ref).resolve()))
+            candidates.append(display_path(Path(ref).resolve()))
         for c in candidates:
             info = self.store.get_document(c)
             if info:

@@ -94,6 +94,26 @@ class StoreContract:
         if raw is not None:
             assert b"zanzibarquux" not in raw
 
+    def test_groups_change_only_when_asked(self, store: Store) -> None:
+        doc, chunks, vecs = make_doc("pay.md", "zanzibarquux payroll figures", title="Pay")
+        r = store.upsert_document(doc, chunks, vecs, groups=["hr"])
+        assert (r.previous_groups, r.groups) == (None, ("hr",))
+        new, nchunks, nvecs = make_doc("pay.md", "zanzibarquux payroll figures revised",
+                                       title="Pay")
+        r = store.upsert_document(new, nchunks, nvecs)  # groups=None: keep them
+        assert r.status == "updated" and r.previous_groups == r.groups == ("hr",)
+        assert store.lexical_search("zanzibarquux", 5, ANON) == []
+        r = store.upsert_document(new, nchunks, nvecs, groups=())  # public, said so
+        assert (r.status, r.previous_groups, r.groups) == ("retagged", ("hr",), ())
+        assert store.lexical_search("zanzibarquux", 5, ANON)
+
+    def test_deletion_is_erased_or_reported_pending(self, store: Store) -> None:
+        doc, chunks, vecs = make_doc("gone.md", "zanzibarquux to erase")
+        store.upsert_document(doc, chunks, vecs)
+        store.delete_document("gone.md")
+        assert store.finish_deletions(wait=1.0) is True  # no reader holds it here
+        assert store.pending_deletions() is False
+
     def test_acl_is_enforced_in_every_read(self, store: Store) -> None:
         pub, pc, pv = make_doc("pub.md", "holiday calendar for everyone")
         sec, sc, sv = make_doc("sec.md", "salary bands holiday bonus", title="Salaries")
@@ -153,13 +173,40 @@ class StoreContract:
         scores = [s for _, s in store.lexical_ranking("router reset", 10, ANON)]
         assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
 
-    def test_quoted_phrase_must_occur(self, store: Store) -> None:
+    def test_a_restricted_document_does_not_move_a_readers_lexical_scores(
+            self, store: Store) -> None:
+        # Issue 17: BM25 statistics (df, N, average length) over what the reader may read,
+        # so the words of restricted text leave no trace in their scores.
+        for source, text in (("a.md", "quarterly salary review schedule"),
+                             ("b.md", "holiday calendar and review dates"),
+                             ("c.md", "office plants watering rota")):
+            store.upsert_document(*make_doc(source, text))
+        bob = Principal("bob", frozenset({"it"}))
+
+        def scores(who: Principal) -> dict[str, float]:
+            return {h.document: h.score for h in store.lexical_search("salary review", 10, who)}
+
+        before = {who.user: scores(who) for who in (ANON, bob, HR)}
+        assert before[ANON.user]["a.md"] > before[ANON.user]["b.md"] > 0
+        store.upsert_document(*make_doc("hr/salaries.md", "salary salary review salary bands "
+                                        "review for every grade and salary review board"),
+                              groups=["hr"])
+        for who in (ANON, bob):
+            assert scores(who) == before[who.user]  # exactly equal: no side channel
+        assert "hr/salaries.md" in scores(HR)
+        assert scores(HR)["a.md"] != before[HR.user]["a.md"]  # readers' statistics include it
+
+    def test_quoted_phrase_ranks_first(self, store: Store) -> None:
         a, ac, av = make_doc("a.md", "error E-4012 means the VPN token expired", "other text")
-        b, bc, bv = make_doc("b.md", "error 4012 E is unrelated to tokens")
+        b, bc, bv = make_doc("b.md", "error 4012 E is unrelated to tokens, error error")
         store.upsert_document(a, ac, av)
         store.upsert_document(b, bc, bv)
-        assert {h.document for h in store.lexical_search("error 4012", 5, ANON)} == {"a.md", "b.md"}
-        assert [h.document for h in store.lexical_search('"E-4012" error', 5, ANON)] == ["a.md"]
+        plain = [h.document for h in store.lexical_search("error 4012", 5, ANON)]
+        assert plain[0] == "b.md" and set(plain) == {"a.md", "b.md"}
+        # The row holding the quoted phrase verbatim comes first; the others still follow
+        # (store.quoted_phrases = "filter" keeps only it: tests/store/).
+        assert [h.document for h in store.lexical_search('"E-4012" error', 5, ANON)] == [
+            "a.md", "b.md"]
 
     def test_wrong_dimension_is_a_clear_error(self, store: Store) -> None:
         doc, chunks, vecs = make_doc("a.md", "x")

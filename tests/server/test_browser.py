@@ -180,7 +180,9 @@ def test_non_admin_sees_no_admin_pages_and_gets_403(served, browser) -> None:
     answer = ask(page, SALARY_Q)
     assert "zorblax" not in answer  # the hr document stays hidden from bob
 
-    # an unsupported sentence is marked; feedback on the answer is recorded
+    # with answer.unsupported = "flag" an unsupported sentence is shown marked; feedback on
+    # the answer is recorded
+    served.ws.settings = served.ws.settings.replace("answer", unsupported="flag")
     served.ws.generator = FakeGenerator(
         reply=lambda m: default_reply(m) + " Refunds also earn double loyalty points [1].")
     ask(page, "How many days can items be returned after delivery for online orders?")

@@ -11,6 +11,7 @@ from openai import NotFoundError, OpenAI
 
 from ragtune.generate.fake import FakeGenerator, default_reply
 from tests.evaluate.conftest import add_adapter
+from tests.server.conftest import serving
 
 RETURNS_Q = "How many days can items be returned after delivery for online orders?"
 
@@ -110,11 +111,28 @@ def test_request_options_and_bad_requests(served) -> None:
         assert r.status_code == 422 and "JSON" in r.json()["error"]["message"]
 
 
-def test_unsupported_sentences_are_flagged(served) -> None:
-    served.ws.generator = FakeGenerator(
-        reply=lambda m: default_reply(m) + " Returned items earn double loyalty points [1].")
-    reply = client(served, "ana").chat.completions.create(
+def test_unsupported_sentences_are_removed_or_flagged(served, tmp_path) -> None:
+    def loyalty(ws) -> None:
+        ws.generator = FakeGenerator(
+            reply=lambda m: default_reply(m) + " Returned items earn double loyalty points [1].")
+
+    # answer.unsupported = "remove" (the default): never shown, streamed or not
+    loyalty(served.ws)
+    ai = client(served, "ana")
+    reply = ai.chat.completions.create(
         model="ragtune-rag", messages=[{"role": "user", "content": RETURNS_Q}])
+    assert "30 days" in reply.choices[0].message.content
+    assert "loyalty" not in reply.choices[0].message.content
+    assert all(s["supported"] for s in reply.ragtune["sentences"])
+    streamed = "".join(c.choices[0].delta.content or "" for c in ai.chat.completions.create(
+        model="ragtune-rag", messages=[{"role": "user", "content": RETURNS_Q}], stream=True)
+        if c.choices)
+    assert "30 days" in streamed and "loyalty" not in streamed
+    # answer.unsupported = "flag": shown, and marked as unsupported
+    with serving(tmp_path / "flag", answer={"unsupported": "flag"}) as flagging:
+        loyalty(flagging.ws)
+        reply = client(flagging, "ana").chat.completions.create(
+            model="ragtune-rag", messages=[{"role": "user", "content": RETURNS_Q}])
     flagged = [s for s in reply.ragtune["sentences"] if not s["supported"]]
     assert [s["text"] for s in flagged] == ["Returned items earn double loyalty points [1]."]
     assert reply.citations[0]["supported"] is False

@@ -65,9 +65,9 @@ def test_second_writer_waits_then_fails_clearly(tmp_path):
     t = threading.Thread(target=hold)
     t.start()
     entered.wait(5)
-    with pytest.raises(StoreError, match=r"another ragtune process \(pid \d+\) is writing"):
-        with two.write_lock(timeout=0.3):
-            pass
+    with (pytest.raises(StoreError, match=r"another ragtune process \(pid \d+\) is writing"),
+          two.write_lock(timeout=0.3)):
+        pass
     release.set()
     t.join()
     with two.write_lock(timeout=1):  # free again: the waiter gets it

@@ -76,7 +76,12 @@ class Answerer:
             generator = self.wrap(generator)
         return AnswerPipeline(self.retriever, generator,
                               direct_system=direct_system, conclusion=conclusion,
-                              source_tokens=self.source_tokens)
+                              source_tokens=self.source_tokens,
+                              unsupported=self.settings.unsupported,
+                              support_threshold=self.settings.min_support,
+                              max_sentences=self.settings.max_sentences,
+                              fallback=self.settings.fallback,
+                              injections=self.settings.injections)
 
     def ask(self, question: str, principal: Principal, *, mode: str | None = None,
             adapter: str | None = None, filters: SearchFilter | None = None,

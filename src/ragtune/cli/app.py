@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from ragtune.cli import access, documents, evaluate, finetune, query, raft, route, serve
+from ragtune.cli import access, documents, evaluate, finetune, query, raft, route, serve, store
 from ragtune.cli.common import err
 from ragtune.errors import RagtuneError
 
@@ -29,6 +29,7 @@ app.add_typer(finetune.finetune_app, name="finetune")
 app.add_typer(finetune.adapters_app, name="adapters")
 app.add_typer(raft.raft_app, name="raft")
 app.add_typer(route.route_app, name="route")
+app.add_typer(store.store_app, name="store")
 app.command("compare")(evaluate.compare_command)
 app.command("advise")(evaluate.advise_command)
 app.command("serve")(serve.serve)

@@ -150,6 +150,13 @@ def eval_retrieval(beir: Annotated[Path, typer.Option("--beir", help="BEIR folde
     for mode, metrics in results["metrics"].items():
         table.add_row(mode, *(f"{v:.4f}" for v in metrics.values()))
     console.print(table)
+    pairs = Table("A vs B", "wins", "ties", "losses", "mean ΔnDCG@10", "95% CI", "")
+    for c in results["comparisons"]:
+        real = c["ci_low"] > 0 or c["ci_high"] < 0
+        pairs.add_row(f"{c['a']} vs {c['b']}", str(c["wins"]), str(c["ties"]), str(c["losses"]),
+                      f"{c['mean_diff']:+.4f}", f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
+                      "real" if real else "noise (CI holds 0)")
+    console.print(pairs)
     console.print(f"{results['queries']} queries, {results['documents']} documents, "
                   f"indexed in {results['index_s']:.1f} s")
 

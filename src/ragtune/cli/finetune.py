@@ -172,6 +172,7 @@ def finetune_train(
     max_length: Annotated[int | None, typer.Option(help="Tokens per example (default 512).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     qlora: Annotated[bool, typer.Option("--qlora", help="4-bit base model (CUDA + bitsandbytes).")] = False,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations in the backward pass: less memory for large bases, ~30% more compute.")] = False,
     int8_base: Annotated[bool, typer.Option("--int8-base/--fp32-base", help="CPU: the frozen base's forward in int8 for the first --int8-share of the steps (default; those steps ~30% faster), or fp32 throughout.")] = True,
     int8_share: Annotated[float | None, typer.Option(help="Share of the steps run with the int8 forward (default 0.75); the rest run in fp32.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
@@ -196,7 +197,8 @@ def finetune_train(
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if target_modules:
         options["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m.strip())
-    config = TrainConfig(base_model=base, qlora=qlora, int8_base=int8_base, **options)
+    config = TrainConfig(base_model=base, qlora=qlora, int8_base=int8_base,
+                         gradient_checkpointing=gradient_checkpointing, **options)
     # RAFT's <file>.lineage.json, else per-line metadata; with each document's groups, so
     # only those who may read all of them can use the adapter (finetune/access.py)
     lineage = with_groups(training_lineage(file), ws.store)
@@ -221,8 +223,13 @@ def finetune_train(
         f"{run['steps']} steps ({run['epochs_done']} epochs{', stopped early' if run['stopped_early'] else ''}) "
         f"in {_duration(run['duration_s'])}; loss {run['loss_curve'][0][1]:.4f} -> {last:.4f}"
         + (f", validation loss {run['val_loss']:.4f}" if run["val_loss"] is not None else "")
-        + f"; {run['train_tokens_per_s']} tokens/s on {run['device']}; peak RSS {run['peak_rss_mb']:.0f} MB",
+        + f"; {run['train_tokens_per_s']} tokens/s on {run.get('device_name', run['device'])}"
+        + (f" ({run['dtype']})" if run.get("dtype") else "")
+        + (f"; peak GPU memory {run['peak_gpu_mb']:.0f} MB" if run.get("peak_gpu_mb") else "")
+        + f"; peak RSS {run['peak_rss_mb']:.0f} MB",
         highlight=False)
+    for note in run.get("notes") or []:
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
     console.print(f"data: {run['dataset']['train_examples']} train / {run['dataset']['val_examples']} "
                   f"validation examples ({run['batching']})"
                   + (f"; lineage: {len(lineage['documents'])} documents" if lineage else ""),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ragtune.cli.common import (
@@ -54,10 +55,13 @@ def print_answer(answer: Answer, *, streamed: bool) -> None:
     if not streamed:
         console.print(answer.text)
     else:
-        console.print()
-        if any("attributed" in n for n in answer.trace.notes):
-            # markers were added after streaming: show the answer as cited
-            console.print(f"[dim]with citations:[/] {answer.text}", highlight=False)
+        console.print()  # the stream showed the checked text, markers included
+    if answer.trace.removed:
+        console.print(f"[dim]{len(answer.trace.removed)} sentence(s) of the model's reply were not "
+                      "shown: no retrieved source supports them (see --json: trace.removed)[/]")
+    for note in answer.trace.notes:
+        if "extractive fallback" in note or "max_tokens" in note or "instruction-like" in note:
+            console.print(f"[dim]{escape(note)}[/]", highlight=False)
     route = answer.trace.route
     if route:
         console.print(f"[dim]route: {route['label']} ({route['kind']}, confidence "

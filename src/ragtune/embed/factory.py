@@ -41,7 +41,8 @@ def _local(settings: EmbeddingSettings) -> Embedder:
     from ragtune.embed.local import LocalEmbedder
 
     return LocalEmbedder(settings.model, quantize=settings.quantize,
-                         batch_size=settings.batch_size, runtime=settings.runtime)
+                         batch_size=settings.batch_size, runtime=settings.runtime,
+                         device=settings.device)
 
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:

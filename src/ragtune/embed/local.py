@@ -24,6 +24,12 @@ int8 picks its activation scale per batch, so a text's vector varies slightly (c
 ~0.99) with the other texts in its batch. If the ONNX path cannot be used (``onnx`` not
 installed to build the cache, ``onnxruntime`` missing, an unusual model), a warning is
 logged and torch is used.
+
+On a machine with a CUDA GPU (``device="auto"``, the default, or ``"cuda"``) the model runs
+in sentence-transformers on the GPU in fp16 with batches of ``cuda_batch_size`` (256):
+both ``runtime`` and ``quantize`` are CPU choices and do not apply there. Its vectors agree
+with the CPU fp32 path to cosine > 0.999 (``tests/embed/test_local_cuda.py``), so a store
+filled on one can be searched from the other. ``bench/embed_gpu.py`` measures chunks/s.
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.errors import MissingDependency, ModelError
+from ragtune.errors import ConfigError, MissingDependency, ModelError
 
 log = logging.getLogger(__name__)
 
 PACKAGED = "all-MiniLM-L6-v2"
 RUNTIMES = ("onnx", "torch")
+DEVICES = ("auto", "cpu", "cuda")
 _PACKAGED_ALIASES = {PACKAGED, f"sentence-transformers/{PACKAGED}", PACKAGED.lower()}
 # Known sizes, so .dimension needs no model load for the packaged default.
 _KNOWN_DIMENSIONS = {PACKAGED: 384}
@@ -66,6 +73,41 @@ def resolve_model_path(model: str) -> str:
             raise ModelError(f"embedding model {model}: expected a model folder, got a file")
         return str(path)
     return model  # a Hugging Face id; must already be in the local cache (offline)
+
+
+_DRIVER_FILES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+
+
+def cuda_available(*, quick: bool = True) -> bool:
+    """True when torch sees a CUDA GPU.
+
+    ``quick``: without any NVIDIA driver file (``/dev/nvidiactl``...) answer False without
+    importing torch: the ONNX path never needs torch, so a CPU-only machine should not pay
+    ~1 s for the question.
+    """
+    if quick and not any(Path(p).exists() for p in _DRIVER_FILES):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for a ``device`` setting (``auto``: CUDA when there is a GPU).
+
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    if device not in DEVICES:
+        raise ConfigError(f"embedding device must be auto, cpu or cuda, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    found = cuda_available(quick=device == "auto")
+    if device == "cuda" and not found:
+        raise ConfigError("embedding device is 'cuda' but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+    return "cuda" if found else "cpu"
 
 
 def _quantize_int8(module: Any) -> None:
@@ -96,10 +138,12 @@ def _quantize_int8(module: Any) -> None:
 
 
 class LocalEmbedder:
-    """An :class:`~ragtune.embed.base.Embedder` running a local model on the CPU.
+    """An :class:`~ragtune.embed.base.Embedder` running a local model on the CPU or a GPU.
 
     ``runtime`` is ``"onnx"`` (default, falls back to torch with a warning) or ``"torch"``;
     ``cache_dir`` holds the exported ONNX files (default ``$RAGTUNE_CACHE/onnx``).
+    ``device`` is ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; on CUDA the model
+    runs in fp16 sentence-transformers with ``cuda_batch_size`` texts per batch.
     """
 
     def __init__(
@@ -112,7 +156,13 @@ class LocalEmbedder:
         threads: int | None = None,
         runtime: str = "onnx",
         cache_dir: str | Path | None = None,
+        device: str = "auto",
+        cuda_batch_size: int = 256,
     ) -> None:
+        if device not in DEVICES:
+            raise ConfigError(f"embedding device must be auto, cpu or cuda, got {device!r}")
+        if cuda_batch_size < 1:
+            raise ValueError(f"cuda_batch_size must be greater than 0, got {cuda_batch_size}")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be onnx or torch, got {runtime!r}")
         if batch_size < 1:
@@ -127,6 +177,9 @@ class LocalEmbedder:
         self.threads = threads
         self.runtime = runtime
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.device = device
+        self.cuda_batch_size = cuda_batch_size
+        self._device: str | None = None  # "cpu" or "cuda" once loaded
         self._model: Any = None
         self._onnx: Any = None  # an OnnxEncoder once loaded with runtime="onnx"
         self._dimension: int | None = _KNOWN_DIMENSIONS.get(model)
@@ -150,6 +203,12 @@ class LocalEmbedder:
         self._load()
         return "onnx" if self._onnx is not None else "torch"
 
+    @property
+    def active_device(self) -> str:
+        """``"cpu"`` or ``"cuda"``: where it embeds (loads the model)."""
+        self._load()
+        return self._device or "cpu"
+
     def _load(self) -> Any:
         """Load (once, thread-safe) the OnnxEncoder or the SentenceTransformer."""
         if self._model is not None or self._onnx is not None:
@@ -159,9 +218,11 @@ class LocalEmbedder:
                 return self._onnx or self._model
             path = resolve_model_path(self.model)
             os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub, even for HF ids
-            if self.runtime == "onnx" and self._load_onnx(path):
+            device = resolve_device(self.device)
+            if device == "cpu" and self.runtime == "onnx" and self._load_onnx(path):
+                self._device = "cpu"
                 return self._onnx
-            return self._load_torch(path)
+            return self._load_torch(path, device)
 
     def _load_onnx(self, path: str) -> bool:
         """Try the ONNX Runtime path; False (and a logged warning) means use torch."""
@@ -189,8 +250,8 @@ class LocalEmbedder:
         self._dimension = self._onnx.dimension
         return True
 
-    def _load_torch(self, path: str) -> Any:
-        """Load the SentenceTransformer (called under the lock)."""
+    def _load_torch(self, path: str, device: str = "cpu") -> Any:
+        """Load the SentenceTransformer (called under the lock); fp16 on CUDA."""
         try:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -199,7 +260,7 @@ class LocalEmbedder:
         if self.threads is not None:
             torch.set_num_threads(self.threads)  # process-wide: torch has one pool
         try:
-            st = SentenceTransformer(path, device="cpu", local_files_only=True)
+            st = SentenceTransformer(path, device=device, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any load failure is a ModelError here
             raise ModelError(
                 f"cannot load embedding model {self.model!r} from {path} offline: "
@@ -212,7 +273,13 @@ class LocalEmbedder:
         limit = getattr(getattr(config, "config", None), "max_position_embeddings", 512)
         st.max_seq_length = min(self.max_seq_length, int(limit))
         st.eval()
-        if self.quantize:
+        if device == "cuda":
+            st.half()  # fp16 on the GPU: cosine > 0.999 to fp32 (the int8 options are CPU ones)
+            # Every padded batch length is a new shape, and cuDNN attention (first on Hopper
+            # in torch 2.1x) builds a plan per shape; flash / memory-efficient need none.
+            # (ragtune.finetune.hardware.avoid_cudnn_attention does the same for training.)
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        elif self.quantize:
             _quantize_int8(st)
         # renamed in sentence-transformers 6; keep older versions working
         get_dim: Any = getattr(st, "get_embedding_dimension", None)
@@ -220,6 +287,7 @@ class LocalEmbedder:
         if not dim:
             raise ModelError(f"embedding model {self.model!r} does not report its vector size")
         self._dimension = int(dim)
+        self._device = device
         self._model = st
         return st
 
@@ -235,13 +303,21 @@ class LocalEmbedder:
         if self._onnx is not None:
             out: np.ndarray = self._onnx.encode(list(texts), batch_size=self.batch_size)
             return out
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-            show_progress_bar=False,
-        ).astype(np.float32, copy=False)
+        if self._device == "cuda":
+            # Vectors stay on the GPU until the end: no copy back (and wait) per batch, so
+            # the CPU tokenises the next batch while the GPU runs this one.
+            on_gpu = model.encode(list(texts), batch_size=self.cuda_batch_size,
+                                  convert_to_tensor=True, normalize_embeddings=False,
+                                  show_progress_bar=False)
+            vectors = on_gpu.float().cpu().numpy()
+        else:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            ).astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1.0, norms)
 
@@ -258,4 +334,5 @@ class LocalEmbedder:
         return len(ids)
 
     def __repr__(self) -> str:
-        return f"LocalEmbedder({self.model!r}, runtime={self.runtime!r}, quantize={self.quantize})"
+        return (f"LocalEmbedder({self.model!r}, runtime={self.runtime!r}, quantize={self.quantize}, "
+                f"device={self.device!r})")

@@ -333,6 +333,7 @@ class QAEvaluator:
             "mode": trace.mode if trace else system.mode, "model": trace.model if trace else None,
             "adapter": trace.adapter if trace else system.adapter,
             "route": trace.route if trace else None, "notes": list(trace.notes) if trace else [],
+            "reply": trace.reply if trace else "", "removed": list(trace.removed) if trace else [],
             "error": error,
         }
 

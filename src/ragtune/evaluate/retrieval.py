@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import numpy as np
 from ragtune.config import Settings
 from ragtune.embed.base import Embedder
 from ragtune.evaluate.beir import BeirDataset, load_beir
-from ragtune.evaluate.metrics import evaluate_run
+from ragtune.evaluate.metrics import evaluate_per_query, evaluate_run
+from ragtune.evaluate.qa_metrics import paired_bootstrap
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
 from ragtune.retrieve.search import Retriever, StoreRetriever
 from ragtune.store.base import Store
@@ -32,14 +34,72 @@ METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 _ADMIN = Principal("eval", admin=True)
 
 
+@dataclass(frozen=True)
+class ModeComparison:
+    """How mode ``a`` did against mode ``b``, query by query, on one metric.
+
+    ``wins``: queries where ``a`` scored higher; ``mean_diff``: mean of ``a - b``, with its
+    paired-bootstrap confidence interval ``[ci_low, ci_high]``. An interval that holds 0
+    says the sample cannot tell the two apart.
+    """
+
+    a: str
+    b: str
+    metric: str
+    queries: int
+    wins: int
+    ties: int
+    losses: int
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+def compare_modes(per_query: Mapping[str, Mapping[str, float]], a: str, b: str, *,
+                  metric: str = "ndcg@10", tie: float = 1e-9, samples: int = 2000,
+                  seed: int = 0, confidence: float = 0.95) -> ModeComparison:
+    """Wins, ties and losses of mode ``a`` against ``b`` and the bootstrap interval of the
+    mean difference, over the queries both were scored on (``per_query[mode][query]``).
+
+    >>> c = compare_modes({"x": {"q1": 1.0, "q2": 0.5, "q3": 0.2},
+    ...                    "y": {"q1": 0.5, "q2": 0.5, "q3": 0.4}}, "x", "y")
+    >>> (c.wins, c.ties, c.losses, round(c.mean_diff, 4))
+    (1, 1, 1, 0.1)
+    """
+    qids = sorted(set(per_query[a]) & set(per_query[b]))
+    xs = [per_query[a][q] for q in qids]
+    ys = [per_query[b][q] for q in qids]
+    diffs = [x - y for x, y in zip(xs, ys)]
+    mean, lo, hi = paired_bootstrap(xs, ys, samples=samples, seed=seed, confidence=confidence)
+    return ModeComparison(a, b, metric, len(qids), sum(d > tie for d in diffs),
+                          sum(abs(d) <= tie for d in diffs), sum(d < -tie for d in diffs),
+                          mean, lo, hi)
+
+
+def mode_comparisons(per_query: Mapping[str, Mapping[str, float]],
+                     **kw: float | str) -> list[ModeComparison]:
+    """Every pair of modes, in the order given (first against the later ones)."""
+    modes = list(per_query)
+    return [compare_modes(per_query, a, b, **kw)  # type: ignore[arg-type]
+            for i, a in enumerate(modes) for b in modes[i + 1:]]
+
+
 def index_beir(data: BeirDataset, store: Store, embedder: Embedder, settings: Settings,
                progress: ProgressFn | None = None, batch_docs: int = 64) -> dict[str, str]:
     """Chunk, embed and store the corpus; returns store source → BEIR doc id."""
     ids = list(data.corpus)
     for start in range(0, len(ids), batch_docs):
         part = ids[start:start + batch_docs]
+        # A record with a title and no text (common in older collections) is still a
+        # document: its title is its text, as BEIR's own retrievers index title + text.
         docs = [Document(source=f"beir:{i}", title=data.corpus[i].get("title", ""),
-                         sections=(Section((), data.corpus[i].get("text", "")),)) for i in part]
+                         sections=(Section((), data.corpus[i].get("text", "")
+                                           or data.corpus[i].get("title", "")),))
+                for i in part]
         per_doc = [chunk_document(d, max_tokens=settings.chunking.max_tokens,
                                   overlap=settings.chunking.overlap,
                                   count_tokens=embedder.count_tokens) for d in docs]
@@ -101,12 +161,16 @@ def _evaluate(data: BeirDataset, store: Store, embedder: Embedder, settings: Set
     index_s = time.perf_counter() - t
     retriever = StoreRetriever(store, embedder, settings.retrieval)
     metrics: dict[str, dict[str, float]] = {}
+    per_query: dict[str, dict[str, float]] = {}
     latency: dict[str, float] = {}
-    for mode in modes:
+    for mode in (m.strip() for m in modes):
         t = time.perf_counter()
-        run = run_queries(data, retriever, mode.strip(), source_to_id, progress=progress)
+        run = run_queries(data, retriever, mode, source_to_id, progress=progress)
         latency[mode] = (time.perf_counter() - t) / max(len(run), 1)
-        metrics[mode.strip()] = evaluate_run(run, data.qrels, METRICS)
+        metrics[mode] = evaluate_run(run, data.qrels, METRICS)
+        per_query[mode] = {q: v["ndcg@10"] for q, v in
+                           evaluate_per_query(run, data.qrels, ("ndcg@10",)).items()}
     return {"dataset": data.name, "documents": len(data.corpus), "queries": len(data.qrels),
             "embedder": embedder.name, "index_s": index_s, "metrics": metrics,
-            "mean_query_s": latency}
+            "mean_query_s": latency, "per_query_ndcg@10": per_query,
+            "comparisons": [asdict(c) for c in mode_comparisons(per_query)]}

@@ -222,7 +222,8 @@ class HFGenerator:
             if first is not None and n_out > 1 and total > first:
                 timings["tokens_per_s"] = (n_out - 1) / (total - first)
             self.last_completion = Completion(text="".join(pieces).strip(), prompt_tokens=n_prompt,
-                                              completion_tokens=n_out, timings=timings)
+                                              completion_tokens=n_out, timings=timings,
+                                              finish_reason="length" if n_out >= limit else "stop")
 
 
 def _stop_when(event: threading.Event) -> Any:

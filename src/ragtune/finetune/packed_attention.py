@@ -26,6 +26,11 @@ from typing import Any
 
 NAME = "ragtune_packed_sdpa"
 
+# (position_ids tensor, its segments) of the last forward: every layer of one forward gets
+# the same tensor, so the row is cut once per forward, not once per layer (on CUDA each cut
+# waits for the GPU). Holding the tensor keeps its identity unambiguous.
+_LAST: tuple[Any, list[tuple[int, int]]] = (None, [])
+
 
 def segments(position_ids: Any) -> list[tuple[int, int]]:
     """``(start, end)`` of each example in a packed row: a new one starts where position 0 is."""
@@ -36,6 +41,16 @@ def segments(position_ids: Any) -> list[tuple[int, int]]:
     if not starts or starts[0] != 0:
         starts = [0, *starts]
     return list(itertools.pairwise([*starts, int(row.shape[0])]))
+
+
+def _segments_once(position_ids: Any) -> list[tuple[int, int]]:
+    global _LAST
+    last = _LAST
+    if last[0] is position_ids:
+        return last[1]
+    found = segments(position_ids)
+    _LAST = (position_ids, found)
+    return found
 
 
 def packed_sdpa_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -60,7 +75,7 @@ def packed_sdpa_forward(module: Any, query: Any, key: Any, value: Any, attention
     parts = [
         F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b],
                                        is_causal=True, scale=scaling, enable_gqa=gqa)
-        for a, b in segments(position_ids)
+        for a, b in _segments_once(position_ids)
     ]
     out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return out.transpose(1, 2).contiguous(), None

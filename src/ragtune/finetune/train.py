@@ -47,6 +47,7 @@ from ragtune.finetune.dataset import (
     load_chat_jsonl,
     split_examples,
 )
+from ragtune.finetune.hardware import Placement, avoid_cudnn_attention, check_qlora, detect
 from ragtune.finetune.int8_base import int8_matmul_available, quantize_frozen_linears, restore
 from ragtune.finetune.packed_attention import use_packed_attention
 from ragtune.types import ChatExample, file_sha256
@@ -82,6 +83,9 @@ class TrainConfig:
     save_steps: int = _h("write a resumable checkpoint every N steps", default=50)
     seed: int = _h("random seed (split, init, order)", default=0)
     qlora: bool = _h("4-bit base model (bitsandbytes, CUDA only)", default=False)
+    gradient_checkpointing: bool = _h(
+        "recompute activations in the backward pass: less memory for large bases and long "
+        "examples, ~30% more compute", default=False)
     packing: bool = _h("padding-free batches (position ids reset per example)", default=True)
     group_by_length: bool = _h("batch similar lengths together when not packing", default=True)
     int8_base: bool = _h(
@@ -247,25 +251,21 @@ def resolve_base_folder(name: str) -> tuple[Path, str]:
     raise ModelError(f"{name}: no such model folder or .gguf file")
 
 
-def load_base_model(name: str, *, qlora: bool = False) -> BaseModel:
+def load_base_model(name: str, *, qlora: bool = False, placement: Placement | None = None) -> BaseModel:
     """Load a causal LM and its tokenizer from a folder, a .gguf file or the local HF cache.
 
     Never downloads: a Hugging Face id must already be in the cache. See
-    :func:`resolve_base_folder` for the names accepted.
+    :func:`resolve_base_folder` for the names accepted. On CUDA the model loads in bf16 on
+    this process's GPU (``LOCAL_RANK``), with ``qlora`` as 4-bit NF4; on a CPU in fp32
+    (:mod:`ragtune.finetune.hardware`).
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, ident = resolve_base_folder(name)
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if torch.cuda.is_available():
-        kwargs = {"dtype": torch.bfloat16, "device_map": {"": 0}}
-    if qlora:
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+    placement = placement or detect()
+    if placement.cuda:
+        avoid_cudnn_attention()  # a plan per new shape: see its docstring
+    model = AutoModelForCausalLM.from_pretrained(str(source), **placement.load_kwargs(qlora=qlora))
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     if not getattr(tokenizer, "chat_template", None):
         raise ModelError(f"{name}: the tokenizer has no chat template; pick a chat/instruct model")
@@ -321,15 +321,19 @@ def packing_is_exact(model: Any, atol: float = 1e-3) -> bool:
     """True when two examples packed in one row give the same logits as run separately.
 
     Cheap (two short forward passes); guards against architectures whose attention ignores
-    restarting ``position_ids`` and would let packed examples see each other.
+    restarting ``position_ids`` and would let packed examples see each other. ``atol``
+    holds for fp32 weights; a bf16/fp16 model (CUDA) is compared relative to the size of
+    its logits instead (2%: half-precision rounding differs between a 9-token and a
+    16-token row, while leaking attention shifts logits by far more).
     """
     import torch
 
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
-    a = torch.randint(3, vocab, (1, 7), generator=gen)
-    b = torch.randint(3, vocab, (1, 9), generator=gen)
-    pos = torch.cat([torch.arange(7), torch.arange(9)])[None]
+    device = model.device
+    a = torch.randint(3, vocab, (1, 7), generator=gen).to(device)
+    b = torch.randint(3, vocab, (1, 9), generator=gen).to(device)
+    pos = torch.cat([torch.arange(7), torch.arange(9)])[None].to(device)
     was_training = model.training
     model.eval()
     try:
@@ -342,7 +346,10 @@ def packing_is_exact(model: Any, atol: float = 1e-3) -> bool:
                            use_cache=False).logits
     finally:
         model.train(was_training)
-    return bool(torch.allclose(sep.float(), packed.float(), atol=atol))
+    sep, packed = sep.float(), packed.float()
+    if model.dtype in (torch.bfloat16, torch.float16):
+        atol = 0.02 * float(sep.abs().max())
+    return bool(torch.allclose(sep, packed, atol=atol))
 
 
 def make_trainer_class() -> type:
@@ -366,8 +373,12 @@ def make_trainer_class() -> type:
             if model.training:
                 mask = inputs.get("attention_mask")
                 self.tokens_seen += int(mask.sum()) if mask is not None else labels.numel()
-            outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-            logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+            # Positions any row needs, as a 1-D index: every transformers 5.x slices hidden
+            # states with it (a 2-D boolean mask only from 5.2x on). A packed batch is one
+            # row, so nothing is wasted; padded rows keep the union of their positions.
+            cols = keep.any(dim=0).nonzero().squeeze(1)
+            outputs = model(**inputs, logits_to_keep=cols, use_cache=False)
+            logits = outputs.logits[keep[:, cols]]  # (labelled tokens, vocab), row-major
             loss = F.cross_entropy(logits.float(), targets[targets != -100], reduction="sum")
             if num_items_in_batch is not None and model.training:
                 loss = loss / num_items_in_batch
@@ -383,7 +394,34 @@ def make_trainer_class() -> type:
 # ---------------------------------------------------------------- progress and Ctrl-C
 
 
-def _make_callback(on_step: StepCallback | None, stop: threading.Event, timing: dict[str, float]) -> Any:
+def _checkpointing_args(arguments: type, on: bool) -> dict[str, Any]:
+    """TrainingArguments for gradient checkpointing, named as this transformers names them.
+
+    transformers 5.2x renamed ``gradient_checkpointing`` to ``activation_checkpointing``.
+    Non-reentrant checkpointing works with a frozen base whose inputs need no gradient.
+    """
+    if not on:
+        return {}
+    fields = getattr(arguments, "__dataclass_fields__", {})
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+
+
+def _checkpointing_on(model: Any) -> bool:
+    """Whether the model recomputes activations (renamed in transformers 5.2x, like the args)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
+def _progress_name(rank: int) -> str:
+    """Checkpointed time and token count of one process (each rank counts its own tokens)."""
+    return "ragtune_progress.json" if rank == 0 else f"ragtune_progress.rank{rank}.json"
+
+
+def _make_callback(on_step: StepCallback | None, stop: threading.Event, timing: dict[str, float],
+                   progress_file: str = "ragtune_progress.json") -> Any:
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -420,7 +458,7 @@ def _make_callback(on_step: StepCallback | None, stop: threading.Event, timing: 
             progress = {"train_s": timing["train_s"],
                         "tokens": getattr(trainer, "tokens_seen", 0) + timing["tokens_before"]}
             if ckpt.is_dir():
-                (ckpt / "ragtune_progress.json").write_text(json.dumps(progress))
+                (ckpt / progress_file).write_text(json.dumps(progress))
 
     return Progress()
 
@@ -480,18 +518,10 @@ def _prepare_dirs(config: TrainConfig, out_dir: Path, resume: bool) -> tuple[Pat
     return partial, None
 
 
-def _check_hardware(config: TrainConfig) -> None:
-    import torch
-
-    if config.qlora:
-        if not torch.cuda.is_available():
-            raise ConfigError("--qlora needs a CUDA GPU (bitsandbytes 4-bit); none found")
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            from ragtune.errors import MissingDependency
-
-            raise MissingDependency("bitsandbytes", "gpu") from None
+def _follow_dirs(out_dir: Path, resume: bool) -> tuple[Path, Path | None]:
+    """What ranks other than 0 use once rank 0's :func:`_prepare_dirs` has succeeded."""
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    return partial, _last_checkpoint(partial / "checkpoints") if resume else None
 
 
 def shared_system_prompt(examples: list[ChatExample], share: float = 0.9) -> str | None:
@@ -527,20 +557,29 @@ def train_adapter(
     ``lineage`` (documents and versions the data came from, anything JSON) is stored as is
     in ``run.json``. Raises :class:`InputError` for bad data, :class:`ConfigError` for
     impossible options, :class:`TrainingInterrupted` on Ctrl-C (after a checkpoint).
+
+    Runs on the CPU, or on CUDA when there is a GPU (bf16 base, or 4-bit NF4 with
+    ``config.qlora``). Launched by ``torchrun`` / ``accelerate launch``, every process
+    trains on its share of each batch and only rank 0 writes the adapter folder and
+    ``run.json``; every rank returns the same :class:`TrainResult`.
     """
-    _check_hardware(config)
+    placement = detect()
+    if config.qlora:
+        check_qlora(placement)
     started = time.time()
     data_path, out_dir = Path(data_path), Path(out_dir)
     examples = load_chat_jsonl(data_path)
     if len(examples) < MIN_EXAMPLES:
         raise InputError(str(data_path), f"{len(examples)} examples; at least {MIN_EXAMPLES} are needed")
-    partial, last_ckpt = _prepare_dirs(config, out_dir, resume)
+    partial, last_ckpt = placement.main_first(
+        lambda: _prepare_dirs(config, out_dir, resume),
+        lambda: _follow_dirs(out_dir, resume))
 
-    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, TrainingArguments
 
-    base = load_base_model(config.base_model, qlora=config.qlora)
+    placement.reset_peak_memory()
+    base = load_base_model(config.base_model, qlora=config.qlora, placement=placement)
     model, tokenizer = base.model, base.tokenizer
     train_ex, val_ex = split_examples(examples, config.val_fraction, config.seed)
     train_rows = [r for r in (tokenize_example(tokenizer, e, config.max_length) for e in train_ex) if r]
@@ -572,7 +611,9 @@ def train_adapter(
     if config.qlora:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model)
+        # PEFT's default turns gradient checkpointing on: ~30% slower; only when asked
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing)
     from transformers import set_seed
 
     set_seed(config.seed)  # LoRA A matrices are random: same seed, same adapter
@@ -581,8 +622,12 @@ def train_adapter(
         target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
 
     int8_layers = 0
-    if (config.int8_base and config.int8_share > 0 and not config.qlora
-            and not torch.cuda.is_available() and int8_matmul_available()):
+    notes: list[str] = []
+    if config.int8_base and config.int8_share > 0 and placement.cuda:
+        notes.append("int8_base is CPU-only (torch._int_mm on the CPU); on CUDA the frozen base "
+                     f"runs in {placement.dtype_name(qlora=config.qlora)}")
+    elif (config.int8_base and config.int8_share > 0 and not config.qlora
+            and int8_matmul_available()):
         int8_layers = quantize_frozen_linears(model)  # after get_peft_model: base weights frozen
         if int8_layers:
             batching += (f", int8 forward in {int8_layers} frozen base layers for "
@@ -608,8 +653,11 @@ def train_adapter(
         greater_is_better=False if early else None,
         logging_steps=1,
         seed=config.seed,
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        use_cpu=not torch.cuda.is_available(),
+        bf16=placement.dtype_name(qlora=False) == "bfloat16",
+        fp16=placement.dtype_name(qlora=False) == "float16",
+        use_cpu=not placement.cuda,
+        **_checkpointing_args(TrainingArguments, config.gradient_checkpointing),
+        ddp_find_unused_parameters=False,  # every LoRA weight is used in every step
         report_to="none",
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -619,11 +667,12 @@ def train_adapter(
     )
     stop = threading.Event()
     timing: dict[str, Any] = {"train_s": 0.0, "tokens_before": 0, "train_before": 0.0, "step_before": 0}
-    if last_ckpt is not None and (last_ckpt / "ragtune_progress.json").exists():
-        prev = json.loads((last_ckpt / "ragtune_progress.json").read_text())
+    progress_file = _progress_name(placement.rank)
+    if last_ckpt is not None and (last_ckpt / progress_file).exists():
+        prev = json.loads((last_ckpt / progress_file).read_text())
         timing.update(train_s=prev["train_s"], train_before=prev["train_s"], tokens_before=prev["tokens"],
                       step_before=int(last_ckpt.name.split("-")[-1]))
-    callbacks = [_make_callback(on_step, stop, timing)]
+    callbacks = [_make_callback(on_step, stop, timing, progress_file)]
     if int8_layers:
         callbacks.append(_make_int8_switch(model, config.int8_share))
     if early:
@@ -662,9 +711,8 @@ def train_adapter(
 
     restore(model)  # no int8 forward left behind on the model that is saved and evaluated
     val_loss = float(trainer.evaluate()["eval_loss"]) if has_val else None
-    model.save_pretrained(str(partial))
+    tokens = placement.sum_over_ranks(trainer.tokens_seen + timing["tokens_before"])
     history = trainer.state.log_history
-    tokens = trainer.tokens_seen + timing["tokens_before"]
     run = {
         "name": out_dir.name,
         "created_at": time.time(),
@@ -682,8 +730,13 @@ def train_adapter(
             "system_prompt": shared_system_prompt(examples),
         },
         "config": config.to_dict(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": placement.device,
+        "device_name": placement.device_name(),
+        "dtype": placement.dtype_name(qlora=config.qlora),
+        "processes": placement.world_size,
         "batching": batching,
+        # read back from the model: the Trainer switched checkpointing on (or did not)
+        "gradient_checkpointing_active": _checkpointing_on(model.get_base_model()),
         "int8_base_layers": int8_layers,
         "int8_steps": (min(trainer.state.global_step, _int8_steps(trainer.state.max_steps, config.int8_share))
                        if int8_layers else 0),
@@ -692,22 +745,41 @@ def train_adapter(
         "stopped_early": trainer.state.global_step < trainer.state.max_steps,
         "duration_s": round(time.time() - started, 2),
         "train_time_s": round(timing["train_s"], 3),
-        "train_tokens": tokens,
+        "train_tokens": tokens,  # summed over processes
         "train_tokens_per_s": round(tokens / timing["train_s"], 1) if timing["train_s"] else None,
         "loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h],
         "val_curve": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h],
         "val_loss": val_loss,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # torch.cuda.max_memory_allocated on rank 0's GPU, loading included (None on a CPU)
+        "peak_gpu_mb": placement.peak_memory_mb(),
+        "notes": notes,
         "lineage": lineage,
         "versions": _versions(),
     }
+    if placement.is_main:
+        try:
+            _write_adapter(model, partial, out_dir, run)
+        finally:
+            placement.wait_for_everyone()
+        return TrainResult(adapter_dir=out_dir, run=run)
+    placement.wait_for_everyone()  # rank 0 writes the adapter; the others return its record
+    try:
+        run = json.loads((out_dir / "run.json").read_text())
+    except FileNotFoundError:
+        raise ModelError(f"rank 0 did not finish writing {out_dir}; see its output") from None
+    return TrainResult(adapter_dir=out_dir, run=run)
+
+
+def _write_adapter(model: Any, partial: Path, out_dir: Path, run: dict[str, Any]) -> None:
+    """Adapter weights, run.json and loss.png into ``partial``, then the atomic rename."""
+    model.save_pretrained(str(partial))
     write_loss_png(partial / "loss.png", run["loss_curve"], run["val_curve"])
     run["loss_plot"] = "loss.png (pure-Python PNG writer)"
     (partial / "run.json").write_text(json.dumps(run, indent=2))
     shutil.rmtree(partial / "checkpoints", ignore_errors=True)  # optimizer states: big, done with
     (partial / "train_config.json").unlink(missing_ok=True)
     os.replace(partial, out_dir)  # the atomic step that makes the adapter "finished"
-    return TrainResult(adapter_dir=out_dir, run=run)
 
 
 def _versions() -> dict[str, str]:

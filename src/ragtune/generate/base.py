@@ -21,6 +21,9 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # first_token_s, total_s
+    # Why generation stopped, as OpenAI-compatible servers say it: "stop" (the model ended
+    # its reply), "length" (it hit max_tokens mid-answer), None (the backend cannot tell).
+    finish_reason: str | None = None
 
 
 @runtime_checkable

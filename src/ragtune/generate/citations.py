@@ -17,27 +17,38 @@ Rules (what "supported" means):
 * Content words are lowercased words minus stopwords, lightly stemmed (``returns`` and
   ``returned`` both become ``return``), plus numbers in canonical form (``1,000`` → ``1000``,
   ``3.50`` → ``3.5``, ``thirty`` → ``30``).
-* A sentence's score against a source is the share of its content words found in the
-  source's chunk text (not its title or section: echoing a header proves nothing). If the sentence states a number the source does not
-  contain, the score is 0: "45 days" is never supported by a source saying "30 days".
+* A sentence's score against a source is the share of its content words found in a window
+  of 3 consecutive sentences of the source's chunk text (not its title or section: echoing a
+  header proves nothing; not its instruction-like or self-vouching spans: a source's claim
+  about itself is no support). If the sentence states a number the window does not contain,
+  the score is 0: "45 days" is never supported by a source saying "30 days". If it names
+  code (inline code, ``typer.Spinner``, ``launch(``, ``--force``) that the source does not
+  contain verbatim, the score is 0: an invented API is never supported
+  (:mod:`ragtune.generate.support`).
 * A cited sentence scores the best of its cited sources. A marker outside ``1..len(hits)``
   makes the sentence unsupported (it cites something that was never shown) but never raises.
 * An uncited sentence that makes a claim is checked against every hit; it is returned with
-  ``cited=()`` and is supported only if some hit reaches the threshold.
+  ``cited=()`` and is supported only if some hit reaches the threshold. (Support by two
+  hits together, a "bridge" for multi-hop answers, was tried and dropped: on HotpotQA it let
+  through restatements that did not answer, and lowered contains-answer from 0.25 to 0.15
+  against the extractive fallback it displaced.)
+* A fenced code block is one "sentence": it never gets a marker, and it is supported only
+  if every code name it uses (minus the names it defines) occurs in some source.
 * Refusals ("I could not find this in the knowledge base."), sentences with no content
-  word at all (a bare "[2]") and uncited sentences with fewer than 3 content words
-  ("Sure!", "Here is the answer:") make no claim: they are not checked, not returned, and
-  their markers create no citation.
+  word at all (a bare "[2]") and uncited sentences with fewer than 3 content words and no
+  code name ("Sure!", "Here is the answer:") make no claim: they are not checked, not
+  returned, and their markers create no citation.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from ragtune.errors import ConfigError
+from ragtune.generate.injection import Flag, scan_hits, support_text
 from ragtune.generate.prompts import NOT_FOUND_TEXT
+from ragtune.generate.support import Bag, SourceText, bag, score
 from ragtune.types import Citation, Hit, SentenceCheck
 
 # "[1]", "[1, 2]", "[1-3]", "[Source 2]"; a group of them may follow a sentence's period.
@@ -56,27 +67,6 @@ _ABBREVIATIONS = {"e.g", "i.e", "eg", "ie", "vs", "cf", "approx", "incl", "fig",
 # A sentence end only before a capital letter: "etc." / "No. 5".
 _SOFT_ABBREVIATIONS = {"etc", "no", "nos", "inc", "ltd", "co", "corp"}
 
-_STOPWORD_TEXT = """
-a about above after again against all am an and any are aren't as at be because been before
-being below between both but by can can't cannot could couldn't did didn't do does doesn't
-doing don't down during each few for from further had hadn't has hasn't have haven't having
-he he'd he'll he's her here here's hers herself him himself his how how's i i'd i'll i'm i've
-if in into is isn't it it's its itself let's me more most mustn't my myself nor not of off on
-once only or other ought our ours ourselves out over own same shan't she she'd she'll she's
-should shouldn't so some such than that that's the their theirs them themselves then there
-there's these they they'd they'll they're they've this those through to too under until up
-very was wasn't we we'd we'll we're we've were weren't what what's when when's where where's
-which while who who's whom why why's will with won't would wouldn't you you'd you'll you're
-you've your yours yourself yourselves also may might must shall just yes according source
-sources based however therefore thus
-"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-_NUMBER_WORDS = {"two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
-                 "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
-                 "fifteen": "15", "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50",
-                 "sixty": "60", "ninety": "90", "hundred": "100"}
-
 _REFUSAL = re.compile(
     r"could ?n[o']t find|can ?n[o']t find|cannot find|unable to find|i do ?n[o']t know"
     r"|i don't know|not (?:found|mentioned|contained|provided|stated|covered) in the"
@@ -85,13 +75,40 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 
-_NUM = re.compile(r"\d+(?:[.,:]\d+)*")
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-
 _MIN_CLAIM_WORDS = 3
 
 
 # ----------------------------------------------------------------------------- sentences
+
+_FENCE = re.compile(r"[ \t]*(```+|~~~+)")
+
+
+def _code_regions(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each fenced code block (an unclosed fence runs to the end)."""
+    regions: list[tuple[int, int]] = []
+    pos, start, fence = 0, None, ""
+    for line in text.splitlines(keepends=True):
+        m = _FENCE.match(line)
+        if m and start is None:
+            start, fence = pos, m.group(1)
+        elif m and start is not None and m.group(1).startswith(fence[0]) and len(m.group(1)) >= len(fence) \
+                and not line[m.end():].strip():
+            regions.append((start, pos + len(line.rstrip("\r\n"))))
+            start = None
+        pos += len(line)
+    if start is not None:
+        regions.append((start, len(text.rstrip())))
+    return regions
+
+
+def is_code(sentence: str) -> bool:
+    """Whether a piece of :func:`split_sentences` is a fenced code block.
+
+    >>> is_code("```python\\nprint(1)\\n```"), is_code("Run print(1).")
+    (True, False)
+    """
+    return bool(_FENCE.match(sentence))
+
 
 def _blocks(text: str) -> Iterable[tuple[int, int]]:
     """Spans of paragraphs and list items; a wrapped line that continues lowercase is joined."""
@@ -145,7 +162,26 @@ def _is_boundary(block: str, match: re.Match[str]) -> bool:
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of each sentence in ``text``; ``text[s:e]`` is the sentence."""
+    """(start, end) offsets of each sentence in ``text``; ``text[s:e]`` is the sentence.
+
+    A fenced code block is one span, never split (its periods end no sentence).
+    """
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for c_start, c_end in _code_regions(text):
+        spans.extend((pos + s, pos + e) for s, e in _prose_spans(text[pos:c_start]))
+        spans.append((c_start + len(text[c_start:c_end]) - len(text[c_start:c_end].lstrip()), c_end))
+        pos = c_end
+    spans.extend((pos + s, pos + e) for s, e in _prose_spans(text[pos:]))
+    return spans
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text`` (code blocks whole), as :func:`split_sentences`."""
+    return _sentence_spans(text)
+
+
+def _prose_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for b_start, b_end in _blocks(text):
         block = text[b_start:b_end]
@@ -214,71 +250,23 @@ def is_refusal(text: str) -> bool:
 
 # ----------------------------------------------------------------------------- support
 
-def _stem(word: str) -> str:
-    """Tiny, consistent suffix stripping: what matters is that both sides stem alike."""
-    word = word.removesuffix("'s")
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    if len(word) > 5 and word.endswith("ing"):
-        word = word[:-3]
-    elif len(word) > 4 and word.endswith("ed"):
-        word = word[:-2]
-    if len(word) > 3 and word.endswith("e"):
-        word = word[:-1]
-    return word
+def _claim(sentence: str) -> Bag:
+    return bag(strip_markers(sentence), code=is_code(sentence))
 
 
-def _canonical_number(raw: str) -> str:
-    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", raw):
-        raw = raw.replace(",", "")
-    if re.fullmatch(r"\d+", raw):
-        return str(int(raw))
-    if re.fullmatch(r"\d+\.\d+", raw):
-        whole, frac = raw.split(".")
-        frac = frac.rstrip("0")
-        return f"{int(whole)}.{frac}" if frac else str(int(whole))
-    return raw
-
-
-@dataclass(frozen=True)
-class _Bag:
-    words: frozenset[str]  # stemmed content words, numbers included
-    numbers: frozenset[str]
-
-
-def _bag(text: str) -> _Bag:
-    text = strip_markers(text).lower()
-    numbers = {_canonical_number(m.group()) for m in _NUM.finditer(text)}
-    words: set[str] = set()
-    for w in _WORD.findall(_NUM.sub(" ", text)):
-        if w in _NUMBER_WORDS:
-            numbers.add(_NUMBER_WORDS[w])
-        elif w not in _STOPWORDS and len(w) > 1:
-            words.add(_stem(w))
-    return _Bag(frozenset(words | numbers), frozenset(numbers))
-
-
-def _score(claim: _Bag, source: _Bag) -> float:
-    if claim.numbers - source.numbers:
-        return 0.0
-    if not claim.words:
-        return 1.0
-    return len(claim.words & source.words) / len(claim.words)
-
-
-def _source_bag(hit: Hit) -> _Bag:
+def _sources(hits: list[Hit], flags: list[list[Flag]] | None, window: int | None) -> list[SourceText]:
     # Only the chunk text supports a claim: an answer that merely echoes the source header
-    # ("[1] Shipping — Delivery times", seen from the 0.5B model) must not count as supported.
-    return _bag(hit.chunk.text)
+    # ("[1] Shipping — Delivery times", seen from the 0.5B model) must not count as
+    # supported; nor may the source's instruction-like or self-vouching spans.
+    flags = scan_hits([h.chunk.text for h in hits]) if flags is None else flags
+    return [SourceText.of(support_text(h.chunk.text, f), window) for h, f in zip(hits, flags, strict=True)]
 
 
 def _best_quote(chunk_text: str, claim_words: frozenset[str]) -> str:
     """The chunk sentence sharing most words with the claim (verbatim; first on ties)."""
     best, best_key = "", (-1, -1.0)
     for s, e in _sentence_spans(chunk_text):
-        words = _bag(chunk_text[s:e]).words
+        words = bag(strip_markers(chunk_text[s:e])).words
         common = len(words & claim_words)
         key = (common, common / (len(words) or 1))
         if key > best_key:
@@ -286,81 +274,110 @@ def _best_quote(chunk_text: str, claim_words: frozenset[str]) -> str:
     return best
 
 
-def check_answer(text: str, hits: list[Hit], *,
-                 threshold: float = 0.5) -> tuple[list[Citation], list[SentenceCheck]]:
+def _makes_claim(claim: Bag, cited: bool, code: bool = False) -> bool:
+    """"[2]" alone or "Yes [1]." states nothing; uncited filler ("Sure!") is not checked,
+    but any sentence naming code is (an invented API is a claim however short). A code
+    block without a name to check ("pip install pytest") is filler: shown only beside a
+    supported claim."""
+    if claim.names:
+        return True
+    if code:
+        return False
+    if not claim.words:
+        return False
+    return cited or len(claim.words) >= _MIN_CLAIM_WORDS
+
+
+def check_answer(text: str, hits: list[Hit], *, threshold: float = 0.5, window: int | None = 3,
+                 flags: list[list[Flag]] | None = None) -> tuple[list[Citation], list[SentenceCheck]]:
     """Map the answer's [n] markers to ``hits`` and check each sentence (rules: module doc).
 
     Returns one :class:`Citation` per distinct in-range ``n`` in order of first appearance
     (``supported`` = every sentence citing it was supported) and one :class:`SentenceCheck`
-    per claim-making sentence.
+    per claim-making sentence. ``flags`` are :func:`ragtune.generate.injection.scan_hits`
+    of the hits (computed when not given); ``window`` is how many consecutive source
+    sentences one claim may draw on (None: the whole chunk).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"citation threshold must be 0..1, got {threshold}")
-    sources = [_source_bag(h) for h in hits]
+    sources = _sources(hits, flags, window)
     checks: list[SentenceCheck] = []
-    claims_by_n: dict[int, list[tuple[_Bag, bool]]] = {}
+    claims_by_n: dict[int, list[tuple[Bag, bool]]] = {}
     for sentence in split_sentences(text):
-        if is_refusal(sentence):
+        if is_refusal(sentence) and not is_code(sentence):
             continue
-        claim = _bag(sentence)
-        cited = parse_markers(sentence)
-        if not claim.words:
-            continue  # "[2]" alone or "Yes [1]." states nothing that a source could support
+        claim = _claim(sentence)
+        cited = () if is_code(sentence) else parse_markers(sentence)
+        if not _makes_claim(claim, bool(cited), is_code(sentence)):
+            continue
         if cited:
             valid = [n for n in cited if 1 <= n <= len(hits)]
-            score = max((_score(claim, sources[n - 1]) for n in valid), default=0.0)
-            supported = len(valid) == len(cited) and score >= threshold
+            value = max((score(claim, sources[n - 1]) for n in valid), default=0.0)
+            supported = len(valid) == len(cited) and value >= threshold
             for n in valid:
                 claims_by_n.setdefault(n, []).append((claim, supported))
+        elif is_code(sentence):
+            # A code block is checked for its names only: each must be in some source.
+            value = 1.0 if all(any(s.has_name(n) for s in sources) for n in claim.names) else 0.0
+            supported = value == 1.0
         else:
-            if len(claim.words) < _MIN_CLAIM_WORDS:
-                continue
-            score = max((_score(claim, s) for s in sources), default=0.0)
-            supported = score >= threshold
+            value = max((score(claim, s) for s in sources), default=0.0)
+            supported = value >= threshold
         checks.append(SentenceCheck(text=sentence, cited=cited, supported=supported,
-                                    score=round(score, 4)))
+                                    score=round(value, 4)))
     citations = []
     for n, claims in claims_by_n.items():
         hit = hits[n - 1]
         words = frozenset().union(*(c.words for c, _ in claims))
         citations.append(Citation(
             n=n, document=hit.document, section=hit.chunk.section, chunk_id=hit.chunk.id,
-            quote=_best_quote(hit.chunk.text, words),
+            quote=_best_quote(sources[n - 1].text, words),
             supported=all(ok for _, ok in claims),
         ))
     return citations, checks
 
 
-def attribute_uncited(text: str, hits: list[Hit], *, threshold: float = 0.5) -> tuple[str, list[str]]:
+def attribute_uncited(text: str, hits: list[Hit], *, threshold: float = 0.5, window: int | None = 3,
+                      flags: list[list[Flag]] | None = None) -> tuple[str, list[str]]:
     """Add a ``[n]`` marker to each uncited claim that one retrieved source supports.
 
     Small models often answer from the sources but forget the markers. Rather than show an
     answer without citations, each uncited sentence is attributed to the source that
     supports it best, if that support reaches ``threshold`` (the same test as
     :func:`check_answer`); sentences no source supports stay uncited and are flagged by
-    it. Returns the new text and the sentences that were attributed (for the trace).
+    it. Code blocks never get a marker (it would break the code). Returns the new text and
+    the sentences that were attributed (for the trace).
 
     >>> from ragtune.types import Chunk, Hit
     >>> h = Hit(Chunk("c1", "d", "Returns are accepted within 30 days.", "Returns", 0, 6), 1.0, "r.md", "R")
     >>> attribute_uncited("Returns are accepted within 30 days.", [h])[0]
     'Returns are accepted within 30 days [1].'
     """
-    sources = [_source_bag(h) for h in hits]
+    sources = _sources(hits, flags, window)
     attributed: list[str] = []
     out = text
     for sentence in split_sentences(text):
-        if parse_markers(sentence) or is_refusal(sentence):
+        if is_code(sentence) or parse_markers(sentence) or is_refusal(sentence):
             continue
-        claim = _bag(sentence)
-        if len(claim.words) < _MIN_CLAIM_WORDS or not sources:
+        claim = _claim(sentence)
+        if not _makes_claim(claim, False) or not sources:
             continue
-        scores = [_score(claim, s) for s in sources]
+        scores = [score(claim, s) for s in sources]
         best = max(range(len(scores)), key=lambda i: scores[i])
         if scores[best] < threshold:
             continue
-        stripped = sentence.rstrip()
-        end = len(stripped.rstrip(".!?"))
-        marked = f"{stripped[:end]} [{best + 1}]{stripped[end:]}"
+        marked = add_marker(sentence, best + 1)
         out = out.replace(sentence.rstrip(), marked, 1)
         attributed.append(sentence.strip())
     return out, attributed
+
+
+def add_marker(sentence: str, n: int) -> str:
+    """``sentence`` with `` [n]`` before its final punctuation.
+
+    >>> add_marker("Returns take 30 days.", 2), add_marker("See `app()`", 1)
+    ('Returns take 30 days [2].', 'See `app()` [1]')
+    """
+    stripped = sentence.rstrip()
+    end = len(stripped.rstrip(".!?"))
+    return f"{stripped[:end]} [{n}]{stripped[end:]}"

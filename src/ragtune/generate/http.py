@@ -115,6 +115,7 @@ class HttpGenerator:
         try:
             body = response.json()
             text = body["choices"][0]["message"]["content"]
+            finish = body["choices"][0].get("finish_reason")
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as e:
@@ -127,6 +128,7 @@ class HttpGenerator:
             completion_tokens=int(usage.get("completion_tokens") or max(1, len(text) // 4)),
             # Nothing arrives before the whole reply, so the first token is at the end.
             timings={"first_token_s": total, "total_s": total},
+            finish_reason=finish if isinstance(finish, str) else None,
         )
         return self.last_completion
 
@@ -137,6 +139,7 @@ class HttpGenerator:
         first: float | None = None
         pieces: list[str] = []
         usage: dict[str, Any] = {}
+        finish: str | None = None
         payload = self._payload(messages, max_tokens, temperature, True)
         try:
             with self._client.stream("POST", self.url, json=payload) as response:
@@ -154,6 +157,8 @@ class HttpGenerator:
                         break
                     usage = event.get("usage") or usage
                     for choice in event.get("choices") or []:
+                        if isinstance(choice.get("finish_reason"), str):
+                            finish = choice["finish_reason"]
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
                             if first is None:
@@ -171,6 +176,7 @@ class HttpGenerator:
             prompt_tokens=int(usage.get("prompt_tokens") or _estimate_tokens(messages)),
             completion_tokens=int(usage.get("completion_tokens") or len(pieces)),
             timings={"first_token_s": total if first is None else first, "total_s": total},
+            finish_reason=finish,
         )
 
     def _parse_event(self, line: str) -> dict[str, Any] | str | None:

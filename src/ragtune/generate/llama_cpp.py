@@ -185,6 +185,7 @@ class LlamaCppGenerator:
             first: float | None = None
             prompt_tokens = 0
             pieces: list[str] = []
+            finish: str | None = None
             chunks = llm.create_chat_completion(
                 messages=messages,
                 stream=True,
@@ -193,6 +194,7 @@ class LlamaCppGenerator:
             )
             try:
                 for chunk in chunks:
+                    finish = chunk["choices"][0].get("finish_reason") or finish
                     piece = chunk["choices"][0]["delta"].get("content")
                     if not piece:
                         continue
@@ -205,6 +207,9 @@ class LlamaCppGenerator:
                     yield piece
             except ValueError as e:
                 raise self._context_error(e) from None
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()  # a reader that stopped early ends llama.cpp's generation too
             total = time.perf_counter() - start
             text = "".join(pieces)
             n_out = self.count_tokens(text) if text else 0
@@ -216,6 +221,7 @@ class LlamaCppGenerator:
                 prompt_tokens=prompt_tokens or llm.n_tokens,
                 completion_tokens=n_out,
                 timings=timings,
+                finish_reason=finish,
             )
 
     def _context_error(self, e: ValueError) -> ModelError:

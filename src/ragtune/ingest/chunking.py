@@ -76,6 +76,14 @@ _LEVELS = (
     re.compile(r"\s+"),  # words
 )
 _SENTENCE_START = re.compile(r"(?<=[.!?])\s+(?=\S)")
+# No token of any tokenizer we bound chunks with covers more characters than this (WordPiece
+# gives up on words over 100 characters, but such words are rare in text worth chunking).
+# A span longer than ``budget * _MAX_CHARS_PER_TOKEN`` is therefore cut without being
+# counted: counting is what costs (a tokenizer asked to count a whole 40 MB section holds
+# every token of it in memory), and no call then sees more than a few chunks' worth of text,
+# so chunking stays linear in the input. Where the guess is wrong the only cost is a cut at
+# a finer level than needed; every chunk is still counted before it is emitted.
+_MAX_CHARS_PER_TOKEN = 32
 
 Span = tuple[int, int]
 
@@ -86,12 +94,14 @@ def chunk_document(
     max_tokens: int = 400,
     overlap: int = 40,
     count_tokens: TokenCounter | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> list[Chunk]:
     """Chunks of ``doc`` in document order, ``ordinal`` 0..n-1, each ≤ ``max_tokens``.
 
     ``count_tokens`` defaults to :func:`approx_tokens`; pass the embedding model's own
     counter (e.g. ``lambda s: len(tok.encode(s, add_special_tokens=False))``) for exact
-    bounds. Same document in, same chunks and ids out.
+    bounds. Same document in, same chunks and ids out. ``progress`` is called with the
+    share of the document's text chunked so far (0..1), after each chunk.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -100,9 +110,13 @@ def chunk_document(
     count = count_tokens or approx_tokens
     seen: Counter[tuple[str, str]] = Counter()
     chunks: list[Chunk] = []
+    total, before = sum(len(s.text) for s in doc.sections) or 1, 0
     for section in doc.sections:
         label = section.label
-        for text, tokens in split_text(section.text, max_tokens, overlap, count):
+        on_chunk = None if progress is None else (
+            lambda end, base=before: progress((base + end) / total))
+        before += len(section.text)
+        for text, tokens in split_text(section.text, max_tokens, overlap, count, on_chunk):
             repeat = seen[(label, text)]
             seen[(label, text)] += 1
             id_text = text if repeat == 0 else f"{text}\x00#{repeat}"
@@ -141,9 +155,11 @@ def chunk_embedding_text(chunk: Chunk, title: str) -> str:
 
 
 def split_text(
-    text: str, max_tokens: int, overlap: int, count: TokenCounter
+    text: str, max_tokens: int, overlap: int, count: TokenCounter,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> list[tuple[str, int]]:
-    """Cut one section's text into ``(chunk_text, tokens)`` pairs (rules 2 and 3 above).
+    """Cut one section's text into ``(chunk_text, tokens)`` pairs (rules 2 and 3 above);
+    ``on_chunk`` gets the end offset of each chunk as it is cut.
 
     >>> split_text("Alpha beta gamma. Delta epsilon zeta.", 8, 3, approx_tokens)
     [('Alpha beta gamma.', 5), ('gamma. Delta epsilon zeta.', 7)]
@@ -170,21 +186,37 @@ def split_text(
             j += 1
             est += sizes[j]
         # Estimates add per-piece counts; a real tokenizer may count the joined text
-        # differently, so check the actual chunk and give back atoms until it fits.
-        while True:
-            if j == i and start == atoms[i][0]:
-                tokens = sizes[i]
-                break
-            if (tokens := count(text[start : atoms[j][1]])) <= max_tokens:
-                break
-            if j > i:
-                j -= 1
-            else:  # overlap + one atom is too big: drop the overlap
-                start = atoms[i][0]
+        # differently, so check the actual chunk and give back atoms until it fits (the
+        # longest fitting run is found by bisection: a chunk may hold hundreds of atoms).
+        if j == i and start == atoms[i][0]:
+            tokens = sizes[i]
+        else:
+            j, fit = _longest_fit(text, start, atoms, i, j, max_tokens, count)
+            if fit is None:  # overlap + one atom is too big: drop the overlap
+                j, start, fit = i, atoms[i][0], sizes[i]
+            tokens = fit
         out.append((text[start : atoms[j][1]], tokens))
+        if on_chunk is not None:
+            on_chunk(atoms[j][1])
         prev = (atoms[i][0], atoms[j][1])
         i = j + 1
     return out
+
+
+def _longest_fit(text: str, start: int, atoms: list[Span], i: int, j: int, max_tokens: int,
+                 count: TokenCounter) -> tuple[int, int | None]:
+    """The last atom index in ``i..j`` whose chunk ``text[start:atoms[k][1]]`` fits, with its
+    count; ``(i, None)`` when even atom ``i`` alone (from ``start``) does not fit."""
+    if (tokens := count(text[start : atoms[j][1]])) <= max_tokens:
+        return j, tokens
+    lo, hi, best = i, j - 1, None  # atoms[j] is known not to fit
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if (n := count(text[start : atoms[mid][1]])) <= max_tokens:
+            lo, best = mid + 1, (mid, n)
+        else:
+            hi = mid - 1
+    return best if best is not None else (i, None)
 
 
 def _strip(text: str, s: int, e: int) -> Span:
@@ -208,7 +240,7 @@ def _atomize(
     s, e = span
     if s >= e:
         return
-    if (tokens := count(text[s:e])) <= budget:
+    if e - s <= budget * _MAX_CHARS_PER_TOKEN and (tokens := count(text[s:e])) <= budget:
         out.append(span)
         sizes.append(tokens)
         return
@@ -223,27 +255,126 @@ def _atomize(
     if len(pieces) == 1:  # no separator at this level: try the next one
         _atomize(text, span, level + 1, budget, count, out, sizes)
         return
+    if level == len(_LEVELS) - 1:  # words: count runs of words, not every word
+        pieces = _word_runs(text, pieces, budget)
     for piece in pieces:
         _atomize(text, piece, level + 1, budget, count, out, sizes)
+
+
+def _word_runs(text: str, words: list[Span], budget: int) -> list[Span]:
+    """Consecutive words joined into runs of about ``budget / 8`` estimated tokens.
+
+    A sentence longer than the budget (a run-on line, a 5 MB file of words without a full
+    stop) would otherwise cost a tokenizer call per word; a run is counted once and kept
+    whole when it fits, and the chunks built from runs still fill 7/8 of the budget or more.
+    """
+    runs: list[Span] = []
+    target, start, tokens = max(1, budget // 8), None, 0.0
+    for ws, we in words:
+        if start is None:
+            start = ws
+        tokens += 1.3 + we - ws - len(text[ws:we].translate(_PUNCT))
+        if tokens >= target:
+            runs.append((start, we))
+            start, tokens = None, 0.0
+    if start is not None:
+        runs.append((start, words[-1][1]))
+    return runs
+
+
+def _boundary(n: int, ok: Callable[[int], bool], guess: int) -> int:
+    """The first k in 0..n with ``ok(k)``, for ``ok`` false then true as k grows (``ok(n)``
+    is taken as true and not called). Gallops out from ``guess``, then bisects: a few calls
+    when the guess is good, where counting is what costs.
+
+    >>> _boundary(100, lambda k: k >= 37, 40), _boundary(100, lambda k: False, 0)
+    (37, 100)
+    """
+    guess = min(max(guess, 0), n - 1) if n else 0
+    if n == 0:
+        return 0
+    if ok(guess):  # the boundary is at or before the guess: gallop left
+        hi, step = guess, 1
+        while hi - step >= 0 and ok(hi - step):
+            hi, step = hi - step, step * 2
+        lo = max(hi - step, -1)
+    else:  # gallop right
+        lo, step = guess, 1
+        while lo + step < n and not ok(lo + step):
+            lo, step = lo + step, step * 2
+        hi = min(lo + step, n)
+    while hi - lo > 1:  # invariant: lo is not ok (or -1), hi is ok (or n)
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _hard_split(
     text: str, span: Span, budget: int, count: TokenCounter, out: list[Span], sizes: list[int]
 ) -> None:
+    """Cut a span with no separator (a base64 blob, a URL) into prefixes that fit.
+
+    Each cut is found by interpolation (tokens grow about linearly with characters): a
+    probe of about one chunk gives the characters per token, two or three counts land on a
+    prefix holding 95-100% of the budget. Only when that fails does it bisect for the
+    longest prefix that fits.
+    """
     s, e = span
+    chars_per_token = 0.0  # learnt from the previous cut: the next one needs no probe
     while s < e:
-        lo, hi = 1, e - s  # longest prefix that fits, by binary search
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if count(text[s : s + mid]) <= budget:
-                lo = mid
+        hi = min(e - s, budget * _MAX_CHARS_PER_TOKEN)
+        if not chars_per_token:
+            tokens = count(text[s : s + min(hi, budget * 4)])
+            if hi <= budget * 4 and tokens <= budget:
+                out.append((s, s + hi))
+                sizes.append(tokens)
+                s += hi
+                continue
+            chars_per_token = min(hi, budget * 4) / max(tokens, 1)
+        best, best_tokens, too_long = 0, 0, hi + 1
+        length = min(hi, max(1, int(chars_per_token * budget * 0.98)))
+        for _ in range(6):
+            tokens = count(text[s : s + length])
+            if tokens <= budget:
+                best, best_tokens = length, tokens
+                if tokens >= budget * 0.95 or length == hi:
+                    break
             else:
-                hi = mid - 1
-        if (tokens := count(text[s : s + lo])) > budget:
-            raise ValueError(f"max_tokens is too small: one character counts more than {budget}")
-        out.append((s, s + lo))
-        sizes.append(tokens)
-        s += lo
+                too_long = length
+            step = int(length * budget * 0.98 / max(tokens, 1))
+            length = min(max(step, best + 1), too_long - 1, hi)
+            if length <= best:
+                break
+        if best == 0:  # interpolation found nothing that fits: bisect
+            k = _boundary(hi, lambda k, s=s, hi=hi: count(text[s : s + hi - k]) <= budget,
+                          hi - 1)
+            best = hi - k
+            if best < 1 or (best_tokens := count(text[s : s + best])) > budget:
+                raise ValueError(
+                    f"max_tokens is too small: one character counts more than {budget}")
+        out.append((s, s + best))
+        sizes.append(best_tokens)
+        chars_per_token = best / max(best_tokens, 1)
+        s += best
+
+
+def _first_fitting_tail(text: str, starts: list[int], end: int, overlap: int,
+                        count: TokenCounter) -> int:
+    """The first index k whose tail ``text[starts[k]:end]`` has at most ``overlap`` tokens
+    (tails shrink as k grows), or ``len(starts)``; the search starts at a guess from
+    :func:`approx_tokens`' rule (see :func:`_boundary`). Same answer as a bisection."""
+    n = len(starts)
+    guess, tokens = n, 0.0  # walk back over words while the estimate fits
+    while guess > 0:
+        word = text[starts[guess - 1] : starts[guess] if guess < n else end]
+        tokens += 1.3 + len(word) - len(word.translate(_PUNCT))  # approx_tokens' rule
+        if tokens > overlap:
+            break
+        guess -= 1
+    return _boundary(n, lambda k: count(text[starts[k] : end]) <= overlap, guess)
 
 
 def _overlap_start(text: str, prev: Span, overlap: int, count: TokenCounter) -> int:
@@ -255,13 +386,7 @@ def _overlap_start(text: str, prev: Span, overlap: int, count: TokenCounter) -> 
     starts = [window + k for k in starts if window + k > ps]
     if not starts:
         return pe
-    lo, hi = 0, len(starts)  # first index whose tail fits (tails shrink as k grows)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if count(text[starts[mid] : pe]) <= overlap:
-            hi = mid
-        else:
-            lo = mid + 1
+    lo = _first_fitting_tail(text, starts, pe, overlap, count)
     if lo == len(starts):
         return pe
     start = starts[lo]

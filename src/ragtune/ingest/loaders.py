@@ -3,7 +3,9 @@
 One loader per format, chosen by extension: Markdown, plain text, HTML, PDF (pypdf),
 DOCX (python-docx), JSON and JSON Lines. Every bad input becomes an
 :class:`~ragtune.errors.InputError` with a one-line reason ("the PDF is encrypted"), never
-a traceback.
+a traceback; pathological inputs (nesting, zip bombs, page counts) are refused before the
+expensive parse by the guards in ``ingest/guards.py``, and whatever a library logs or prints
+while reading the file is kept in ``metadata["warnings"]`` (or in the error's reason).
 
 >>> from pathlib import Path; import tempfile
 >>> p = Path(tempfile.mkdtemp()) / "returns.md"
@@ -17,17 +19,28 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import stat
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError
+from ragtune.ingest.guards import (
+    Limits,
+    captured_output,
+    check_zip,
+    display_path,
+    json_depth_exceeds,
+    short,
+)
+from ragtune.ingest.includes import expand_includes
 from ragtune.types import Document, Section
 
-__all__ = ["SUPPORTED_EXTENSIONS", "decode_text", "load_file"]
+__all__ = ["SUPPORTED_EXTENSIONS", "decode_text", "load_bytes", "load_file", "read_file"]
 
 _MB = 1024 * 1024
 
@@ -148,10 +161,11 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _NOT_PARAGRAPH = re.compile(r"^(?: {4}|\t| {0,3}(?:[-+*>|]|\d+[.)]\s|#|<))")
 
 
-def _load_markdown(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
+def _load_markdown(data: bytes, where: str, limits: Limits) -> tuple[str | None, list[Section], dict[str, Any]]:
     # A line scanner rather than markdown-it-py: we only need heading positions and fence
     # awareness, and markdown-it-py's block parse alone took ~6 s on a 3 MB file here.
     text, enc = _read_text(data, where)
+    text, included = expand_includes(text, where)  # code pulled in by include directives
     lines = text.split("\n")
     title, start = _front_matter(lines)
     out, fence = _Sections(), ""
@@ -183,7 +197,7 @@ def _load_markdown(data: bytes, where: str) -> tuple[str | None, list[Section], 
         else:
             out.add(line)
         i += 1
-    return title, out.done(), {"format": "markdown", "encoding": enc}
+    return title, out.done(), {"format": "markdown", "encoding": enc, **included}
 
 
 def _front_matter(lines: list[str]) -> tuple[str | None, int]:
@@ -203,6 +217,7 @@ def _inline_text(s: str) -> str:
     """Heading text without inline markup: links keep their words, emphasis loses its marks."""
     s = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", s)
     s = re.sub(r"(\*\*|__|\*|_|`)(.+?)\1", r"\2", s)
+    s = re.sub(r"\s*\{\s*#[\w:.-]+[^{}]*\}\s*$", "", s)  # attr_list "{ #anchor }" suffixes
     return _squash(s)
 
 
@@ -211,7 +226,7 @@ def _inline_text(s: str) -> str:
 _NUMBERED = re.compile(r"^\d+(?:\.\d+)*\.?\s+\S")
 
 
-def _load_txt(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
+def _load_txt(data: bytes, where: str, limits: Limits) -> tuple[str | None, list[Section], dict[str, Any]]:
     text, enc = _read_text(data, where)
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text) if p.strip()]
     first = paragraphs[0].split("\n")[0].strip()
@@ -246,7 +261,7 @@ _BLOCKS = frozenset(
 )
 
 
-def _load_html(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
+def _load_html(data: bytes, where: str, limits: Limits) -> tuple[str | None, list[Section], dict[str, Any]]:
     from bs4 import BeautifulSoup
 
     text, enc = _read_text(data, where)
@@ -257,15 +272,31 @@ def _load_html(data: bytes, where: str) -> tuple[str | None, list[Section], dict
     if not title and (h1 := soup.find("h1")):
         title = _squash(h1.get_text(" "))
     out = _Sections()
-    _walk_html(soup, out)
+    _walk_html(soup, out, where, limits.max_depth)
     return title or None, out.done(), {"format": "html", "encoding": enc}
 
 
-def _walk_html(node: Any, out: _Sections) -> None:
+def _walk_html(root: Any, out: _Sections, where: str, max_depth: int) -> None:
+    """Visit the tree in document order with an explicit stack (a recursive walk dies at
+    Python's recursion limit on ~990 nested elements); refuse trees nested past
+    ``max_depth``."""
     from bs4 import NavigableString, Tag
     from bs4.element import PreformattedString
 
-    for child in node.children:
+    # Stack items: an element whose children are still to visit, or a string to add
+    # when the walk gets back to it (the blank line after a block element).
+    stack: list[tuple[Iterator[Any], int] | str] = [(iter(root.children), 0)]
+    while stack:
+        top = stack[-1]
+        if isinstance(top, str):
+            stack.pop()
+            out.add(top)
+            continue
+        children, depth = top
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
         if isinstance(child, PreformattedString):  # comments, doctype, CDATA
             continue
         if isinstance(child, NavigableString):
@@ -274,6 +305,9 @@ def _walk_html(node: Any, out: _Sections) -> None:
             continue
         if not isinstance(child, Tag):
             continue
+        if depth >= max_depth:
+            raise InputError(where, f"HTML elements nest deeper than {max_depth} "
+                                    "(ingest.max_depth): refused")
         name = child.name
         if re.fullmatch(r"h[1-6]", name):
             out.heading(int(name[1]), _squash(child.get_text(" ")))
@@ -285,13 +319,13 @@ def _walk_html(node: Any, out: _Sections) -> None:
             out.add("\n" + _table_text(child) + "\n")
         elif name == "li":
             out.add("- ")  # a fresh line; the item's inline text joins it
-            _walk_html(child, out)
+            stack.append((iter(child.children), depth + 1))
         elif name in _BLOCKS:
             out.add("\n")
-            _walk_html(child, out)
-            out.add("\n")
+            stack.append("\n")
+            stack.append((iter(child.children), depth + 1))
         else:
-            _walk_html(child, out)
+            stack.append((iter(child.children), depth + 1))
 
 
 def _append(out: _Sections, s: str) -> None:
@@ -317,14 +351,15 @@ def _table_text(table: Any) -> str:
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s*)?\d+(?:\s*(?:of|/)\s*\d+)?\s*$", re.IGNORECASE)
 
 
-def _load_pdf(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
+def _load_pdf(data: bytes, where: str, limits: Limits) -> tuple[str | None, list[Section], dict[str, Any]]:
     import pypdf
     from pypdf.errors import DependencyError
 
     if b"%PDF" not in data[:1024]:
         raise InputError(where, "not a valid PDF: no %PDF header")
     # pypdf raises many exception types on damaged files (PdfReadError, ValueError,
-    # KeyError, struct errors...); each one means the same thing to the user.
+    # KeyError, struct errors, RecursionError on cyclic page trees...); each one means the
+    # same thing to the user.
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
@@ -335,12 +370,15 @@ def _load_pdf(data: bytes, where: str) -> tuple[str | None, list[Section], dict[
                 raise InputError(
                     where, "the PDF is encrypted (AES; install 'cryptography' to open it)"
                 ) from None
+        if (count := len(reader.pages)) > limits.max_pages:
+            raise InputError(where, f"the PDF has {count} pages, over the {limits.max_pages} "
+                                    "page limit (ingest.max_pages)")
         pages = [_pdf_lines(page) for page in reader.pages]
         meta_title = reader.metadata.get("/Title") if reader.metadata else None
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - see comment above
-        raise InputError(where, f"not a valid PDF: {_short(exc)}") from None
+        raise InputError(where, f"not a valid PDF: {short(exc)}") from None
     if not pages:
         raise InputError(where, "the PDF has no pages")
     if not any(text.strip() for lines in pages for text, _ in lines):
@@ -410,14 +448,15 @@ def _pdf_heading_level(text: str, size: float, heading_sizes: list[float]) -> in
 # --------------------------------------------------------------------------- DOCX
 
 
-def _load_docx(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
+def _load_docx(data: bytes, where: str, limits: Limits) -> tuple[str | None, list[Section], dict[str, Any]]:
     import docx
     from docx.table import Table
 
+    check_zip(data, where, limits)  # before python-docx inflates any part
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - zipfile, lxml and python-docx all raise
-        raise InputError(where, f"not a valid DOCX file: {_short(exc)}") from None
+        raise InputError(where, f"not a valid DOCX file: {short(exc)}") from None
     out, title, first_heading = _Sections(), None, None
     # (heading level, is a list) per style id: python-docx resolves ``paragraph.style`` by
     # scanning every style of the document, which was a third of a DOCX file's load time
@@ -479,8 +518,9 @@ def _docx_table(table: Any) -> str:
 _Q_KEYS, _A_KEYS = ("question", "q", "prompt"), ("answer", "a", "response")
 
 
-def _load_json(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
+def _load_json(data: bytes, where: str, limits: Limits) -> tuple[str | None, list[Section], dict[str, Any]]:
     text, enc = _read_text(data, where)
+    _check_json_depth(text, where, limits)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -494,9 +534,10 @@ def _load_json(data: bytes, where: str) -> tuple[str | None, list[Section], dict
     )
 
 
-def _load_jsonl(data: bytes, where: str) -> tuple[str | None, list[Section], dict[str, Any]]:
+def _load_jsonl(data: bytes, where: str, limits: Limits) -> tuple[str | None, list[Section], dict[str, Any]]:
     text, enc = _read_text(data, where)
     records = []
+    _check_json_depth(text, where, limits)
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -510,6 +551,12 @@ def _load_jsonl(data: bytes, where: str) -> tuple[str | None, list[Section], dic
             ) from None
     meta = {"format": "jsonl", "records": len(records), "encoding": enc}
     return None, list(_json_sections(records, ())), meta
+
+
+def _check_json_depth(text: str, where: str, limits: Limits) -> None:
+    if json_depth_exceeds(text, limits.max_depth):
+        raise InputError(where, f"JSON values nest deeper than {limits.max_depth} "
+                                "(ingest.max_depth): refused")
 
 
 def _json_sections(value: Any, prefix: tuple[str, ...]) -> Iterable[Section]:
@@ -568,7 +615,7 @@ def _scalar(v: Any) -> str:
 
 # --------------------------------------------------------------------------- entry point
 
-_Loader = Callable[[bytes, str], tuple[str | None, list[Section], dict[str, Any]]]
+_Loader = Callable[[bytes, str, Limits], tuple[str | None, list[Section], dict[str, Any]]]
 _LOADERS: dict[str, _Loader] = {
     ".md": _load_markdown,
     ".markdown": _load_markdown,
@@ -583,7 +630,8 @@ _LOADERS: dict[str, _Loader] = {
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_LOADERS)
 
 
-def load_file(path: Path, *, max_bytes: int = 50 * _MB, source: str | None = None) -> Document:
+def load_file(path: Path, *, max_bytes: int | None = None, source: str | None = None,
+              limits: Limits | None = None) -> Document:
     """Load one file into a Document; raise InputError naming the file and the problem.
 
     ``source`` is the document's identity (its id hashes it); by default the resolved path.
@@ -593,29 +641,116 @@ def load_file(path: Path, *, max_bytes: int = 50 * _MB, source: str | None = Non
     Traceback (most recent call last):
     ragtune.errors.InputError: notes.xyz: unsupported file type '.xyz' (supported: ...)
     """
-    where = str(path)
-    ext = path.suffix.lower()
-    loader = _LOADERS.get(ext)
-    if loader is None:
-        supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-        raise InputError(where, f"unsupported file type '{ext}' (supported: {supported})")
-    data = _read_bytes(path, max_bytes)
-    title, sections, metadata = loader(data, where)
+    limits = limits or Limits()
+    if max_bytes is not None:
+        limits = Limits(**{**limits.__dict__, "max_bytes": max_bytes})
+    _loader_for(path)  # an unsupported type is refused before the file is opened
+    data = read_file(path, limits.max_bytes)
+    return load_bytes(data, path, source=source, limits=limits)
+
+
+def load_bytes(data: bytes, path: Path, *, source: str | None = None,
+               limits: Limits | None = None) -> Document:
+    """Parse ``data``, the bytes of the file at ``path`` (its extension picks the loader)."""
+    limits = limits or Limits()
+    where = display_path(path)
+    loader = _loader_for(path)
+    failure: InputError | None = None
+    with captured_output() as said:
+        try:
+            title, sections, metadata = loader(data, where, limits)
+        except InputError as e:
+            failure = e
+    if failure is not None:  # what the library said belongs in the reason
+        if said:
+            raise InputError(where, f"{failure.problem} ({'; '.join(sorted(set(said)))})",
+                             line=failure.line) from None
+        raise failure
+    if said:
+        metadata["warnings"] = sorted(set(said))
+    sections = [s for s in map(_clean_section, sections) if s.text]
     if not sections:
         raise InputError(where, "no text found in the file")
     metadata.setdefault("bytes", len(data))
     return Document(
-        source=source if source is not None else str(path.resolve()),
-        title=(title or path.stem).strip(),
+        source=source if source is not None else display_path(path.resolve()),
+        title=_clean_text(title or display_path(path.stem)).strip(),
         sections=tuple(sections),
         metadata=metadata,
     )
 
 
-def _read_bytes(path: Path, max_bytes: int) -> bytes:
-    where = str(path)
+def _loader_for(path: Path) -> _Loader:
+    ext = display_path(path.suffix.lower())
+    loader = _LOADERS.get(ext)
+    if loader is None:
+        supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        raise InputError(display_path(path),
+                         f"unsupported file type '{ext}' (supported: {supported})")
+    return loader
+
+
+# C0 controls other than tab and newline, DEL and the C1 controls: they carry no text, and
+# NUL breaks C string APIs downstream (FTS5 tokenizers, terminals). Form and line feeds
+# (page breaks in text files) become newlines.
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_BREAKS = re.compile("[\x0b\x0c]")
+
+
+def _clean_text(text: str) -> str:
+    """Drop control characters; replace lone surrogates (JSON "\\ud800") with U+FFFD.
+
+    >>> _clean_text("a\\x00b\\x0cc\\ud800")
+    'ab\\nc\\ufffd'
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if _BREAKS.search(text):
+        text = _BREAKS.sub("\n", text)
+    if _CONTROLS.search(text):
+        text = _CONTROLS.sub("", text)
+    return text
+
+
+def _clean_section(s: Section) -> Section:
+    text = _clean_text(s.text).strip()
+    path = tuple(_clean_text(p) for p in s.path)
+    if text == s.text and path == s.path:
+        return s
+    return Section(path=path, text=text, page=s.page)
+
+
+def read_file(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, refused over ``max_bytes`` before reading; a file that changes
+    while it is read (its size or modification time moves) is read again, once."""
+    where = display_path(path)
+    for _ in range(2):
+        before = _stat(path, where, max_bytes)
+        try:
+            with path.open("rb") as f:
+                data = f.read(max_bytes + 1)
+                after = os.fstat(f.fileno())
+        except PermissionError:
+            raise InputError(where, "cannot read: permission denied") from None
+        except OSError as exc:
+            raise InputError(where, f"cannot read: {exc.strerror or exc}") from None
+        if len(data) > max_bytes:
+            raise InputError(where, f"file grew over the {max_bytes / _MB:g} MB limit while "
+                                    "it was read (ingest.max_file_mb)")
+        if (after.st_size, after.st_mtime_ns) == before and len(data) == after.st_size:
+            if not data:
+                raise InputError(where, "the file is empty")
+            return data
+    raise InputError(where, "the file kept changing while it was read; ingest it again "
+                            "when it is written")
+
+
+def _stat(path: Path, where: str, max_bytes: int) -> tuple[int, int]:
     try:
-        size = path.stat().st_size
+        st = path.stat()
         if path.is_dir():
             raise InputError(where, "cannot read: it is a directory")
     except FileNotFoundError:
@@ -624,24 +759,16 @@ def _read_bytes(path: Path, max_bytes: int) -> bytes:
         raise InputError(where, "cannot read: no such file") from None
     except PermissionError:
         raise InputError(where, "cannot read: permission denied") from None
-    if size > max_bytes:
+    except OSError as exc:  # ELOOP (a symbolic link loop), ENAMETOOLONG...
+        raise InputError(where, f"cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+        raise InputError(where, "cannot read: not a regular file (a pipe, socket or device)")
+    if st.st_size > max_bytes:
         raise InputError(
             where,
-            f"file is {size / _MB:.1f} MB, over the {max_bytes / _MB:g} MB limit "
+            f"file is {st.st_size / _MB:.1f} MB, over the {max_bytes / _MB:g} MB limit "
             "(ingest.max_file_mb)",
         )
-    if size == 0:
+    if st.st_size == 0:
         raise InputError(where, "the file is empty")
-    try:
-        with path.open("rb") as f:
-            return f.read(max_bytes + 1)
-    except PermissionError:
-        raise InputError(where, "cannot read: permission denied") from None
-    except OSError as exc:
-        raise InputError(where, f"cannot read: {exc.strerror or exc}") from None
-
-
-def _short(exc: BaseException) -> str:
-    """One line for a library's exception: its message, else its type name."""
-    msg = str(exc).strip().split("\n")[0]
-    return msg[:160] or type(exc).__name__
+    return st.st_size, st.st_mtime_ns

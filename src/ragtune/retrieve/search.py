@@ -54,6 +54,54 @@ def weighted_fuse(rankings: Sequence[Sequence[tuple[str, float]]],
     return sorted(fused.items(), key=lambda kv: -kv[1])
 
 
+def zscore_fuse(rankings: Sequence[Sequence[tuple[str, float]]],
+                weights: Sequence[float]) -> list[tuple[str, float]]:
+    """Weighted sum of z-scored scores (each list centred on its mean, scaled by its
+    standard deviation); a method that missed a key adds that list's lowest z-score.
+
+    Unlike min-max scaling, one outlying top score does not squash the rest of a list.
+
+    >>> [k for k, _ in zscore_fuse([[("a", 3.0), ("b", 2.0), ("c", 1.0)],
+    ...                             [("b", 9.0), ("c", 1.0), ("d", 0.5)]], [0.5, 0.5])]
+    ['b', 'a', 'c', 'd']
+    """
+    fused: dict[str, float] = {}
+    floors: list[float] = []
+    normed: list[dict[str, float]] = []
+    for ranking in rankings:
+        scores = [s for _, s in ranking]
+        if not scores:
+            normed.append({})
+            floors.append(0.0)
+            continue
+        mean = sum(scores) / len(scores)
+        std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
+        z = {key: (s - mean) / std if std > 0 else 0.0 for key, s in ranking}
+        normed.append(z)
+        floors.append(min(z.values()))
+    keys = dict.fromkeys(key for ranking in rankings for key, _ in ranking)
+    for key in keys:
+        fused[key] = sum(w * z.get(key, floor) for z, floor, w in zip(normed, floors, weights))
+    return sorted(fused.items(), key=lambda kv: -kv[1])
+
+
+def fuse(dense: Sequence[tuple[str, float]], lexical: Sequence[tuple[str, float]],
+         settings: RetrievalSettings) -> list[tuple[str, float]]:
+    """The fused ranking of hybrid mode, as ``settings`` configure it (method, weight,
+    RRF constant). Pure: bench/retrieval_sets.py tunes the defaults with it.
+
+    >>> fuse([("a", 0.9), ("b", 0.5)], [("b", 7.0)], RetrievalSettings(fusion="rrf"))[0][0]
+    'b'
+    """
+    if settings.fusion == "rrf":
+        return rrf_fuse([[cid for cid, _ in dense], [cid for cid, _ in lexical]],
+                        k=settings.rrf_k)
+    w = settings.dense_weight
+    if settings.fusion == "zscore":
+        return zscore_fuse([dense, lexical], [w, 1.0 - w])
+    return weighted_fuse([dense, lexical], [w, 1.0 - w])
+
+
 @dataclass
 class RetrievalResult:
     """Hits in rank order, plus what the relevance floor and the trace need."""
@@ -126,12 +174,8 @@ class StoreRetriever:
             ranked = dense
         elif mode == "lexical":
             ranked = lexical
-        elif self.settings.fusion == "rrf":
-            ranked = rrf_fuse([[cid for cid, _ in dense], [cid for cid, _ in lexical]],
-                              k=self.settings.rrf_k)
         else:
-            w = self.settings.dense_weight
-            ranked = weighted_fuse([dense, lexical], [w, 1.0 - w])
+            ranked = fuse(dense, lexical, self.settings)
         # Only the kept candidates' text is read from the store.
         ranked = ranked[:k]
         dense_by_id, lexical_by_id = dict(dense), dict(lexical)

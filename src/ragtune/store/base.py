@@ -47,13 +47,27 @@ class ScoredChunk:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What an upsert did: ``status`` is added, updated or unchanged."""
+    """What an upsert did: ``status`` is added, updated, retagged (same content, new
+    collection or groups) or unchanged; ``groups`` the document has now and
+    ``previous_groups`` it had before (None for a new document), so a change of who may
+    read it can be reported."""
 
     doc_id: str
     status: str
     version: int
     chunks: int
     embedded: int = 0
+    groups: tuple[str, ...] = ()
+    previous_groups: tuple[str, ...] | None = None
+
+
+def read_ranked(store: Store, ranking: Sequence[tuple[str, float]],
+                principal: Principal) -> list[ScoredChunk]:
+    """The chunks of a (chunk id, score) ranking that ``principal`` may read, with the
+    ranking's scores: ``dense_search`` is ``read_ranked(store, dense_ranking(...), who)``."""
+    score = dict(ranking)
+    return [ScoredChunk(c.chunk, score[c.chunk.id], c.document, c.title)
+            for c in store.get_chunks([cid for cid, _ in ranking], principal)]
 
 
 @dataclass
@@ -106,13 +120,36 @@ class Store(Protocol):
         ...
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
-                        collection: str = "default", groups: Sequence[str] = (),
+                        collection: str = "default", groups: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None) -> WriteResult:
-        """Insert or atomically replace a document's chunks; records a new version."""
+        """Insert or atomically replace a document's chunks; records a new version.
+
+        Who may read a document changes only when the caller says so: ``groups=None`` keeps
+        the groups a stored document has (a new document is public), ``()`` makes it public,
+        a sequence sets exactly those groups. The result carries the groups before and after.
+        """
         ...
 
     def delete_document(self, ref: str) -> bool:
-        """Remove a document and everything derived from it, in one transaction."""
+        """Remove a document and everything derived from it, in one transaction.
+
+        The document is gone from every read when this returns. Erasing its bytes from disk
+        may have to wait (another process holding a read snapshot keeps the old pages
+        alive): :meth:`finish_deletions` says whether that is done.
+        """
+        ...
+
+    def finish_deletions(self, wait: float = 5.0) -> bool:
+        """Finish erasing deleted text from disk, waiting up to ``wait`` seconds for readers.
+
+        True when no deleted text remains in the store's files; False when some still does
+        (a reader is in the way). A store remembers unfinished erasure and retries on its
+        next open and after each write until it is done.
+        """
+        ...
+
+    def pending_deletions(self) -> bool:
+        """True while deleted text may still be on disk (erasure not yet finished)."""
         ...
 
     def sources_under(self, prefix: str) -> list[str]: ...

@@ -99,7 +99,14 @@ _M002_TRACES = """
         CREATE INDEX traces_ts ON traces(ts);
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES]
+# BM25 analysis became configurable (store/analysis.py): the store records which analysis
+# its term hashes were made with. Stores from before were all hashed with the light
+# stemmer and the short stopword list; the store re-analyses when settings differ.
+_M003_BM25_ANALYZER = """
+        INSERT OR IGNORE INTO meta VALUES ('bm25_analyzer', 'light/short/v1');
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_TRACES, _M003_BM25_ANALYZER]
 
 
 def _statements(script: str) -> list[str]:

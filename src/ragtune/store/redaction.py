@@ -4,8 +4,9 @@ A trace record (:class:`~ragtune.store.base.TraceRecord`) holds the retrieved ch
 text, the prompt they were pasted into, the citations' quotes and the answer written from
 them. When a document is deleted, every record that retrieved it keeps who asked, when,
 the chunk ids, documents and scores (the audit trail), and loses the deleted document's
-text: its chunks' text and quotes, the prompt (it mixes every source), and, where the
-answer cited the document, the answer text, its sentences and the notes quoting it.
+text: its chunks' text, quotes and flagged excerpts, the prompt (it mixes every source),
+the model's raw reply and the notes quoting it, and, where the answer cited the document,
+the answer text and its sentences.
 Every store backend calls :func:`redact_answer` from its ``delete_document``.
 
 >>> answer = {"answer": "30 days [1].", "citations": [{"document": "r.md", "chunk_id": "ch_1",
@@ -36,16 +37,26 @@ def redact_answer(answer: dict[str, Any], source: str, doc_id: str) -> bool:
         return False
     for hit in retrieved:
         hit["text"] = ""
-    trace["prompt"] = ""
+        for flag in hit.get("flags") or []:
+            flag["excerpt"] = flag["matched"] = ""
+    for flag in trace.get("flags") or []:
+        if flag.get("document") == source:
+            flag["excerpt"] = flag["matched"] = ""
+    # the prompt mixes every source, and the model's whole reply (with the sentences the
+    # check did not show) was written from it
+    trace["prompt"] = trace["reply"] = ""
+    trace["removed"] = []
+    # notes that quote the reply (sentences attributed, not shown or cut off; a RAFT
+    # adapter's reasoning); the rest stay
+    trace["notes"] = [n for n in trace.get("notes") or [] if not any(
+        k in n for k in ("attributed", "reasoning", "not shown", "mid-sentence"))]
     if cited:
         for c in cited:
             c["quote"] = ""
         answer["answer"] = ""
         answer["unsupported_sentences"] = []
-        # notes quote the reply ("attributed", a RAFT adapter's reasoning); keep the rest
-        trace["notes"] = [n for n in trace.get("notes") or []
-                          if "attributed" not in n and "reasoning" not in n]
     if REDACTED_NOTE not in (trace.get("notes") or []):
         trace.setdefault("notes", []).append(REDACTED_NOTE)
     answer["redacted"] = sorted({*answer.get("redacted", []), doc_id})
     return True
+

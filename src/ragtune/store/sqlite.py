@@ -22,27 +22,29 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ragtune.errors import StoreError
+from ragtune.store.analysis import check_analysis, quoted_phrases
 from ragtune.store.base import IngestLogEntry, ScoredChunk, SearchFilter, TraceRecord, WriteResult
-from ragtune.store.bm25 import BM25Index, term_hashes
+from ragtune.store.bm25 import BM25Index, BM25Params
 from ragtune.store.migrations import migrate
 from ragtune.store.redaction import redact_answer
+from ragtune.store.row_index import RowIndex, best_rows
 from ragtune.store.vector_scan import MIN_ROWS, Int8Scanner
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
-_PHRASE = re.compile(r'"([^"]+)"')
+# meta key set while deleted text may still be on disk (finish_deletions clears it)
+_ERASE_KEY = "erase_pending"
 
 _CHUNK_COLS = "c.id, c.doc_id, c.text, c.section, c.ordinal, c.tokens, c.page, d.source, d.title"
 
@@ -55,44 +57,17 @@ def phrase_query(text: str) -> str | None:
     >>> phrase_query("no quotes") is None
     True
     """
-    phrases = [" ".join(re.findall(r"\w+", p)) for p in _PHRASE.findall(text)]
-    phrases = [p for p in phrases if p]
-    return " AND ".join(f'"{p}"' for p in phrases) or None
-
-
-def _best(scores: np.ndarray, k: int, positive_only: bool) -> np.ndarray:
-    """Positions of the ``k`` best scores, best first (ties by position); only positive or
-    only finite scores count."""
-    candidates = np.flatnonzero(scores > 0) if positive_only else np.flatnonzero(
-        np.isfinite(scores))
-    if len(candidates) == 0:
-        return candidates
-    k = min(k, len(candidates))
-    top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-    return top[np.lexsort((top, -scores[top]))]
+    return " AND ".join(f'"{" ".join(words)}"' for words in quoted_phrases(text)) or None
 
 
 @dataclass
-class _SearchIndex:
-    """Everything a search needs in memory, valid for one store ``generation``.
-
-    Rows are chunks in rowid order; per-document arrays (indexed by ``doc_codes``) carry
-    what the ACL and filters test, so both searches mask rows in numpy instead of running
-    a per-query SQL join.
-    """
+class _SearchIndex(RowIndex):
+    """The shared in-memory rows (store/row_index.py) plus SQLite's dense matrix, valid for
+    one store ``generation``. Rows are chunks in rowid order."""
 
     generation: int
     rowids: np.ndarray  # int64, one per chunk
-    chunk_ids: list[str]  # one per chunk
-    doc_codes: np.ndarray  # int32, row -> document code
-    doc_ids: list[str]
-    doc_sources: list[str]
-    doc_collections: list[str]
-    doc_updated: np.ndarray  # float64 per document
-    doc_groups: list[frozenset[str]]
     matrix: np.ndarray  # float32 (n, dim), L2-normalised rows
-    bm25: BM25Index
-    masks: dict[tuple, np.ndarray | None] = field(default_factory=dict)
     scanner: Int8Scanner | None = None  # built on the first dense search of a large store
 
     def dense_top(self, vector: np.ndarray, k: int,
@@ -112,42 +87,18 @@ class _SearchIndex:
         scores = self.matrix @ vector
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
-        top = _best(scores, k, positive_only=False)
+        top = best_rows(scores, k, positive_only=False)
         return top, scores[top]
-
-    def allowed_rows(self, principal: Principal, filters: SearchFilter | None) -> np.ndarray | None:
-        """Boolean row mask of what ``principal`` may read under ``filters`` (None: all rows)."""
-        key = (principal.admin, principal.groups, filters)
-        if key in self.masks:
-            return self.masks[key]
-        docs = np.ones(len(self.doc_ids), dtype=bool)
-        if not principal.admin:
-            docs &= np.fromiter((principal.can_read(g) for g in self.doc_groups),
-                                dtype=bool, count=len(self.doc_ids))
-        if filters:
-            if filters.collections:
-                docs &= np.isin(np.array(self.doc_collections, dtype=object), filters.collections)
-            if filters.documents:
-                wanted = set(filters.documents)
-                docs &= np.fromiter((i in wanted or s in wanted
-                                     for i, s in zip(self.doc_ids, self.doc_sources)),
-                                    dtype=bool, count=len(self.doc_ids))
-            if filters.since is not None:
-                docs &= self.doc_updated >= filters.since
-            if filters.until is not None:
-                docs &= self.doc_updated <= filters.until
-        mask = None if docs.all() else docs[self.doc_codes]
-        if len(self.masks) > 64:
-            self.masks.clear()
-        self.masks[key] = mask
-        return mask
 
 
 class SQLiteStore:
     """The embedded store. ``path`` is a file, or ``":memory:"`` for tests."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
+                 bm25: BM25Params | None = None, quoted_phrases: str = "boost") -> None:
         self.path = str(path)
+        self.bm25 = bm25 or BM25Params()
+        self.quoted_phrases = quoted_phrases
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -164,8 +115,37 @@ class SQLiteStore:
             self.schema_version = migrate(self._db, self.path)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: cannot open the store: {e}") from None
+        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._index: _SearchIndex | None = None
+        self._erase_tried = 0.0
+        self._retry_erasure()  # a deletion an earlier process could not finish
+        self.reanalyzed = self._ensure_analysis()
+
+    def _stored_analysis(self) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'bm25_analyzer'").fetchone()
+        return row[0] if row else ""
+
+    def _ensure_analysis(self) -> int:
+        """Re-hash every chunk's BM25 terms from its stored text when the store was
+        analysed otherwise than ``self.bm25.analyzer`` says (a settings change, or a store
+        from before analysis was configurable). Returns the chunks re-analysed."""
+        want = self.bm25.analyzer.key
+        if self._stored_analysis() == want:
+            return 0
+        with self._transaction() as db:
+            if self._stored_analysis() == want:  # another process did it meanwhile
+                return 0
+            rows = db.execute("SELECT rowid, title, section, text FROM chunks").fetchall()
+            db.executemany("UPDATE chunks SET terms = ? WHERE rowid = ?", [
+                (self._terms(title, section, text), rowid)
+                for rowid, title, section, text in rows])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('bm25_analyzer', ?)", (want,))
+        return len(rows)
+
+    def _terms(self, title: str, section: str, text: str) -> bytes:
+        """The stored BM25 terms of a chunk: its document title, section path and text."""
+        return self.bm25.analyzer.term_hashes(f"{title}\n{section}\n{text}").tobytes()
 
     # ----------------------------------------------------------------- transactions
     @contextmanager
@@ -184,6 +164,7 @@ class SQLiteStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._retry_erasure()
 
     @contextmanager
     def write_lock(self, timeout: float = 30.0) -> Iterator[None]:
@@ -283,16 +264,17 @@ class SQLiteStore:
         return found
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
-                        collection: str = "default", groups: Sequence[str] = (),
+                        collection: str = "default", groups: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None) -> WriteResult:
-        """Add ``doc``, or replace its chunks if its content changed, in one transaction."""
+        """Add ``doc``, or replace its chunks if its content changed, in one transaction.
+        ``groups=None`` keeps a stored document's groups (see the Store protocol)."""
         if len(chunks) != len(vectors):
             raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        groups = tuple(sorted(set(groups)))
         content_hash = doc.content_hash
         now = time.time()
         with self._transaction() as db:
+            check_analysis(self._stored_analysis(), self.bm25.analyzer, self.path)
             row = db.execute(
                 "SELECT version, content_hash, collection, created_at FROM documents WHERE id = ?",
                 (doc.id,),
@@ -302,14 +284,18 @@ class SQLiteStore:
                     "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc.id,)
                 )
             )
+            before = old_groups if row else None
+            groups = old_groups if groups is None else tuple(sorted(set(groups)))
             if row and row[1] == content_hash and row[2] == collection and old_groups == groups:
-                return WriteResult(doc.id, "unchanged", row[0], len(chunks))
+                return WriteResult(doc.id, "unchanged", row[0], len(chunks), groups=groups,
+                                   previous_groups=before)
             if row and row[1] == content_hash:
                 # Same content, new collection or ACL: retag without a new version.
                 db.execute("UPDATE documents SET collection = ?, updated_at = ? WHERE id = ?",
                            (collection, now, doc.id))
                 self._set_groups(db, doc.id, groups)
-                return WriteResult(doc.id, "retagged", row[0], len(chunks))
+                return WriteResult(doc.id, "retagged", row[0], len(chunks), groups=groups,
+                                   previous_groups=before)
             version = (row[0] + 1) if row else 1
             meta_json = json.dumps(metadata or doc.metadata or {}, sort_keys=True, default=str)
             if row:
@@ -332,8 +318,7 @@ class SQLiteStore:
                 "embedding, terms) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text, doc.title,
-                     vectors[i].tobytes(),
-                     term_hashes(f"{doc.title}\n{c.section}\n{c.text}").tobytes())
+                     vectors[i].tobytes(), self._terms(doc.title, c.section, c.text))
                     for i, c in enumerate(chunks)
                 ],
             )
@@ -341,7 +326,8 @@ class SQLiteStore:
                 "INSERT INTO versions (doc_id, version, content_hash, chunks, ingested_at) "
                 "VALUES (?,?,?,?,?)", (doc.id, version, content_hash, len(chunks), now),
             )
-        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks))
+        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks),
+                           groups=groups, previous_groups=before)
 
     @staticmethod
     def _redact_traces(db: sqlite3.Connection, doc_id: str, source: str) -> None:
@@ -378,11 +364,55 @@ class SQLiteStore:
             # FTS5 records deletions as tombstones beside the old postings; merging the
             # segments drops the deleted terms for real (SQLite < 3.42 has no secure-delete).
             db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
-        if self.path != ":memory:":
-            # Move the overwritten pages out of the WAL too, so no copy of the text lingers.
-            with self._lock:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self.path != ":memory:":  # erased on disk only once the WAL is checkpointed
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (_ERASE_KEY, str(time.time_ns())))
+        self.finish_deletions(wait=0)
         return True
+
+    # ----------------------------------------------------------------- erasure
+    def pending_deletions(self) -> bool:
+        """True while deleted text may still be on disk (see :meth:`finish_deletions`)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM meta WHERE key = ?",
+                                    (_ERASE_KEY,)).fetchone() is not None
+
+    def finish_deletions(self, wait: float = 5.0) -> bool:
+        """Erase deleted text from disk: checkpoint the WAL into the database file (whose
+        freed pages ``secure_delete`` zeroes) and truncate the WAL, whose older frames still
+        hold the text. A reader's open snapshot keeps those frames alive; this waits up to
+        ``wait`` seconds for readers, then gives up and returns False. The pending mark lives
+        in the store, so any later open, write or index reload of any process retries.
+        """
+        if self.path == ":memory:":
+            return True
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?",
+                                   (_ERASE_KEY,)).fetchone()
+            if row is None:
+                return True
+            self._erase_tried = time.monotonic()
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                busy, log, done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy or log != done:
+                    return False
+                try:  # clear the mark unless a newer deletion set it meanwhile
+                    self._db.execute("DELETE FROM meta WHERE key = ? AND value = ?",
+                                     (_ERASE_KEY, row[0]))
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.OperationalError:
+                    pass  # another writer is busy: the text is gone, the mark clears next time
+                return True
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+    def _retry_erasure(self) -> None:
+        """A cheap, throttled retry of an unfinished erasure (after writes, reloads, opens)."""
+        if self.path == ":memory:" or time.monotonic() - self._erase_tried < 1.0:
+            return
+        if self.pending_deletions():
+            self.finish_deletions(wait=0)
 
     # ----------------------------------------------------------------- access control
     @staticmethod
@@ -448,10 +478,12 @@ class SQLiteStore:
         generation = self._generation()
         if self._index is not None and self._index.generation == generation:
             return self._index
+        self._retry_erasure()  # a long-lived reader (a server) finishes what it held up
         db = self._db
         db.execute("BEGIN")  # one read snapshot for the generation, chunks and documents
         try:
             generation = self._generation()
+            check_analysis(self._stored_analysis(), self.bm25.analyzer, self.path)
             rows = db.execute(
                 "SELECT rowid, doc_id, embedding, terms, id FROM chunks ORDER BY rowid").fetchall()
             docs = db.execute("SELECT id, source, collection, updated_at FROM documents").fetchall()
@@ -467,7 +499,8 @@ class SQLiteStore:
             matrix = matrix.reshape(len(rows), -1)
         else:
             matrix = np.zeros((0, 0), dtype=np.float32)
-        bm25 = BM25Index.from_terms([np.frombuffer(r[3], dtype=np.uint32) for r in rows])
+        bm25 = BM25Index.from_terms([np.frombuffer(r[3], dtype=np.uint32) for r in rows],
+                                    self.bm25)
         self._index = _SearchIndex(
             generation=generation,
             rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
@@ -489,24 +522,22 @@ class SQLiteStore:
                         filters: SearchFilter | None = None) -> list[tuple[str, float]]:
         """BM25 over chunk text, section path and title, ACL-masked (store/bm25.py).
 
-        Quoted phrases must occur verbatim: the FTS5 index narrows the rows to those.
+        Quoted phrases (found verbatim through the FTS5 index) either rank the rows that
+        hold them first (``quoted_phrases = "boost"``) or keep only those (``"filter"``).
         """
         with self._lock:
             index = self._search_index()
             if len(index.rowids) == 0:
                 return []
-            scores = index.bm25.scores(query)
-            mask = index.allowed_rows(principal, filters)
-            if mask is not None:
-                scores = np.where(mask, scores, 0.0)
+            holds = None
             phrases = phrase_query(query)
             if phrases:
                 hits = np.array([r for (r,) in self._db.execute(
                     "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (phrases,))],
                     dtype=np.int64)
-                scores = np.where(np.isin(index.rowids, hits), scores, 0.0)
-            top = _best(scores, k, positive_only=True)
-            return [(index.chunk_ids[i], float(scores[i])) for i in top]
+                holds = np.isin(index.rowids, hits)
+            return index.lexical_top(query, k, principal, filters, phrase_rows=holds,
+                                     quoted_phrases=self.quoted_phrases)
 
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]:
@@ -591,6 +622,7 @@ class SQLiteStore:
                     "SELECT collection, count(*) FROM documents GROUP BY collection").fetchall()),
                 "size_bytes": size,
                 "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
+                "erasure_pending": self.pending_deletions(),
             }
 
     def integrity_check(self) -> list[str]:

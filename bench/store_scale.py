@@ -1,0 +1,183 @@
+"""Store backends at scale: ingest throughput, dense and fused search p50/p95, ANN recall@10.
+
+    .venv/bin/python bench/store_scale.py [--chunks 100000] [--backends sqlite,postgres,chroma]
+
+Synthetic corpus (as bench/search_latency.py): chunk text sampled (Zipf) from the sample
+knowledge base's vocabulary, random unit vectors (384 dimensions, the hardest case for an
+HNSW graph: real embeddings cluster). 90% of the documents are restricted to a group the
+searching principal is not in, so every search filters away 90% of the rows; the admin
+searches unfiltered. Query vectors are random unit vectors and query texts real questions;
+timings are the store's work only (no query embedding): the dense ranking, and for fused
+the dense + BM25 rankings, reciprocal-rank fusion and reading the top chunks.
+
+recall@10: the store's dense top 10 against an exact inner-product scan over the same
+rows (ACL applied). PostgreSQL runs on a throwaway local server (ragtune.store.pg_local,
+shared_buffers large enough to hold the index), Chroma embedded. Prints a table and writes
+bench/results/store_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ragtune.retrieve.search import rrf_fuse
+from ragtune.store.base import Store
+from ragtune.types import Chunk, Document, Principal, Section
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from search_latency import questions, vocabulary
+
+DIM, PER_DOC, WORDS = 384, 50, 120
+SEE_10 = Principal("bench", frozenset({"public-ish"}))
+ADMIN = Principal("admin", admin=True)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def corpus(n_chunks: int, seed: int = 0, vectors: str = "random"):
+    """(document, chunks, vectors, groups) for every synthetic document, deterministic.
+
+    ``random``: uniform on the sphere, no structure (an HNSW graph's worst case).
+    ``clustered``: 1,000 topic centres, each chunk a centre plus noise (real embeddings
+    cluster by topic; this keeps that shape without a model)."""
+    rng = np.random.default_rng(seed)
+    centres = unit(np.random.default_rng(seed + 1).normal(size=(1000, DIM)))
+    vocab = vocabulary()
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    for d in range(n_chunks // PER_DOC):
+        texts = [" ".join(rng.choice(vocab, size=WORDS, p=p)) for _ in range(PER_DOC)]
+        doc = Document(f"synthetic/{d}.md", f"Synthetic {d}", tuple(
+            Section((f"Synthetic {d}", f"Part {i}"), t) for i, t in enumerate(texts)))
+        chunks = [Chunk(Chunk.make_id(doc.id, s.label, s.text), doc.id, s.text, s.label, i, WORDS)
+                  for i, s in enumerate(doc.sections)]
+        noise = rng.normal(size=(PER_DOC, DIM))
+        if vectors == "clustered":
+            noise = centres[rng.integers(0, len(centres), PER_DOC)] + 0.6 * noise / np.sqrt(DIM)
+        yield doc, chunks, unit(noise), ("public-ish",) if d % 10 == 0 else ("restricted",)
+
+
+def open_store(name: str, tmp: Path, pg_url: str) -> Store:
+    if name == "sqlite":
+        from ragtune.store.sqlite import SQLiteStore
+        return SQLiteStore(tmp / "scale.db")
+    if name == "postgres":
+        from ragtune.store.postgres import PostgresStore
+        return PostgresStore(pg_url, schema="scale")
+    from ragtune.store.chroma import ChromaStore
+    return ChromaStore(tmp / "chroma")
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def measure(store: Store, n_chunks: int, n_queries: int, vectors: str,
+            ef_sweep: list[int]) -> dict[str, object]:
+    t = time.perf_counter()
+    matrix, allowed, ids = [], [], []
+    for doc, chunks, vecs, groups in corpus(n_chunks, vectors=vectors):
+        store.upsert_document(doc, chunks, vecs, groups=groups)
+        matrix.append(vecs)
+        allowed += [groups == ("public-ish",)] * len(chunks)
+        ids += [c.id for c in chunks]
+    ingest_s = time.perf_counter() - t
+    matrix_a, allowed_a = np.concatenate(matrix), np.array(allowed)
+    # queries shaped like the corpus: random, or near a topic centre
+    qv = np.concatenate([v for _, _, v, _ in corpus(PER_DOC * max(1, n_queries // PER_DOC + 1),
+                                                      seed=7, vectors=vectors)])[:n_queries]
+    qs = questions(n_queries)
+    store.dense_ranking(qv[0], 10, SEE_10)  # warm-up (caches, in-memory indexes)
+    store.lexical_ranking(qs[0], 10, SEE_10)
+    out: dict[str, object] = {"ingest_chunks_per_s": n_chunks / ingest_s, "ingest_s": ingest_s}
+    for who, principal in (("acl90", SEE_10), ("admin", ADMIN)):
+        dense_ms, fused_ms, recall = [], [], []
+        for v, q in zip(qv, qs):
+            t = time.perf_counter()
+            dense = store.dense_ranking(v, 50, principal)
+            dense_ms.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            dense = store.dense_ranking(v, 50, principal)
+            lexical = store.lexical_ranking(q, 50, principal)
+            fused = rrf_fuse([[c for c, _ in dense], [c for c, _ in lexical]])[:5]
+            store.get_chunks([c for c, _ in fused], principal)
+            fused_ms.append((time.perf_counter() - t) * 1000)
+            scores = matrix_a @ v
+            if principal is SEE_10:
+                scores = np.where(allowed_a, scores, -np.inf)
+            want = {ids[i] for i in np.argsort(-scores)[:10]}
+            recall.append(len(want & {c for c, _ in dense[:10]}) / 10)
+        out[who] = {"dense": percentiles(dense_ms), "fused": percentiles(fused_ms),
+                    "recall_at_10": float(np.mean(recall))}
+    if ef_sweep and hasattr(store, "ef_search"):  # PostgreSQL: recall and latency per ef_search
+        default = store.ef_search
+        sweep = {}
+        for ef in ef_sweep:
+            store.ef_search = ef
+            ms, rec = [], []
+            for v in qv:
+                t = time.perf_counter()
+                got = store.dense_ranking(v, 10, ADMIN)
+                ms.append((time.perf_counter() - t) * 1000)
+                want = {ids[i] for i in np.argsort(-(matrix_a @ v))[:10]}
+                rec.append(len(want & {c for c, _ in got}) / 10)
+            sweep[ef] = {**percentiles(ms), "recall_at_10": float(np.mean(rec))}
+        store.ef_search = default
+        out["ef_search_sweep_admin_k10"] = sweep
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chunks", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--backends", default="sqlite,postgres,chroma")
+    ap.add_argument("--shared-buffers", default="4GB")
+    ap.add_argument("--vectors", choices=("random", "clustered"), default="random")
+    ap.add_argument("--ef-sweep", default="", help="PostgreSQL: ef_search values, e.g. 40,100,400")
+    args = ap.parse_args()
+    from ragtune.store.pg_local import LocalPostgres
+
+    results: dict[str, object] = {"chunks": args.chunks, "dim": DIM, "queries": args.queries,
+                                  "vectors": args.vectors}
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp_s:
+        tmp = Path(tmp_s)
+        pg = LocalPostgres(tmp / "pg", settings={"shared_buffers": args.shared_buffers,
+                                                 "maintenance_work_mem": "1GB"})
+        if "postgres" in args.backends:
+            pg.start()
+        try:
+            for name in args.backends.split(","):
+                store = open_store(name, tmp, pg.url)
+                r = measure(store, args.chunks, args.queries, args.vectors,
+                            [int(x) for x in args.ef_sweep.split(",") if x])
+                store.close()
+                results[name] = r
+                print(f"{name:9} ingest {r['ingest_chunks_per_s']:8.0f} chunks/s", flush=True)
+                for who in ("acl90", "admin"):
+                    m = r[who]
+                    print(f"  {who:6} dense p50 {m['dense']['p50_ms']:7.1f} p95 {m['dense']['p95_ms']:7.1f}"
+                          f"  fused p50 {m['fused']['p50_ms']:7.1f} p95 {m['fused']['p95_ms']:7.1f}"
+                          f"  recall@10 {m['recall_at_10']:.3f}", flush=True)
+                for ef, m in r.get("ef_search_sweep_admin_k10", {}).items():
+                    print(f"  ef_search {ef:5} dense k=10 p50 {m['p50_ms']:7.1f}  recall@10 "
+                          f"{m['recall_at_10']:.3f}", flush=True)
+        finally:
+            pg.stop()
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "bench" / "results" / f"store_scale_{args.chunks}_{args.vectors}.json").write_text(
+        json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

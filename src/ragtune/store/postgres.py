@@ -1,0 +1,670 @@
+"""PostgresStore: one PostgreSQL database (with pgvector) shared by any number of ragtune processes.
+
+Documents, versions, chunks with their vectors (HNSW index), BM25 statistics, ACLs, the
+ingest log and answer traces live in one schema (:mod:`ragtune.store.pg_schema`). Every
+write is one transaction: a replaced document's old chunks, postings and statistics go
+and the new ones arrive atomically, and a writer killed half-way leaves nothing behind.
+Writers serialise per document on a transaction-level advisory lock (the BM25 totals are
+shared), so two ingests run at once; readers never wait for them.
+
+Access control is enforced by the database: principal reads set ``ragtune.groups`` for
+their transaction only and run under row-level security, so even a query without an ACL
+clause cannot return another group's rows (:meth:`PostgresStore.session` gives such a raw
+session). Searches are in :mod:`ragtune.store.pg_query`.
+
+>>> # store = PostgresStore("postgresql://ragtune@db.internal/ragtune")
+>>> # store.upsert_document(doc, chunks, vectors, groups=["hr"])
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from ragtune.config import StoreSettings
+from ragtune.errors import MissingDependency, StoreError
+from ragtune.store import pg_query
+from ragtune.store.analysis import check_analysis, quoted_phrases
+from ragtune.store.base import (
+    IngestLogEntry,
+    ScoredChunk,
+    SearchFilter,
+    TraceRecord,
+    WriteResult,
+    read_ranked,
+)
+from ragtune.store.bm25 import BM25Params
+from ragtune.store.pg_query import (
+    DF_SQL,
+    STATS_SQL,
+    dense_sql,
+    lexical_sql,
+    prune_common_terms,
+    query_terms,
+    signed_terms,
+)
+from ragtune.store.redaction import redact_answer
+from ragtune.types import Chunk, Document, DocumentInfo, Principal
+
+try:
+    import psycopg
+    from pgvector.psycopg import register_vector
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool
+except ImportError as e:  # pragma: no cover - depends on the installed extras
+    raise MissingDependency(f"the postgres store needs psycopg, psycopg-pool and pgvector ({e}): "
+                            "pip install 'ragtune[postgres]'") from None
+
+from ragtune.store.pg_schema import READER_ROLE, fix_dimension, migrate
+
+_WRITE_KEY = 0x7261_6777  # advisory lock of document writes ('ragw')
+_BATCH_KEY = 0x7261_6762  # advisory lock of write batches ('ragb')
+_DOC_COLS = ("id, source, title, collection, acl, version, content_hash, chunks, metadata, "
+             "created_at, updated_at")
+_CHUNK_COLS = "ch.id, ch.doc_id, ch.text, ch.section, ch.ordinal, ch.tokens, ch.page, d.source, d.title"
+DEFAULT_EF_SEARCH = 400
+"""HNSW candidate list per search (pgvector's default is 40). bench/store_scale.py, 10k
+chunks, recall@10 against exact search at ef_search 40/100/200/400: 0.62/0.86/0.96/1.00 on
+clustered synthetic vectors, 0.33/0.59/0.80/0.93 on uniformly random ones (the worst case);
+searches asking for more than 400 candidates raise it to ``k``."""
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(libpq URL, schema): ``?schema=name`` selects the PostgreSQL schema (default ragtune).
+
+    >>> split_url("postgresql://u@h/db?schema=team_a&sslmode=require")
+    ('postgresql://u@h/db?sslmode=require', 'team_a')
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema = next((v for k, v in query if k == "schema"), "ragtune")
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+class PostgresStore:
+    """The store on a PostgreSQL server with pgvector (``[store] backend = "postgres"``)."""
+
+    def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 4,
+                 ef_search: int = DEFAULT_EF_SEARCH, bm25: BM25Params | None = None,
+                 quoted_phrases: str = "boost") -> None:
+        conninfo, url_schema = split_url(url)
+        self.schema = schema or url_schema
+        self.url = url
+        self.ef_search = ef_search
+        self.bm25 = bm25 or BM25Params()
+        self.quoted_phrases = quoted_phrases
+        parts = urlsplit(conninfo)  # named in errors without user or password
+        self._where = f"postgres://{parts.hostname or 'localhost'}{parts.path} (schema {self.schema})"
+        self.location = self._where  # for messages: no user or password
+        try:
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+                self.schema_version = migrate(conn, self.schema, self._where)
+                self._bypass_rls = bool(conn.execute(
+                    "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+                ).fetchone()[0])
+                self._iterative = tuple(int(x) for x in conn.execute(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+                ).fetchone()[0].split(".")[:2]) >= (0, 8)
+        except psycopg.OperationalError as e:
+            raise StoreError(f"{self._where}: cannot connect: {str(e).strip()}") from None
+        self._dim: int | None = None  # fixed by the first write, then never changes
+        self.lexical_pruned = 0  # lexical searches answered without the common terms' postings
+        self._pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
+                                    kwargs={"autocommit": True}, configure=self._configure,
+                                    name=f"ragtune-{self.schema}")
+        self.reanalyzed = self._ensure_analysis()
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
+        register_vector(conn)
+
+    # ----------------------------------------------------------------- transactions
+    @contextmanager
+    def _tx(self, principal: Principal | None = None,
+            settings: dict[str, str] | None = None) -> Iterator[psycopg.Cursor]:
+        """One transaction; ``principal`` None: as the store itself (admin), else under RLS.
+        ``settings`` are set for the transaction too (one round trip for all)."""
+        admin = principal is None or principal.admin
+        values = {"ragtune.admin": "on" if admin else "off",
+                  "ragtune.groups": "{}" if admin else _pg_array(sorted(principal.groups)),
+                  **(settings or {})}
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                if not admin and self._bypass_rls:
+                    cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(READER_ROLE)))
+                cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(values)),
+                            [x for kv in values.items() for x in kv])
+                yield cur
+        except psycopg.errors.DataException as e:
+            raise StoreError(f"{self._where}: {str(e).strip()}") from None
+        except psycopg.OperationalError as e:
+            raise StoreError(f"{self._where}: {str(e).strip()}") from None
+
+    @contextmanager
+    def session(self, principal: Principal) -> Iterator[psycopg.Cursor]:
+        """A raw SQL cursor as ``principal`` sees the database: row-level security applies to
+        any query, with or without an ACL clause (``SELECT text FROM chunks``)."""
+        with self._tx(principal) as cur:
+            yield cur
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Cursor]:
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_KEY,))
+            yield cur
+
+    @contextmanager
+    def write_lock(self, timeout: float = 30.0, *, exclusive: bool = False) -> Iterator[None]:
+        """A write batch. Batches share the database (each document is its own transaction),
+        so the lock is shared; whole-store operations (``ragtune store migrate`` into this
+        store) take it ``exclusive``. Either waits up to ``timeout`` for the other kind."""
+        kind = "" if exclusive else "_shared"
+        with self._pool.connection() as conn:
+            try:
+                conn.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+                conn.execute(f"SELECT pg_advisory_lock{kind}(%s)", (_BATCH_KEY,))
+            except psycopg.errors.LockNotAvailable:
+                busy = "ingesting" if exclusive else "being migrated into"
+                raise StoreError(f"{self._where}: the store is {busy}; waited {timeout:.0f} s "
+                                 "— try again when it finishes") from None
+            finally:
+                conn.execute("SET lock_timeout = 0")
+            try:
+                yield
+            finally:
+                conn.execute(f"SELECT pg_advisory_unlock{kind}(%s)", (_BATCH_KEY,))
+
+    # ----------------------------------------------------------------- BM25 analysis
+    def _ensure_analysis(self) -> int:
+        """Re-analyse every chunk's BM25 terms from its stored text when the store was
+        analysed otherwise than ``self.bm25.analyzer`` says (a settings change, or a store
+        from before analysis was configurable), in one transaction. Returns the chunks
+        re-analysed."""
+        want = self.bm25.analyzer.key
+        with self._tx() as cur:
+            if cur.execute(STATS_SQL).fetchone()[0] == want:
+                return 0
+        with self._write() as cur:
+            if cur.execute(STATS_SQL).fetchone()[0] == want:  # another process did it meanwhile
+                return 0
+            rows = cur.execute("SELECT n, title, section, text FROM chunks ORDER BY n").fetchall()
+            cur.execute("DELETE FROM postings")
+            cur.execute("DELETE FROM lexicon")
+            cur.execute("DELETE FROM corpus")
+            for i in range(0, len(rows), 2000):
+                part = rows[i:i + 2000]
+                terms = [self._terms(title, section, text) for _, title, section, text in part]
+                ns = [r[0] for r in part]
+                cur.execute("UPDATE chunks SET length = u.length FROM unnest(%s::int8[], "
+                            "%s::int4[]) AS u (n, length) WHERE chunks.n = u.n",
+                            (ns, [len(t) for t in terms]))
+                self._insert_postings(cur, ns, terms)
+            cur.execute("INSERT INTO lexicon SELECT p.term, ch.acl, count(*) FROM postings p "
+                        "JOIN chunks ch ON ch.n = p.chunk GROUP BY p.term, ch.acl")
+            cur.execute("INSERT INTO corpus SELECT acl, count(*), sum(length) FROM chunks "
+                        "GROUP BY acl")
+            cur.execute("INSERT INTO meta VALUES ('bm25_analyzer', %s) ON CONFLICT (key) "
+                        "DO UPDATE SET value = excluded.value", (want,))
+        return len(rows)
+
+    def _check_analysis(self, stored: str | None) -> None:
+        check_analysis(stored, self.bm25.analyzer, self._where)
+
+    def _terms(self, title: str, section: str, text: str) -> np.ndarray:
+        """The BM25 terms of a chunk (int4): its document title, section path and text."""
+        return signed_terms(self.bm25.analyzer.term_hashes(f"{title}\n{section}\n{text}"))
+
+    # ----------------------------------------------------------------- documents
+    @staticmethod
+    def _doc_info(row: tuple) -> DocumentInfo:
+        (doc_id, source, title, collection, acl, version, content_hash, chunks, metadata,
+         created, updated) = row
+        return DocumentInfo(doc_id, source, title, collection, tuple(sorted(acl)), version,
+                            content_hash, chunks, created, updated, metadata)
+
+    def get_document(self, ref: str) -> DocumentInfo | None:
+        with self._tx() as cur:
+            row = cur.execute(f"SELECT {_DOC_COLS} FROM documents WHERE id = %s OR source = %s",
+                              (ref, ref)).fetchone()
+        return self._doc_info(row) if row else None
+
+    def list_documents(self, principal: Principal | None = None) -> list[DocumentInfo]:
+        with self._tx(principal) as cur:
+            rows = cur.execute(f"SELECT {_DOC_COLS} FROM documents d WHERE may_read(d.acl) "
+                               "ORDER BY source").fetchall()
+        return [self._doc_info(r) for r in rows]
+
+    def count_documents(self) -> int:
+        with self._tx() as cur:
+            return cur.execute("SELECT count(*) FROM documents").fetchone()[0]
+
+    def document_versions(self, doc_id: str) -> list[dict[str, Any]]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT version, content_hash, chunks, ingested_at FROM versions "
+                               "WHERE doc_id = %s ORDER BY version", (doc_id,)).fetchall()
+        return [dict(zip(("version", "content_hash", "chunks", "ingested_at"), r)) for r in rows]
+
+    def sources_under(self, prefix: str) -> list[str]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT source FROM documents WHERE left(source, %s) = %s",
+                               (len(prefix), prefix)).fetchall()
+        return [r[0] for r in rows]
+
+    def existing_embeddings(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT id, embedding FROM chunks WHERE id = ANY(%s)",
+                               (list(chunk_ids),)).fetchall()
+        return {cid: _as_array(v) for cid, v in rows}
+
+    def dimension(self) -> int | None:
+        with self._tx() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
+        return int(row[0]) if row else None
+
+    def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
+                        collection: str = "default", groups: Sequence[str] | None = None,
+                        metadata: dict[str, Any] | None = None) -> WriteResult:
+        """Add ``doc``, or replace its chunks if its content changed, in one transaction.
+        ``groups=None`` keeps a stored document's groups (see the Store protocol)."""
+        if len(chunks) != len(vectors):
+            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        now = time.time()
+        with self._write() as cur:
+            self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, doc.source)
+            self._check_stored_analysis(cur)
+            row = cur.execute("SELECT version, content_hash, collection, acl FROM documents "
+                              "WHERE id = %s", (doc.id,)).fetchone()
+            before = tuple(sorted(row[3])) if row else None
+            acl = list(before or ()) if groups is None else sorted(set(groups))
+            done = {"groups": tuple(acl), "previous_groups": before}
+            if row and row[1] == doc.content_hash and row[2] == collection and sorted(row[3]) == acl:
+                return WriteResult(doc.id, "unchanged", row[0], len(chunks), **done)
+            if row and row[1] == doc.content_hash:  # same content, new collection or ACL
+                self._count_terms(cur, doc.id, -1)  # the statistics follow the ACL
+                cur.execute("UPDATE documents SET collection = %s, acl = %s, updated_at = %s "
+                            "WHERE id = %s", (collection, acl, now, doc.id))
+                cur.execute("UPDATE chunks SET collection = %s, acl = %s, updated_at = %s "
+                            "WHERE doc_id = %s", (collection, acl, now, doc.id))
+                self._count_terms(cur, doc.id, +1)
+                self._set_groups(cur, doc.id, acl)
+                return WriteResult(doc.id, "retagged", row[0], len(chunks), **done)
+            version = row[0] + 1 if row else 1
+            meta = json.dumps(metadata or doc.metadata or {}, sort_keys=True, default=str)
+            if row:
+                self._remove_chunks(cur, doc.id)
+                cur.execute("UPDATE documents SET source = %s, title = %s, collection = %s, acl = %s, "
+                            "version = %s, content_hash = %s, chunks = %s, metadata = %s, "
+                            "updated_at = %s WHERE id = %s",
+                            (doc.source, doc.title, collection, acl, version, doc.content_hash,
+                             len(chunks), meta, now, doc.id))
+            else:
+                cur.execute(f"INSERT INTO documents ({_DOC_COLS}) VALUES "
+                            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (doc.id, doc.source, doc.title, collection, acl, version,
+                             doc.content_hash, len(chunks), meta, now, now))
+            self._set_groups(cur, doc.id, acl)
+            self._insert_chunks(cur, doc, chunks, vectors, collection, acl, now)
+            cur.execute("INSERT INTO versions VALUES (%s, %s, %s, %s, %s)",
+                        (doc.id, version, doc.content_hash, len(chunks), now))
+        return WriteResult(doc.id, "updated" if row else "added", version, len(chunks), **done)
+
+    def _check_dimension(self, cur: psycopg.Cursor, dim: int | None, source: str) -> None:
+        row = cur.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
+        if dim is None:
+            return
+        if row is None:
+            fix_dimension(cur, dim)
+        elif int(row[0]) != dim:
+            raise StoreError(f"{source}: {dim}-dimensional vectors but the store holds "
+                             f"{row[0]}-dimensional ones: the embedding model changed; re-ingest "
+                             "with the original model or start a new store")
+
+    @staticmethod
+    def _set_groups(cur: psycopg.Cursor, doc_id: str, acl: list[str]) -> None:
+        cur.execute("DELETE FROM document_groups WHERE doc_id = %s", (doc_id,))
+        if acl:
+            cur.execute("INSERT INTO document_groups SELECT %s, unnest(%s::text[])", (doc_id, acl))
+
+    def _insert_chunks(self, cur: psycopg.Cursor, doc: Document, chunks: Sequence[Chunk],
+                       vectors: np.ndarray, collection: str, acl: list[str], now: float) -> None:
+        if not chunks:
+            return
+        terms = [self._terms(doc.title, c.section, c.text) for c in chunks]
+        cur.executemany(
+            "INSERT INTO chunks (id, doc_id, ordinal, section, page, tokens, text, title, "
+            "collection, acl, updated_at, length, embedding) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %b) RETURNING n",
+            [(c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text, doc.title, collection,
+              acl, now, len(t), vectors[i]) for i, (c, t) in enumerate(zip(chunks, terms))],
+            returning=True)
+        ns = []
+        while True:
+            ns.append(cur.fetchone()[0])
+            if not cur.nextset():
+                break
+        self._insert_postings(cur, ns, terms)
+        self._count_terms(cur, doc.id, +1)
+
+    @staticmethod
+    def _insert_postings(cur: psycopg.Cursor, ns: Sequence[int], terms: Sequence[np.ndarray]) -> None:
+        post_terms, post_chunks, post_tf = [], [], []
+        for n, t in zip(ns, terms):
+            uniq, tf = np.unique(t, return_counts=True)
+            post_terms.append(uniq)
+            post_chunks.append(np.full(len(uniq), n, dtype=np.int64))
+            post_tf.append(tf)
+        if not post_terms:
+            return
+        cur.execute("INSERT INTO postings (term, chunk, tf) "
+                    "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::int4[])",
+                    (np.concatenate(post_terms).tolist(), np.concatenate(post_chunks).tolist(),
+                     np.concatenate(post_tf).tolist()))
+
+    @staticmethod
+    def _count_terms(cur: psycopg.Cursor, doc_id: str, sign: int) -> None:
+        """Add (+1) or take out (-1) a document's chunks in the BM25 statistics of their ACL."""
+        changed = cur.execute(
+            "INSERT INTO lexicon AS l (term, acl, df) SELECT p.term, ch.acl, %s * count(*) "
+            "FROM postings p JOIN chunks ch ON ch.n = p.chunk WHERE ch.doc_id = %s "
+            "GROUP BY p.term, ch.acl ON CONFLICT (term, acl) DO UPDATE SET df = l.df + excluded.df "
+            "RETURNING term, df", (sign, doc_id)).fetchall()
+        emptied = [t for t, df in changed if df <= 0]
+        if emptied:
+            cur.execute("DELETE FROM lexicon WHERE term = ANY(%s) AND df <= 0", (emptied,))
+        cur.execute(
+            "INSERT INTO corpus AS c (acl, chunks, terms) SELECT acl, %s * count(*), "
+            "%s * coalesce(sum(length), 0) FROM chunks WHERE doc_id = %s GROUP BY acl "
+            "ON CONFLICT (acl) DO UPDATE SET chunks = c.chunks + excluded.chunks, "
+            "terms = c.terms + excluded.terms", (sign, sign, doc_id))
+        if sign < 0:
+            cur.execute("DELETE FROM corpus WHERE chunks <= 0")
+
+    def _remove_chunks(self, cur: psycopg.Cursor, doc_id: str) -> None:
+        """Delete a document's chunks (their postings cascade) and take them out of the BM25
+        statistics."""
+        self._count_terms(cur, doc_id, -1)
+        cur.execute("DELETE FROM chunks WHERE doc_id = %s", (doc_id,))
+
+    def _check_stored_analysis(self, cur: psycopg.Cursor) -> None:
+        row = cur.execute("SELECT value FROM meta WHERE key = 'bm25_analyzer'").fetchone()
+        self._check_analysis(row[0] if row else None)
+
+    def import_document(self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray,
+                        versions: Sequence[dict[str, Any]]) -> bool:
+        """Write a document exactly as another store holds it (``ragtune store migrate``): same
+        id, version history, times, ACL and vectors. False when it is already here as is."""
+        if Document(info.source, info.title, ()).id != info.id:
+            raise StoreError(f"{info.source}: document id {info.id} does not match its source")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        acl = sorted(info.groups)
+        with self._write() as cur:
+            self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, info.source)
+            self._check_stored_analysis(cur)
+            row = cur.execute("SELECT version, content_hash FROM documents WHERE id = %s",
+                              (info.id,)).fetchone()
+            if row == (info.version, info.content_hash):
+                return False
+            if row:
+                self._remove_chunks(cur, info.id)
+                cur.execute("DELETE FROM documents WHERE id = %s", (info.id,))
+            cur.execute(f"INSERT INTO documents ({_DOC_COLS}) VALUES "
+                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (info.id, info.source, info.title, info.collection, acl, info.version,
+                         info.content_hash, len(chunks), json.dumps(info.metadata, default=str),
+                         info.created_at, info.updated_at))
+            self._set_groups(cur, info.id, acl)
+            self._insert_chunks(cur, Document(info.source, info.title, ()), chunks, vectors,
+                                info.collection, acl, info.updated_at)
+            for v in versions:
+                cur.execute("INSERT INTO versions VALUES (%s, %s, %s, %s, %s)",
+                            (info.id, v["version"], v["content_hash"], v["chunks"], v["ingested_at"]))
+        return True
+
+    def import_log(self, entries: Sequence[IngestLogEntry]) -> None:
+        """Append ingest log entries with their original times, oldest first."""
+        with self._tx() as cur:
+            cur.executemany("INSERT INTO ingest_log (ts, source, status, message) VALUES (%s, %s, %s, %s)",
+                            [(e.ts, e.source, e.status, e.message) for e in sorted(entries, key=lambda e: e.ts)])
+
+    def delete_document(self, ref: str) -> bool:
+        """Remove text, vectors, postings, ACL and versions of one document, atomically,
+        and its text from the trace log (ids kept: :mod:`ragtune.store.redaction`).
+
+        The rows are gone for every reader at commit; PostgreSQL reclaims their space at the
+        next (auto)vacuum (see docs/stores.md for physical erasure)."""
+        with self._write() as cur:
+            row = cur.execute("SELECT id, source FROM documents WHERE id = %s OR source = %s",
+                              (ref, ref)).fetchone()
+            if not row:
+                return False
+            self._redact_traces(cur, row[0], row[1])
+            self._remove_chunks(cur, row[0])
+            cur.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # groups, versions cascade
+        return True
+
+    @staticmethod
+    def _redact_traces(cur: Any, doc_id: str, source: str) -> None:
+        # Only the records that retrieved or cited the source (a jsonpath match) are rewritten.
+        rows = cur.execute(
+            "SELECT id, record FROM traces WHERE jsonb_path_exists(record, "
+            "'$.trace.retrieved[*] ? (@.document == $src)', %s::jsonb) OR jsonb_path_exists("
+            "record, '$.citations[*] ? (@.document == $src)', %s::jsonb)",
+            (json.dumps({"src": source}),) * 2).fetchall()
+        for trace_id, answer in rows:
+            if redact_answer(answer, source, doc_id):
+                cur.execute("UPDATE traces SET record = %s::jsonb WHERE id = %s",
+                            (json.dumps(answer, ensure_ascii=False), trace_id))
+
+    def finish_deletions(self, wait: float = 5.0) -> bool:
+        """VACUUM the tables that hold text and vectors, so deleted rows leave their pages
+        and indexes (WAL segments and backups are the operator's: docs/stores.md)."""
+        with self._pool.connection() as conn:
+            conn.execute(f"SET lock_timeout = {int(wait * 1000)}")
+            try:
+                for table in ("chunks", "postings", "documents", "versions", "document_groups",
+                              "traces"):
+                    conn.execute(f"VACUUM {table}")
+            except psycopg.errors.LockNotAvailable:
+                return False
+            finally:
+                conn.execute("SET lock_timeout = 0")
+        return True
+
+    def pending_deletions(self) -> bool:
+        """False: a delete removes the rows at commit; ``finish_deletions`` vacuums them."""
+        return False
+
+    # ----------------------------------------------------------------- search
+    def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> list[ScoredChunk]:
+        ids = list(chunk_ids)
+        with self._tx(principal) as cur:
+            rows = cur.execute(f"SELECT {_CHUNK_COLS} FROM chunks ch JOIN documents d "
+                               "ON d.id = ch.doc_id WHERE ch.id = ANY(%s) AND may_read(ch.acl)",
+                               (ids,)).fetchall()
+        found = {r[0]: ScoredChunk(Chunk(*r[:7]), 0.0, r[7], r[8]) for r in rows}
+        return [found[c] for c in ids if c in found]
+
+    def dense_ranking(self, vector: np.ndarray, k: int, principal: Principal,
+                      filters: SearchFilter | None = None) -> list[tuple[str, float]]:
+        """Top ``k`` by inner product over what ``principal`` may read: HNSW (iterative scan on
+        pgvector >= 0.8), falling back to an exact scan when a filter left fewer than ``k``."""
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if self._dim is None:
+            self._dim = self.dimension()
+            if self._dim is None:
+                return []
+        if self._dim != len(vector):
+            raise StoreError(
+                f"query vector has {len(vector)} dimensions but the store holds "
+                f"{self._dim}-dimensional vectors: the embedding model changed; re-ingest with "
+                "the original model or start a new store")
+        # The planner underestimates how many rows pass the ACL and would rather sort a full
+        # scan: the walk is asked for explicitly (the exact fallback below scans anyway).
+        search = {"hnsw.ef_search": str(max(self.ef_search, min(k, 1000))),
+                  "enable_seqscan": "off"}
+        if self._iterative:
+            search["hnsw.iterative_scan"] = "strict_order"
+        with self._tx(principal, search) as cur:
+            exact_first = bool(filters and filters.documents)
+            query, params = dense_sql(filters, k, exact=exact_first, admin=principal.admin)
+            rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
+            if len(rows) < k and not exact_first and not self._iterative:
+                # No iterative scan (pgvector < 0.8): walk once more with the largest list.
+                cur.execute("SET LOCAL hnsw.ef_search = 1000")
+                rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
+            if len(rows) < k and not exact_first:  # a filter cut the walk short, or a small store
+                cur.execute("SET LOCAL enable_seqscan = on")
+                query, params = dense_sql(filters, k, exact=True, admin=principal.admin)
+                rows = cur.execute(query, params | {"q": vector}, binary=True).fetchall()
+        return [(cid, float(s)) for cid, s in rows]
+
+    def dense_search(self, vector: np.ndarray, k: int, principal: Principal,
+                     filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        return read_ranked(self, self.dense_ranking(vector, k, principal, filters), principal)
+
+    def lexical_ranking(self, query: str, k: int, principal: Principal,
+                        filters: SearchFilter | None = None) -> list[tuple[str, float]]:
+        """BM25 over title, section path and text (pg_query.lexical_sql), under RLS, with the
+        statistics of the rows ``principal`` may read; quoted phrases rank first (or filter:
+        ``[store] quoted_phrases``)."""
+        def sql(candidates_from: list[int] | None = None):
+            return lexical_sql(query, filters, k, self.bm25, admin=principal.admin,
+                               quoted=self.quoted_phrases, candidates_from=candidates_from)
+
+        built = sql()
+        if built is None:
+            return []
+        with self._tx(principal) as cur:
+            stored, n = cur.execute(STATS_SQL).fetchone()
+            self._check_analysis(stored)
+            if n >= pg_query.PRUNE_MIN_CHUNKS and not quoted_phrases(query):
+                qtf = query_terms(query, self.bm25.analyzer)
+                dfs = dict(cur.execute(DF_SQL, (list(qtf),)).fetchall())
+                pruned = prune_common_terms(dfs, n, qtf, self.bm25)
+                if pruned is not None:  # exact when the k-th candidate beats any non-candidate
+                    rows = cur.execute(*sql(pruned[0])).fetchall()
+                    if len(rows) == k and rows[-1][1] >= pruned[1]:
+                        self.lexical_pruned += 1
+                        return [(cid, float(s)) for cid, s in rows]
+            rows = cur.execute(*built).fetchall()
+        return [(cid, float(s)) for cid, s in rows]
+
+    def lexical_search(self, query: str, k: int, principal: Principal,
+                       filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        return read_ranked(self, self.lexical_ranking(query, k, principal, filters), principal)
+
+    # ----------------------------------------------------------------- log, traces, stats
+    def log_ingest(self, source: str, status: str, message: str = "") -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO ingest_log (ts, source, status, message) VALUES (%s, %s, %s, %s)",
+                        (time.time(), source, status, message))
+
+    def ingest_log(self, limit: int = 50) -> list[IngestLogEntry]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT ts, source, status, message FROM ingest_log "
+                               "ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
+        return [IngestLogEntry(*r) for r in rows]
+
+    def append_trace(self, record: TraceRecord) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO traces (id, ts, principal, mode, adapter, origin, record) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (record.id, record.ts, record.principal, record.mode, record.adapter,
+                         record.origin, json.dumps(record.answer, ensure_ascii=False)))
+
+    def traces(self, *, since: float | None = None, limit: int | None = None) -> list[TraceRecord]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT id, ts, principal, mode, adapter, origin, record FROM traces "
+                               "WHERE ts >= %s ORDER BY ts DESC, n DESC LIMIT %s",
+                               (since if since is not None else float("-inf"), limit)).fetchall()
+        return [TraceRecord(*r[:6], answer=r[6]) for r in reversed(rows)]
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT id, doc_id, text, section, ordinal, tokens, page FROM chunks "
+                               "ORDER BY doc_id, ordinal").fetchall()
+        for r in rows:
+            yield Chunk(*r)
+
+    def stats(self) -> dict[str, Any]:
+        with self._tx() as cur:
+            q = cur.execute
+            return {
+                "backend": "postgres",
+                "url": self._where,
+                "schema_version": self.schema_version,
+                "documents": q("SELECT count(*) FROM documents").fetchone()[0],
+                "chunks": q("SELECT count(*) FROM chunks").fetchone()[0],
+                "restricted_documents": q(
+                    "SELECT count(DISTINCT doc_id) FROM document_groups").fetchone()[0],
+                "collections": dict(q("SELECT collection, count(*) FROM documents "
+                                      "GROUP BY collection").fetchall()),
+                "size_bytes": q("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+                                "JOIN pg_namespace s ON s.oid = c.relnamespace "
+                                "WHERE s.nspname = %s AND c.relkind = 'r'",
+                                (self.schema,)).fetchone()[0] or 0,
+                "last_ingest": q("SELECT max(ts) FROM ingest_log").fetchone()[0],
+            }
+
+    def integrity_check(self) -> list[str]:
+        """Problems found (empty when consistent): counts, ACL copies and BM25 statistics."""
+        checks = [
+            (("SELECT source FROM documents d WHERE chunks != "
+             "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)"),
+             "{}: chunk count differs from its chunks"),
+            (("SELECT d.source FROM documents d WHERE d.acl::text[] IS DISTINCT FROM coalesce(("
+             "SELECT array_agg(grp ORDER BY grp) FROM document_groups g WHERE g.doc_id = d.id), '{}')"),
+             "{}: ACL differs from its group rows"),
+            (("SELECT DISTINCT d.source FROM chunks c JOIN documents d ON d.id = c.doc_id "
+             "WHERE c.acl IS DISTINCT FROM d.acl OR c.collection != d.collection"),
+             "{}: chunks carry another ACL or collection than their document"),
+            (("SELECT d.source FROM documents d WHERE NOT EXISTS (SELECT 1 FROM versions v "
+             "WHERE v.doc_id = d.id AND v.version = d.version)"),
+             "{}: current version not recorded"),
+            (("SELECT count(*) FROM chunks WHERE embedding IS NULL HAVING count(*) > 0"),
+             "{} chunks without a vector"),
+            (("SELECT count(*) FROM corpus c FULL JOIN (SELECT acl, count(*) AS n, "
+              "sum(length) AS t FROM chunks GROUP BY acl) a USING (acl) "
+              "WHERE (c.chunks, c.terms) IS DISTINCT FROM (a.n, a.t) HAVING count(*) > 0"),
+             "{} ACLs' BM25 corpus totals differ from the chunks"),
+            (("SELECT count(*) FROM (SELECT p.term, ch.acl, count(*) AS df FROM postings p "
+              "JOIN chunks ch ON ch.n = p.chunk GROUP BY p.term, ch.acl) p "
+              "FULL JOIN lexicon l USING (term, acl) WHERE p.df IS DISTINCT FROM l.df "
+              "HAVING count(*) > 0"),
+             "{} BM25 document frequencies differ from the postings"),
+        ]
+        problems: list[str] = []
+        with self._tx() as cur:
+            for query, message in checks:
+                problems += [message.format(r[0]) for r in cur.execute(query).fetchall()]
+        return problems
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _pg_array(items: Sequence[str]) -> str:
+    """A text[] literal: ``{"a","b"}`` (quotes and backslashes escaped)."""
+    quoted = ('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in items)
+    return "{" + ",".join(quoted) + "}"
+
+
+def _as_array(value: Any) -> np.ndarray:
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
+def open_postgres(settings: StoreSettings, workspace_root: Path) -> PostgresStore:
+    """Registry factory (``[store] backend = "postgres"``, ``url = "postgresql://..."``)."""
+    if not settings.url:
+        raise StoreError("store.backend 'postgres' needs store.url = \"postgresql://user@host/db\"")
+    return PostgresStore(settings.url, bm25=BM25Params.from_settings(settings),
+                         quoted_phrases=settings.quoted_phrases)

@@ -1,0 +1,359 @@
+"""PostgresStore against a real PostgreSQL + pgvector: the shared contract, then what only a
+shared database server has to prove (row-level security, filtered top-k, many writers,
+kill -9 mid-ingest)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ragtune.errors import StoreError
+from ragtune.store.base import SearchFilter
+from tests.contracts.store import ADMIN, ANON, HR, StoreContract, make_doc
+
+pytest.importorskip("psycopg", reason="pip install 'ragtune[postgres]'")
+
+from ragtune.store.postgres import PostgresStore, split_url
+from ragtune.types import Principal
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(pg_url, pg_schema):
+    s = PostgresStore(pg_url, schema=pg_schema)
+    yield s
+    s.close()
+
+
+class TestPostgresContract(StoreContract):
+    def reopen(self, store):
+        return PostgresStore(store.url, schema=store.schema)
+
+
+def _bulk(store: PostgresStore, n_docs: int, per_doc: int, dim: int, seed: int,
+          groups_of=lambda i: (), collection_of=lambda i: "default"):
+    rng = np.random.default_rng(seed)
+    vecs = {}
+    for i in range(n_docs):
+        doc, chunks, _ = make_doc(f"bulk/{i}.md", *[f"item {i} part {j}" for j in range(per_doc)])
+        v = rng.normal(size=(per_doc, dim)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        store.upsert_document(doc, chunks, v, groups=groups_of(i), collection=collection_of(i))
+        vecs.update({c.id: (vec, groups_of(i), collection_of(i)) for c, vec in zip(chunks, v)})
+    return vecs
+
+
+def test_raw_select_in_a_users_session_sees_no_restricted_rows(store):
+    pub, pc, pv = make_doc("pub.md", "canteen menu")
+    sec, sc, sv = make_doc("sec.md", "salary bands", title="Pay")
+    store.upsert_document(pub, pc, pv)
+    store.upsert_document(sec, sc, sv, groups=["hr"])
+    bob = Principal("bob", frozenset({"it"}))
+    with store.session(bob) as cur:  # no ACL clause in these queries: the policies apply
+        assert [r[0] for r in cur.execute("SELECT text FROM chunks").fetchall()] == ["canteen menu"]
+        assert [r[0] for r in cur.execute("SELECT source FROM documents").fetchall()] == ["pub.md"]
+        assert cur.execute("SELECT count(*) FROM chunks WHERE text LIKE '%salary%'").fetchone()[0] == 0
+        with pytest.raises(Exception, match="permission denied|policy"):
+            cur.execute("DELETE FROM chunks")
+    with store.session(HR) as cur:
+        assert sorted(r[0] for r in cur.execute("SELECT text FROM chunks")) == \
+            ["canteen menu", "salary bands"]
+    # the settings last one transaction: a later raw session starts with no groups
+    with store.session(ANON) as cur:
+        cur.execute("SELECT set_config('ragtune.groups', '{hr}', false)")  # session-wide attempt
+        assert cur.execute("SELECT current_user").fetchone()[0] in {"ragtune_reader", "postgres"}
+    with store.session(ANON) as cur:
+        assert [r[0] for r in cur.execute("SELECT text FROM chunks")] == ["canteen menu"]
+
+
+def test_filtered_top_k_holds_with_a_one_percent_acl_and_a_collection(store):
+    """2,000 chunks; 'rare' may read 1% of them, collection 'c7' holds 2%: the HNSW walk
+    alone would return a handful, the store returns exactly the exact top k."""
+    dim = 16
+    vecs = _bulk(store, 200, 10, dim, seed=1,
+                 groups_of=lambda i: ("rare",) if i % 100 == 0 else ("staff",),
+                 collection_of=lambda i: f"c{i % 50}")
+    q = np.random.default_rng(9).normal(size=dim).astype(np.float32)
+    rare = Principal("r", frozenset({"rare"}))
+
+    def exact(ok):
+        ids = [c for c, (_, g, col) in vecs.items() if ok(g, col)]
+        return sorted(ids, key=lambda c: -float(vecs[c][0] @ q))[:10]
+
+    got = [c for c, _ in store.dense_ranking(q, 10, rare)]
+    assert got == exact(lambda g, col: "rare" in g)
+    got = [c for c, _ in store.dense_ranking(q, 10, ADMIN, SearchFilter(collections=("c7",)))]
+    assert got == exact(lambda g, col: col == "c7")
+    staff = Principal("s", frozenset({"staff"}))
+    got = [c for c, _ in store.dense_ranking(q, 10, staff, SearchFilter(collections=("c3",)))]
+    assert got == exact(lambda g, col: col == "c3" and "staff" in g)
+    assert store.dense_ranking(q, 10, ANON) == []
+
+
+def test_exact_fallback_without_iterative_scans(store, monkeypatch):
+    """pgvector < 0.8 has no iterative scan: the exact scan must still fill top k."""
+    monkeypatch.setattr(store, "_iterative", False)
+    monkeypatch.setattr(store, "ef_search", 10)
+    dim = 16
+    vecs = _bulk(store, 100, 10, dim, seed=2,
+                 groups_of=lambda i: ("rare",) if i % 50 == 0 else ("staff",))
+    q = np.random.default_rng(3).normal(size=dim).astype(np.float32)
+    rare = [c for c, (_, g, _) in vecs.items() if "rare" in g]
+    expected = sorted(rare, key=lambda c: -float(vecs[c][0] @ q))[:10]
+    got = store.dense_ranking(q, 10, Principal("r", frozenset({"rare"})))
+    assert [c for c, _ in got] == expected
+
+
+def test_transactional_replace_is_atomic_for_readers(store, pg_url):
+    """A reader ranking while a writer replaces a document sees all of the old version or
+    all of the new one, never a mix or nothing."""
+    reader = PostgresStore(store.url, schema=store.schema)
+    versions = [make_doc("r.md", *[f"text {i} round {r}" for i in range(20)]) for r in range(6)]
+    ids = [frozenset(c.id for c in v[1]) for v in versions]
+    store.upsert_document(*versions[0])
+    seen: list[frozenset[str]] = []
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.append(frozenset(c for c, _ in reader.lexical_ranking("text", 50, ANON)))
+
+    t = threading.Thread(target=read)
+    t.start()
+    for v in versions[1:]:
+        store.upsert_document(*v)
+        time.sleep(0.05)
+    stop.set()
+    t.join()
+    reader.close()
+    assert seen and all(s in ids for s in seen)
+    assert store.integrity_check() == []
+
+
+def test_two_ingests_and_searches_at_once(store):
+    """Two writer connections and two reader threads on one database: nothing lost, no error."""
+    others = [PostgresStore(store.url, schema=store.schema) for _ in range(3)]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def ingest(s, prefix):
+        try:
+            with s.write_lock():
+                for i in range(25):
+                    s.upsert_document(*make_doc(f"{prefix}/{i}.md", f"{prefix} note {i} alpha",
+                                                f"more {prefix} text {i}"), groups=["g"] if i % 2 else ())
+        except Exception as e:  # noqa: BLE001 - any failure is the finding, reported below
+            errors.append(e)
+
+    def search(s):
+        try:
+            q = np.ones(8, dtype=np.float32) / np.sqrt(8)
+            while not done.is_set():
+                s.lexical_search("alpha", 10, ANON)
+                s.dense_search(q, 10, Principal("x", frozenset({"g"})))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    writers = [threading.Thread(target=ingest, args=a) for a in ((store, "a"), (others[0], "b"))]
+    readers = [threading.Thread(target=search, args=(s,)) for s in others[1:]]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join(120)
+    done.set()
+    for t in readers:
+        t.join(30)
+    for s in others:
+        s.close()
+    assert errors == []
+    assert store.count_documents() == 50 and store.integrity_check() == []
+    assert len(store.lexical_search("alpha", 100, ANON)) == 26  # 13 public per writer
+
+
+_INGEST_FOREVER = textwrap.dedent("""
+    import sys, numpy as np
+    from ragtune.store.postgres import PostgresStore
+    from tests.contracts.store import make_doc
+    s = PostgresStore(sys.argv[1], schema=sys.argv[2])
+    i = 0
+    while True:
+        doc, chunks, vecs = make_doc(f"k/{i % 40}.md", *[f"chunk {j} of round {i}" for j in range(30)])
+        s.upsert_document(doc, chunks, vecs, groups=["g"] if i % 3 else ())
+        print(i, flush=True)
+        i += 1
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_ingest_leaves_a_consistent_store(store, pg_url):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(root, "src"), root])}
+    proc = subprocess.Popen([sys.executable, "-c", _INGEST_FOREVER, store.url, store.schema],
+                            stdout=subprocess.PIPE, env=env, cwd=root)
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < 50 and time.monotonic() < deadline:  # replaces as well as adds by then
+        line = proc.stdout.readline()
+        assert line, "the ingesting process died on its own"
+        seen = int(line) + 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert store.integrity_check() == []
+    for info in store.list_documents():
+        texts = {h.chunk.text for h in store.get_chunks(
+            [c.id for c in store.iter_chunks() if c.doc_id == info.id], ADMIN)}
+        rounds = {t.rsplit(" ", 1)[1] for t in texts}
+        assert len(texts) == info.chunks == 30 and len(rounds) == 1  # never half a version
+    assert len(store.lexical_search("chunk", 50, ADMIN)) == 50
+
+
+def test_bad_url_and_wrong_dimension_are_clear_errors(store, pg_url):
+    with pytest.raises(StoreError, match="cannot connect"):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/none")
+    doc, chunks, vecs = make_doc("a.md", "x")
+    store.upsert_document(doc, chunks, vecs)
+    other, oc, _ = make_doc("b.md", "y")
+    with pytest.raises(StoreError, match="embedding model changed"):
+        store.upsert_document(other, oc, np.ones((1, 5), dtype=np.float32))
+
+
+def test_newer_schema_is_refused(store, pg_url):
+    with store.session(ADMIN) as cur:
+        cur.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="newer than this ragtune knows"):
+        PostgresStore(store.url, schema=store.schema)
+
+
+def test_integrity_check_finds_tampering(store):
+    doc, chunks, vecs = make_doc("a.md", "alpha beta", "gamma")
+    store.upsert_document(doc, chunks, vecs, groups=["hr"])
+    with store.session(ADMIN) as cur:
+        cur.execute("UPDATE lexicon SET df = df + 1 WHERE term = (SELECT min(term) FROM lexicon)")
+        cur.execute("UPDATE chunks SET acl = '{}' WHERE ordinal = 0")
+    problems = store.integrity_check()
+    assert any("document frequencies" in p for p in problems)
+    assert any("a.md: chunks carry another ACL" in p for p in problems)
+
+
+def test_schema_in_the_url():
+    assert split_url("postgresql://h/db")[1] == "ragtune"
+    assert split_url("postgresql://h/db?schema=x") == ("postgresql://h/db", "x")
+
+
+def test_ci_runs_the_iterative_scan_path(store):
+    """make test builds pgvector 0.8 (scripts/build_pgvector.sh) into the local server, so CI
+    exercises iterative index scans; the fallback path is tested above with them off."""
+    if os.environ.get("CI") and not os.environ.get("RAGTUNE_TEST_POSTGRES_URL"):
+        assert store._iterative
+
+
+def test_a_migration_lock_holds_off_ingests(store):
+    other = PostgresStore(store.url, schema=store.schema)
+    with (store.write_lock(exclusive=True), pytest.raises(StoreError, match="being migrated into"),
+          other.write_lock(timeout=0.3)):
+        pass
+    with store.write_lock(), other.write_lock(timeout=1):  # two ingests share it
+        pass
+    other.close()
+
+
+def test_skipping_common_terms_returns_the_exact_bm25_top_k(store, monkeypatch):
+    """MaxScore pruning (pg_query.prune_common_terms) against the full BM25 query."""
+    import ragtune.store.pg_query as pq
+
+    monkeypatch.setattr(pq, "PRUNE_MIN_CHUNKS", 50)
+    monkeypatch.setattr(pq, "PRUNE_SHARE", 0.2)  # a small corpus: 'common' = in 20% of chunks
+    rng = np.random.default_rng(4)
+    vocab = [f"w{i}" for i in range(300)]
+    p = 1.0 / np.arange(1, 301)
+    p /= p.sum()
+    for d in range(30):
+        texts = [" ".join(rng.choice(vocab, size=30, p=p)) for _ in range(8)]
+        store.upsert_document(*make_doc(f"z/{d}.md", *texts), groups=["g"] if d % 4 == 0 else ())
+    used = []
+    real = pq.prune_common_terms
+    monkeypatch.setattr("ragtune.store.postgres.prune_common_terms",
+                        lambda *a: used.append(real(*a)) or used[-1])
+    g = Principal("x", frozenset({"g"}))
+    for q in ["w0 w25", "w1 w2 w12", "w0 w1 w17 w29", "w3 w18", "w0 w5 w9", "w0 w250", "w2 w40",
+              "w0 w0 w25 w25 w25"]:  # repeated words count in the bound too
+        for who in (ADMIN, ANON, g):
+            sql_, params = pq.lexical_sql(q, None, 10, store.bm25, admin=who.admin)
+            with store.session(who) as cur:
+                full = [(c, round(s, 6)) for c, s in cur.execute(sql_, params).fetchall()]
+            got = [(c, round(s, 6)) for c, s in store.lexical_ranking(q, 10, who)]
+            assert got == full, q
+    assert any(u is not None for u in used) and store.lexical_pruned > 0  # some took the short way
+
+
+def test_a_reader_sees_only_the_bm25_statistics_of_what_they_may_read(store):
+    """The statistics are kept per ACL and row-level security covers them too: a raw
+    session cannot count the words of documents it may not read."""
+    store.upsert_document(*make_doc("pub.md", "canteen menu"))
+    store.upsert_document(*make_doc("sec.md", "salary bands", title="Pay"), groups=["hr"])
+    with store.session(Principal("bob", frozenset({"it"}))) as cur:
+        assert cur.execute("SELECT acl, chunks FROM corpus").fetchall() == [([], 1)]
+        assert {tuple(r[0]) for r in cur.execute("SELECT DISTINCT acl FROM lexicon")} == {()}
+    with store.session(HR) as cur:
+        assert sorted(cur.execute("SELECT acl, chunks FROM corpus").fetchall()) == \
+            [([], 1), (["hr"], 1)]
+
+
+def test_a_store_of_schema_1_is_upgraded_and_reanalysed(pg_url, pg_schema, monkeypatch):
+    """Schema 1 kept one global BM25 total and terms of the first analysis (light stemming,
+    short stopwords, single letters kept): migration 2 splits the statistics per ACL, and
+    the first open re-analyses the chunks with the configured analysis."""
+    import psycopg
+
+    from ragtune.store import pg_schema as ps
+    from ragtune.store.analysis import LEGACY
+    from ragtune.store.pg_query import signed_terms
+
+    monkeypatch.setattr(ps, "MIGRATIONS", ps.MIGRATIONS[:1])
+    rows = [("pub.md", "the runner was running", []), ("pay.md", "salary runs", ["hr"])]
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        assert ps.migrate(conn, pg_schema, "test") == 1
+        conn.execute(f'SET LOCAL search_path TO "{pg_schema}", public')
+        conn.execute("SELECT set_config('ragtune.admin', 'on', true)")
+        ps.fix_dimension(conn.cursor(), 3)
+        for i, (source, text, acl) in enumerate(rows):
+            doc, chunks, _ = make_doc(source, text)
+            terms = signed_terms(LEGACY.term_hashes(f"T\n{chunks[0].section}\n{text}")).tolist()
+            conn.execute("INSERT INTO documents VALUES (%s, %s, 'T', 'default', %s, 1, %s, 1, "
+                         "'{}', 0, 0)", (doc.id, source, acl, doc.content_hash))
+            conn.execute("INSERT INTO document_groups SELECT %s, unnest(%s::text[])", (doc.id, acl))
+            conn.execute("INSERT INTO versions VALUES (%s, 1, %s, 1, 0)", (doc.id, doc.content_hash))
+            n = conn.execute("INSERT INTO chunks (id, doc_id, ordinal, section, tokens, text, "
+                             "title, collection, acl, updated_at, length, embedding) VALUES "
+                             "(%s, %s, 0, %s, 3, %s, 'T', 'default', %s, 0, %s, '[1,0,0]') "
+                             "RETURNING n", (chunks[0].id, doc.id, chunks[0].section, text, acl,
+                                             len(terms))).fetchone()[0]
+            conn.execute("INSERT INTO postings SELECT t, %s, count(*) FROM unnest(%s::int4[]) t "
+                         "GROUP BY t", (n, terms))
+            conn.execute("INSERT INTO lexicon SELECT t, 1 FROM unnest(%s::int4[]) t GROUP BY t "
+                         "ON CONFLICT (term) DO UPDATE SET df = lexicon.df + 1", (terms,))
+            conn.execute("UPDATE corpus SET chunks = chunks + 1, terms = terms + %s", (len(terms),))
+    monkeypatch.undo()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert ps.migrate(conn, pg_schema, "test") == 2
+        conn.execute(f'SET search_path TO "{pg_schema}", public')
+        conn.execute("SELECT set_config('ragtune.admin', 'on', false)")
+        assert sorted(conn.execute("SELECT acl, chunks FROM corpus").fetchall()) == \
+            [([], 1), (["hr"], 1)]
+        assert conn.execute("SELECT value FROM meta WHERE key = 'bm25_analyzer'").fetchone() == \
+            ("light/short/v1",)
+    upgraded = PostgresStore(pg_url, schema=pg_schema)
+    assert upgraded.schema_version == 2 and upgraded.reanalyzed == 2
+    assert upgraded.integrity_check() == []
+    assert [h.document for h in upgraded.lexical_search("run", 5, ANON)] == ["pub.md"]
+    assert {h.document for h in upgraded.lexical_search("run", 5, HR)} == {"pub.md", "pay.md"}
+    upgraded.close()

@@ -126,6 +126,15 @@ def test_sync_a_server_folder(served, tmp_path) -> None:
         assert r.status_code == 400 and "no such folder" in r.json()["error"]["message"]
 
 
+def test_sync_stays_under_sync_roots(tmp_path) -> None:
+    with serving(tmp_path, server={"sync_roots": [str(tmp_path / "kb")]}) as served, \
+            served.client("root") as root:
+        r = root.post("/api/documents/sync", json={"path": str(tmp_path)})
+        assert r.status_code == 403 and "server.sync_roots" in r.json()["error"]["message"]
+        r = root.post("/api/documents/sync", json={"path": "a\u0000b"})  # found by the fuzzer
+        assert r.status_code == 400 and "not a usable path" in r.json()["error"]["message"]
+
+
 def test_adapters_reports_feedback_and_health(served, tmp_path) -> None:
     add_adapter(served.ws, "style", trained_on=(str(served.kb / "policies/returns.md"),))
     with served.client("root") as root, served.client("ana") as ana:
@@ -174,6 +183,13 @@ def test_audit_who_asked_what_as_whom(served) -> None:
         # bob's entry holds only what bob could read
         assert not any("salaries" in json.dumps(x) for x in (b["retrieved"], b["cited"]))
         assert [e["user"] for e in root.get("/api/audit", params={"user": "bob"}).json()] == ["bob"]
+        # a filter given twice is refused, not half-applied
+        r = root.get("/api/audit", params=[("user", "bob"), ("user", "ana")])
+        assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "user"
+        assert "more than once" in r.json()["error"]["message"]
+        r = root.get("/api/audit", params={"usr": "bob"})  # a typo is not "no filter"
+        assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "usr"
+        assert "takes: limit, origin, since, user" in r.json()["error"]["message"]
     out = subprocess.run([sys.executable, "-m", "ragtune.cli", "audit", "--json",
                           "--workspace", str(served.ws.root), "--user", "ana"],
                          capture_output=True, text=True, check=True)

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -37,7 +37,7 @@ from ragtune.server.answers import AnswerRunner
 from ragtune.server.auth import AccessDirectory, Authenticator
 from ragtune.server.gate import GenerationGate
 from ragtune.server.keys import KeyStore
-from ragtune.server.limits import BodyLimit
+from ragtune.server.limits import BodyLimit, strict_query
 from ragtune.workspace import CONFIG_NAME, Workspace
 
 log = logging.getLogger("ragtune.server")
@@ -126,8 +126,11 @@ def create_app(ws: Workspace, *, routers: Sequence[APIRouter] = (),
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=int(ws.settings.server.max_upload_mb * 1024 * 1024))
     app.add_middleware(errors.CatchAll)  # outermost of ours: catches what the others raise
-    app.include_router(openai_api.router)
-    for router in (*ROUTERS, *routers):
+    ours = [Depends(strict_query)]
+    app.include_router(openai_api.router, dependencies=ours)
+    for router in ROUTERS:
+        app.include_router(router, dependencies=ours)
+    for router in routers:
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=UI), name="ui")
 

@@ -188,11 +188,16 @@ async def sync_folder(body: SyncRequest, request: Request,
                       who: Admin) -> SyncResponse:
     """Re-ingest a folder the server can read: new and changed files in, vanished ones out."""
     state = request.app.state.ragtune
-    folder = Path(body.path).expanduser()
     roots = [Path(r).expanduser().resolve() for r in state.ws.settings.server.sync_roots]
-    if roots and not any(folder.resolve().is_relative_to(r) for r in roots):
+    try:
+        folder = Path(body.path).expanduser()
+        inside = not roots or any(folder.resolve().is_relative_to(r) for r in roots)
+        is_dir = inside and folder.is_dir()
+    except (ValueError, OSError) as e:  # a NUL byte, an unencodable name, a loop...
+        raise InputError(repr(body.path), f"not a usable path on the server: {e}") from None
+    if not inside:
         raise AccessDenied(f"{body.path}: not under server.sync_roots")
-    if not folder.is_dir():
+    if not is_dir:
         raise InputError(body.path, "no such folder on the server")
     report = await asyncio.to_thread(state.ws.ingest, [folder], collection=body.collection,
                                      groups=body.groups, sync=True)

@@ -14,18 +14,19 @@ $(STAMP): pyproject.toml scripts/llama_cmake_args.sh
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: it resolves to the local CPU wheel (any other spec pulls CUDA).
 	$(BIN)/pip install -q torch==2.13.0
-	CMAKE_ARGS="$$(./scripts/llama_cmake_args.sh)" $(BIN)/pip install -q -e '.[local,train,dev]'
+	CMAKE_ARGS="$$(./scripts/llama_cmake_args.sh)" $(BIN)/pip install -q -e '.[local,train,server,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-# report.html is checked in headless Chromium (tests/test_report_browser.py): Debian's
-# package, installed when we may (root, as in CI); elsewhere that test says how and skips.
+# report.html and the web app are checked in headless Chromium (tests/test_report_browser.py,
+# tests/server/test_browser.py): Debian's package, installed when we may (root, as in CI);
+# elsewhere those tests say how and skip.
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	  || echo "chromium not installed: the report browser test will skip (apt-get install chromium)"; }
+	  || echo "chromium not installed: the browser tests will skip (apt-get install chromium)"; }
 
 # pgvector 0.8 for the local PostgreSQL of the store tests (docs/stores.md): ~30 s with gcc.
 PGVECTOR := $(VENV)/.pgvector

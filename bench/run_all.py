@@ -14,7 +14,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ALL = ["embed_speed", "ingest_speed", "retrieval_quality", "search_latency", "ask_latency",
-       "route_latency", "adapter_serving", "train_throughput"]
+       "route_latency", "adapter_serving", "train_throughput", "multiturn_retrieval",
+       "serve_load"]
 # Not in the default set (an hour or more of CPU training): raft_quality.
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
    recommendation derived from the measurements (report.md / report.html / report.json),
 8. ``ragtune monitor`` on the demo's own answers: quality, the stale adapter (step 4 changed
    a document it learnt from), knowledge gaps (monitor.html).
+9. how to open the web app on the demo workspace (ragtune serve, an admin key made for it).
 
 Run with ``make demo`` (or ``.venv/bin/python examples/demo.py [--workspace DIR]``).
 """
@@ -229,7 +230,7 @@ def main() -> int:
                   highlight=False)
 
     console.print(Rule("7. Bake-off: base vs RAG vs adapter vs hybrid"))
-    bake_off(ws, base / "compare", index_s)
+    bake_off(ws, ws.root / "compare" / "demo", index_s)  # where the web app's Reports page looks
 
     console.print(Rule("8. Monitor: this run's answers"))
     # The questions asked above are live traffic; the bake-off's are eval runs, not counted.
@@ -237,7 +238,22 @@ def main() -> int:
 
     console.print(f"\n[dim]demo finished in {time.perf_counter() - started:.0f} s; "
                   f"workspace kept at {ws.root}[/]")
+    web_app(ws)
     return 0
+
+
+def web_app(ws: Workspace) -> None:
+    """How to open the web app on the demo workspace, with an admin key made for it."""
+    from ragtune.server.keys import KeyStore
+
+    _, token = KeyStore(ws.root / ws.settings.auth.keys_file).create("demo", admin=True)
+    console.print(Rule("9. The web app on this workspace"))
+    console.print(
+        f"  .venv/bin/ragtune serve --workspace {ws.root}\n"
+        "  open http://127.0.0.1:8080/ and sign in with this admin key (made for you, shown once):\n"
+        f"  {token}\n"
+        "  (more keys: .venv/bin/ragtune keys create USER [--admin] --workspace ...; "
+        "see docs/server.md)", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def filled(home, kb) -> Path:
     (["ask", "hi", "--wrkspace", "W"], "No such option: --wrkspace"),
     (["ask"], "Missing argument 'QUESTION'"),
     (["search", "x", "-k", "abc"], "Invalid value for '-k'"),
-    (["serve"], "No such command 'serve'"),
+    (["serv"], "No such command 'serv'"),
     (["users", "add"], "Missing argument 'NAME'"),
 ])
 def test_usage_errors_are_one_line_exit_2(home, tty, args, says) -> None:

@@ -13,10 +13,10 @@ What is swapped, and why (nothing else is):
   ``route train`` trains the real intent router (the packaged MiniLM).
 - one placeholder: ``path/to/beir-folder`` is the small BEIR set of the tests
   (:data:`PLACEHOLDERS`).
-- one block is left to its own test: the PostgreSQL quick start under "Store backends"
-  starts a database server in the background and needs the ``postgres`` extra;
-  tests/store/test_store_cli.py::test_readme_quick_start_with_a_local_postgres runs those
-  commands (:data:`OWN_TEST`).
+- two blocks are left to their own tests (:data:`OWN_TEST`): the PostgreSQL quick start
+  under "Store backends" starts a database server in the background and needs the
+  ``postgres`` extra (tests/store/test_store_cli.py runs it), and "Serve it to your team"
+  runs ``ragtune serve`` until stopped (tests/server/test_faults.py runs it).
 
 Commands run in a temporary folder holding ``examples`` (a link to the repository's), so
 the default workspace ``./.ragtune`` is fresh and the README's relative paths
@@ -44,7 +44,11 @@ pytestmark = pytest.mark.slow
 PLACEHOLDERS = {"path/to/beir-folder": str(ROOT / "tests" / "data" / "beir_tiny")}
 # README sections whose bash blocks another test runs (see the module doc).
 OWN_TEST = {"## Store backends (`[store]`)":
-            "tests/store/test_store_cli.py::test_readme_quick_start_with_a_local_postgres"}
+            "tests/store/test_store_cli.py::test_readme_quick_start_with_a_local_postgres",
+            "## Serve it to your team":  # `ragtune serve` runs until stopped
+            "tests/server/test_faults.py::test_readme_serve_quick_start"}
+OWN_MARK = {"## Store backends (`[store]`)": "ragtune store local-postgres",
+            "## Serve it to your team": "ragtune serve"}
 
 
 def readme_commands(text: str) -> list[list[str]]:
@@ -83,7 +87,7 @@ def test_the_blocks_left_to_other_tests_exist_and_are_run_there() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for heading, where in OWN_TEST.items():
         section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
-        assert "ragtune store local-postgres" in section  # the block the other test runs
+        assert OWN_MARK[heading] in section  # the block the other test runs
         path, name = where.split("::")
         assert f"def {name}(" in (ROOT / path).read_text(encoding="utf-8")
 

@@ -535,6 +535,75 @@ class MonitorSettings:
         return parse_duration(age) if age else None
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    """``ragtune serve``: the HTTP service (docs/server.md)."""
+
+    host: str = _help("address to listen on (127.0.0.1 = this machine only)", default="127.0.0.1")
+    port: int = _help("TCP port", default=8080)
+    workers: int = _help("server processes (each loads its own models; see docs/server.md)",
+                         default=1)
+    max_upload_mb: float = _help("largest request body, uploads included (413 above it)",
+                                 default=50.0)
+    generation_slots: int = _help(
+        "answers generated at once (0 = 1 for the local llama.cpp model, which answers one "
+        "request at a time, 4 for an http generation server)", default=0)
+    max_waiting: int = _help("questions in progress at once, all users together; more are "
+                             "answered 503 with Retry-After", default=64)
+    max_waiting_per_user: int = _help("questions in progress at once for one user; more are "
+                                      "answered 429 with Retry-After", default=8)
+    uploads: str = _help("folder (relative to the workspace) where uploaded files are kept "
+                         "and ingested from", default="uploads")
+    sync_roots: list[str] = _help("folders an admin may re-sync through the API (empty: any "
+                                  "folder the server can read)", default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"server.port must be 1..65535, got {self.port}")
+        if self.workers < 1:
+            raise ConfigError(f"server.workers must be >= 1, got {self.workers}")
+        if self.max_upload_mb <= 0:
+            raise ConfigError(f"server.max_upload_mb must be > 0, got {self.max_upload_mb}")
+        if self.generation_slots < 0:
+            raise ConfigError(f"server.generation_slots must be >= 0, got {self.generation_slots}")
+        if self.max_waiting < 1 or self.max_waiting_per_user < 1:
+            raise ConfigError("server.max_waiting and server.max_waiting_per_user must be >= 1")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may call ``ragtune serve``: API keys, single sign-on, anonymous (docs/server.md)."""
+
+    anonymous: bool = _help("requests without credentials read public documents (off: 401)",
+                            default=False)
+    keys_file: str = _help("API key hashes, relative to the workspace ('ragtune keys')",
+                           default="keys.json")
+    oidc_issuer: str = _help("OpenID Connect issuer whose ID tokens are accepted as Bearer "
+                             "tokens ('' = off)", default="")
+    oidc_audience: str = _help("the client id the ID tokens must be issued to", default="")
+    oidc_jwks: str = _help("the issuer's signing keys: a JWKS URL, a JWKS or PEM file ('' = "
+                           "the jwks_uri of the issuer's discovery document)", default="")
+    user_claim: str = _help("ID token claim naming the user (falls back to email, then sub)",
+                            default="preferred_username")
+    groups_claim: str = _help("ID token claim listing the user's groups", default="groups")
+    group_map: dict[str, str] = _help(
+        "identity-provider group -> ragtune group; groups not listed keep their name",
+        default_factory=dict)
+    admin_groups: list[str] = _help("identity-provider groups whose members are admins",
+                                    default_factory=list)
+    proxy_user_header: str = _help("header a trusted reverse proxy sets to the signed-in user "
+                                   "('' = off), e.g. X-Forwarded-User", default="")
+    proxy_groups_header: str = _help("header with that user's groups, comma-separated",
+                                     default="X-Forwarded-Groups")
+    trusted_proxies: list[str] = _help("client addresses whose proxy headers are believed",
+                                       default_factory=lambda: ["127.0.0.1", "::1"])
+
+    def __post_init__(self) -> None:
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ConfigError("auth.oidc_audience is required when auth.oidc_issuer is set "
+                              "(the client id your identity provider issues tokens to)")
+
+
 _AREAS = {
     "store": StoreSettings,
     "chunking": ChunkingSettings,
@@ -547,6 +616,8 @@ _AREAS = {
     "routing": RoutingSettings,
     "costs": CostSettings,
     "monitor": MonitorSettings,
+    "server": ServerSettings,
+    "auth": AuthSettings,
 }
 
 
@@ -604,9 +675,10 @@ def _env_setting(name: str) -> tuple[str, str] | None:
     for area in _AREAS:
         if rest.startswith(area + "_") and len(rest) > len(area) + 1:
             key = rest[len(area) + 1:]
-            if area == "access" or key in {"routes", "hosted", "max_age", "alerts"}:
+            if area == "access" or key in {"routes", "hosted", "max_age", "alerts", "group_map"}:
                 raise ConfigError(f"environment variable {name}: tables (users, groups, routes, "
-                                  "prices, age limits, alerts) can only be set in ragtune.toml")
+                                  "prices, age limits, alerts, group_map) can only be set in "
+                                  "ragtune.toml")
             return area, key
     raise ConfigError(
         f"environment variable {name} names no config section (known: "
@@ -629,6 +701,8 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     costs: CostSettings = field(default_factory=CostSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Settings:

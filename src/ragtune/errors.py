@@ -60,11 +60,37 @@ class ModelError(RagtuneError):
     http_status = 502
 
 
+class Unauthorized(RagtuneError):
+    """No credentials, or credentials that are wrong, expired or revoked (never says which)."""
+
+    exit_code = 2
+    http_status = 401
+
+
 class AccessDenied(RagtuneError):
     """The principal may not do this. Never says what the hidden thing contains."""
 
     exit_code = 2
     http_status = 403
+
+
+class Cancelled(RagtuneError):
+    """The caller went away (a client disconnected); the work was stopped, nothing recorded."""
+
+    exit_code = 130
+    http_status = 499  # nginx's "client closed request": nobody reads the body
+
+
+class Busy(RagtuneError):
+    """Too much work is waiting; try again after ``retry_after`` seconds.
+
+    ``http_status`` is 429 when this caller has too much queued, 503 when everyone has.
+    """
+
+    def __init__(self, message: str, retry_after: int, http_status: int = 503) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.http_status = http_status
 
 
 class MissingDependency(RagtuneError):

@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,11 +260,13 @@ class Trace:
     """Everything needed to audit or evaluate an answer without recomputing it.
 
     ``origin`` says who asked: ``ask`` (a person, CLI or server) or ``eval`` (an evaluation
-    run), so monitoring can tell live traffic from test traffic. ``id`` is the answer
-    record's id (feedback refers to it); ``best_similarity`` is the best dense cosine of the
-    retrieval and ``not_found`` says the relevance floor refused the question before any
-    model ran. ``vector`` is the question's embedding from retrieval (kept for monitoring,
-    never serialised with the trace).
+    run), so monitoring can tell live traffic from test traffic. ``id`` names the answer
+    (its trace record, feedback on it); ``caller`` says how the principal was established
+    when an edge knows more than the user name (the server: ``auth`` key | oidc | proxy |
+    anonymous, ``subject``, ``groups``, ``admin``) — the audit log's "as whom".
+    ``best_similarity`` is the best dense cosine of the retrieval and ``not_found`` says the
+    relevance floor refused the question before any model ran. ``vector`` is the question's
+    embedding from retrieval (kept for monitoring, never serialised with the trace).
     """
 
     question: str
@@ -278,7 +281,8 @@ class Trace:
     tokens: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     origin: str = "ask"
-    id: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    caller: dict[str, Any] = field(default_factory=dict)
     best_similarity: float | None = None
     not_found: bool = False
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -305,6 +309,7 @@ class Trace:
             "best_similarity": (None if self.best_similarity is None
                                 else round(self.best_similarity, 6)),
             "not_found": self.not_found,
+            "caller": self.caller,
             "flags": self.flags,
             "reply": self.reply,
             "removed": self.removed,

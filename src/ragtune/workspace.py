@@ -24,7 +24,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ragtune.answer.modes import Answerer, RouteFn
+from ragtune.answer.conversation import Turn
+from ragtune.answer.modes import Answerer, GeneratorWrap, RouteFn
 from ragtune.answer.pipeline import AnswerPipeline, TokenFn
 from ragtune.answer.traces import StoreTraceSink, TraceSink
 from ragtune.config import Settings
@@ -171,19 +172,32 @@ class Workspace:
     @property
     def answerer(self) -> Answerer:
         # Built per call: tests and the CLI swap the embedder or generator in place.
+        return self.answerer_for()
+
+    def answerer_for(self, *, sink: TraceSink | None = None,
+                     wrap: GeneratorWrap | None = None) -> Answerer:
+        """The answerer with another trace sink (default: the store's) and every generator
+        passed through ``wrap`` (the server's generation queue)."""
         return Answerer(self.retriever, self.generator, settings=self.settings.answer,
-                        adapters=self.adapters, router=self.routing, sink=self.traces,
+                        adapters=self.adapters, router=self.routing,
+                        sink=self.traces if sink is None else sink,
                         source_tokens=self.settings.generation.source_tokens,
-                        config_hint=str(self.root / CONFIG_NAME))
+                        config_hint=str(self.root / CONFIG_NAME), wrap=wrap)
 
     @property
     def pipeline(self) -> AnswerPipeline:
         return self.answerer.pipeline()
 
     # ------------------------------------------------------------------ principals
-    def principal(self, user: str | None) -> Principal:
-        """The principal for ``user`` from ``[access.users]``; None is the anonymous reader."""
+    def principal(self, user: str | Principal | None) -> Principal:
+        """The principal for ``user`` from ``[access.users]``; None is the anonymous reader.
+
+        A :class:`Principal` is taken as it is: the server establishes who asks (API key,
+        single sign-on) and passes the principal to every operation below.
+        """
         access = self.settings.access
+        if isinstance(user, Principal):
+            return user
         if user is None:
             return Principal.anonymous()
         if user not in access.users and user not in access.admins:
@@ -230,17 +244,19 @@ class Workspace:
                 return info
         raise NotFound(f"no document '{ref}' in the workspace (see 'ragtune docs')")
 
-    def search(self, query: str, user: str | None = None, *, k: int | None = None,
+    def search(self, query: str, user: str | Principal | None = None, *, k: int | None = None,
                mode: str | None = None, filters: SearchFilter | None = None) -> RetrievalResult:
         return self.retriever.search(query, self.principal(user), k=k, mode=mode, filters=filters)
 
-    def ask(self, question: str, user: str | None = None, *, mode: str | None = None,
-            adapter: str | None = None, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None,
-            origin: str = "ask") -> Answer:
+    def ask(self, question: str, user: str | Principal | None = None, *,
+            mode: str | None = None, adapter: str | None = None,
+            filters: SearchFilter | None = None, k: int | None = None,
+            on_token: TokenFn | None = None, origin: str = "ask",
+            history: Sequence[Turn] = ()) -> Answer:
         """Answer ``question`` as ``user`` (see :class:`ragtune.answer.modes.Answerer`)."""
         return self.answerer.ask(question, self.principal(user), mode=mode, adapter=adapter,
-                                 filters=filters, k=k, on_token=on_token, origin=origin)
+                                 filters=filters, k=k, on_token=on_token, origin=origin,
+                                 history=history)
 
     def freshness(self, adapter: str) -> Freshness:
         """Which documents ``adapter`` was trained on changed or went since."""
@@ -250,7 +266,8 @@ class Workspace:
         """The router's decision for ``question`` (every readable collection without one)."""
         return self.routing(question, principal)
 
-    def documents(self, user: str | None = None, *, all_users: bool = False) -> list[DocumentInfo]:
+    def documents(self, user: str | Principal | None = None, *,
+                  all_users: bool = False) -> list[DocumentInfo]:
         """The documents ``user`` may read; ``all_users`` (every document, whatever its
         groups) is the operator's view and needs an admin."""
         principal = self.principal(user)
@@ -259,7 +276,7 @@ class Workspace:
                                f"one of access.admins in {self.root / CONFIG_NAME}")
         return self.store.list_documents(None if all_users else principal)
 
-    def status(self, user: str | None = None) -> dict[str, Any]:
+    def status(self, user: str | Principal | None = None) -> dict[str, Any]:
         """What ``user`` may know of the workspace. Admins see the operator's view (every
         document, store size, recent ingest failures); others only counts of what they may
         read: restricted documents, collections and file names are not theirs to see."""

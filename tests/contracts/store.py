@@ -336,8 +336,10 @@ class StoreContract:
         assert both.answer["answer"] == f"{REMOVED} Other." and both.answer["sentences"][0]["supported"]
         assert "public holiday notes" in both.answer["trace"]["prompt"]
         assert both.answer["trace"]["removed"] == [REMOVED]  # the count stays: the monitor's
+        assert both.answer["redacted"] == [doc.id]  # the audit log names what was deleted
         other = store.trace("other")
         assert other is not None and "reasoning before" in other.answer["trace"]["notes"][0]
+        assert "redacted" not in other.answer
         assert other.answer["trace"]["reply"].startswith("public holiday notes")
         raw = self.leftover_bytes(store)
         if raw is not None:

@@ -21,10 +21,11 @@ Three safety rules shape it:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from ragtune.answer.conversation import Turn
 from ragtune.answer.pipeline import AnswerPipeline, TokenFn
 from ragtune.generate.prompts import OUT_OF_SCOPE_TEXT
 from ragtune.store.base import SearchFilter
@@ -56,8 +57,9 @@ def _narrow(filters: SearchFilter | None, collections: tuple[str, ...] | None) -
 def answer_hybrid(question: str, principal: Principal, *, route: Route, base: AnswerPipeline,
                   tuned: AnswerPipeline, adapter: str, freshness: StaleCheck | None = None,
                   filters: SearchFilter | None = None, k: int | None = None,
-                  on_token: TokenFn | None = None) -> Answer:
-    """Answer ``question`` the hybrid way; ``trace.route`` records the decision and why."""
+                  on_token: TokenFn | None = None, history: Sequence[Turn] = ()) -> Answer:
+    """Answer ``question`` the hybrid way; ``trace.route`` records the decision and why.
+    ``history``: earlier turns of the conversation (the route was decided with them)."""
     started = time.perf_counter()
     used: str | None = adapter
     if route.kind == "out_of_scope":
@@ -68,14 +70,15 @@ def answer_hybrid(question: str, principal: Principal, *, route: Route, base: An
             on_token(OUT_OF_SCOPE_TEXT)
         answer = Answer(OUT_OF_SCOPE_TEXT, [], True, trace)
     elif route.kind == "direct":
-        answer = tuned.ask_direct(question, principal, on_token=on_token, mode="hybrid")
+        answer = tuned.ask_direct(question, principal, on_token=on_token, mode="hybrid",
+                                  history=history)
         answer.trace.notes.append(f"direct route ({route.reason}): answered by adapter "
                                   f"'{adapter}' without retrieval")
     else:
         stale = freshness.stale_in(route.collections) if freshness is not None else []
         pipeline = base if stale else tuned
         answer = pipeline.ask(question, principal, filters=_narrow(filters, route.collections),
-                              k=k, on_token=on_token, mode="hybrid")
+                              k=k, on_token=on_token, mode="hybrid", history=history)
         if stale:
             used = None
             answer.trace.notes.append(

@@ -24,10 +24,10 @@ Every finished answer, whatever the mode, goes to the trace sink.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from ragtune.answer.conversation import Turn, retrieval_query
 from ragtune.answer.hybrid import answer_hybrid
 from ragtune.answer.pipeline import AnswerPipeline, TokenFn
 from ragtune.answer.traces import TraceSink
@@ -40,6 +40,9 @@ from ragtune.store.base import SearchFilter
 from ragtune.types import Answer, Principal, Route
 
 RouteFn = Callable[[str, Principal], Route]  # the router's decision (ragtune.route.policy.Routing)
+GeneratorWrap = Callable[[Generator], Generator]
+"""Wraps every generator an answer uses (the server's: wait for a generation slot, stop when
+the client goes away, per-request token limits)."""
 
 
 class Adapters(Protocol):
@@ -54,8 +57,9 @@ class Answerer:
     def __init__(self, retriever: Retriever, generator: Generator, *, settings: AnswerSettings,
                  adapters: Adapters | None = None, router: RouteFn | None = None,
                  sink: TraceSink | None = None, source_tokens: int | None = None,
-                 config_hint: str = "ragtune.toml") -> None:
+                 config_hint: str = "ragtune.toml", wrap: GeneratorWrap | None = None) -> None:
         self.retriever = retriever
+        self.wrap = wrap
         self.generator = generator
         self.settings = settings
         self.adapters = adapters
@@ -67,7 +71,10 @@ class Answerer:
     def pipeline(self, generator: Generator | None = None, *, direct_system: str | None = None,
                  conclusion: Callable[[str], str] | None = None) -> AnswerPipeline:
         """The grounded-answer pipeline on ``generator`` (default: the base model)."""
-        return AnswerPipeline(self.retriever, generator or self.generator,
+        generator = generator or self.generator
+        if self.wrap is not None:
+            generator = self.wrap(generator)
+        return AnswerPipeline(self.retriever, generator,
                               direct_system=direct_system, conclusion=conclusion,
                               source_tokens=self.source_tokens,
                               unsupported=self.settings.unsupported,
@@ -79,15 +86,16 @@ class Answerer:
     def ask(self, question: str, principal: Principal, *, mode: str | None = None,
             adapter: str | None = None, filters: SearchFilter | None = None,
             k: int | None = None, on_token: TokenFn | None = None,
-            origin: str = "ask") -> Answer:
+            origin: str = "ask", history: Sequence[Turn] = ()) -> Answer:
         """Answer ``question`` as ``principal``; defaults come from ``[answer]``.
 
         ``origin`` marks the record: ``ask`` for people, ``eval`` for evaluation runs.
+        ``history``: the earlier turns of a conversation (``question`` is the last one).
         """
         mode, adapter = self._check(mode, adapter)
-        answer = self._answer(question, principal, mode, adapter, filters, k, on_token)
+        answer = self._answer(question, principal, mode, adapter, filters, k, on_token,
+                              tuple(history))
         answer.trace.origin = origin
-        answer.trace.id = uuid.uuid4().hex  # the record's id: feedback names it
         if self.sink is not None:
             self.sink.record(answer)
         return answer
@@ -110,10 +118,11 @@ class Answerer:
         return mode, adapter
 
     def _answer(self, question: str, principal: Principal, mode: str, adapter: str | None,
-                filters: SearchFilter | None, k: int | None, on_token: TokenFn | None) -> Answer:
+                filters: SearchFilter | None, k: int | None, on_token: TokenFn | None,
+                history: tuple[Turn, ...]) -> Answer:
         base = self.pipeline()
         if mode == "base":
-            return base.ask_direct(question, principal, on_token=on_token)
+            return base.ask_direct(question, principal, on_token=on_token, history=history)
         tuned, served = base, None
         if adapter:
             assert self.adapters is not None
@@ -121,15 +130,19 @@ class Answerer:
             tuned = self.pipeline(served.generator, direct_system=served.system_prompt,
                                   conclusion=served.conclusion)
         if mode == "rag":
-            answer = tuned.ask(question, principal, filters=filters, k=k, on_token=on_token)
+            answer = tuned.ask(question, principal, filters=filters, k=k, on_token=on_token,
+                               history=history)
         elif mode == "finetuned":
-            answer = tuned.ask_direct(question, principal, on_token=on_token, mode="finetuned")
+            answer = tuned.ask_direct(question, principal, on_token=on_token, mode="finetuned",
+                                      history=history)
         else:
             assert adapter is not None and served is not None
-            route = (self.router(question, principal) if self.router is not None
+            # A follow-up is routed with the questions before it, as it is retrieved.
+            routed = retrieval_query(question, history)
+            route = (self.router(routed, principal) if self.router is not None
                      else Route.unrouted())
             return answer_hybrid(question, principal, route=route, base=base, tuned=tuned,
                                  adapter=adapter, freshness=served.freshness(), filters=filters,
-                                 k=k, on_token=on_token)
+                                 k=k, on_token=on_token, history=history)
         answer.trace.adapter = adapter
         return answer

@@ -17,10 +17,16 @@ prompt, what was flagged or removed, timings and tokens.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ragtune.answer.claims import ClaimGate
+from ragtune.answer.conversation import (
+    Turn,
+    conversation_search,
+    prompt_question,
+    retrieval_query,
+)
 from ragtune.generate.base import Completion, Generator
 from ragtune.generate.citations import check_answer, is_refusal, sentence_spans
 from ragtune.generate.injection import scan_hits
@@ -142,6 +148,8 @@ class AnswerPipeline:
                 if stop is not None and stop():
                     break  # the answer is complete: stop generating
         finally:
+            # Closed at once also when on_token raises (a client went away): the model
+            # stops and a locked generator is free for the next question.
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
@@ -158,18 +166,27 @@ class AnswerPipeline:
         done = self.generator.last_completion
         return done is not None and done.finish_reason == "length"
 
-
     def ask(self, question: str, principal: Principal, *, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None, mode: str = "rag") -> Answer:
-        """Retrieve, generate from fenced sources, show only what the sources support."""
+            k: int | None = None, on_token: TokenFn | None = None, mode: str = "rag",
+            history: Sequence[Turn] = ()) -> Answer:
+        """Retrieve, generate from fenced sources, show only what the sources support.
+
+        ``history`` (earlier turns of a conversation) conditions retrieval, the prompt and
+        what the sources are checked against (:mod:`ragtune.answer.conversation`); the
+        trace keeps ``question`` as asked.
+        """
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=self.generator.name)
-        result = self.retriever.search(question, principal, k=k, filters=filters)
+        query = retrieval_query(question, history)
+        if query != question.strip():
+            trace.notes.append(f"retrieved with and without the earlier questions: {query}")
+        result = conversation_search(self.retriever, question, history, principal, k=k,
+                                     filters=filters)
         trace.timings.update(result.timings)
         trace.timings["retrieve_s"] = time.perf_counter() - started
         trace.best_similarity, trace.vector = result.best_similarity, result.vector
-        hits = within_budget(result.hits, self.source_tokens, question)
+        hits = within_budget(result.hits, self.source_tokens, query)
         trace.retrieved = [h.to_dict() for h in hits]
         cut = sum(h.chunk.text != o.chunk.text for h, o in zip(hits, result.hits, strict=False))
         if len(hits) < len(result.hits) or cut:
@@ -189,9 +206,10 @@ class AnswerPipeline:
         flags = scan_hits([h.chunk.text for h in hits]) if self.injections != "off" \
             else [[] for _ in hits]
         self._record_flags(trace, flags)
-        messages = build_rag_messages(question, hits, flags=flags, injections=self.injections)
+        messages = build_rag_messages(prompt_question(question, history), hits, flags=flags,
+                                      injections=self.injections)
         trace.prompt = _render_prompt(messages)
-        gate = ClaimGate(question, hits, emit=on_token, flags=flags,
+        gate = ClaimGate(query, hits, emit=on_token, flags=flags,
                          threshold=self.support_threshold, unsupported=self.unsupported,
                          fallback=self.fallback, max_sentences=self.max_sentences)
         if self.conclusion is None:
@@ -231,12 +249,15 @@ class AnswerPipeline:
                                "prompt, never counted as support")
 
     def ask_direct(self, question: str, principal: Principal, *,
-                   on_token: TokenFn | None = None, mode: str = "base") -> Answer:
-        """The model alone, no retrieval (the 'base' and 'finetuned' systems)."""
+                   on_token: TokenFn | None = None, mode: str = "base",
+                   history: Sequence[Turn] = ()) -> Answer:
+        """The model alone, no retrieval (the 'base' and 'finetuned' systems); ``history``
+        goes to the model as the earlier chat turns."""
         started = time.perf_counter()
         trace = Trace(question=question, principal=principal.user, mode=mode,
                       model=self.generator.name)
         messages = build_plain_messages(question, system=self.direct_system)
+        messages[-1:-1] = [t.to_message() for t in history]
         trace.prompt = _render_prompt(messages)
         text = self._generate(messages, on_token, trace)
         trace.timings["total_s"] = time.perf_counter() - started

@@ -11,9 +11,11 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from ragtune.answer.conversation import Turn
 from ragtune.answer.pipeline import TokenFn
 from ragtune.config import Settings
 from ragtune.embed.base import Embedder
@@ -38,12 +40,13 @@ class AnswerService(Protocol):
     @property
     def registry(self) -> AdapterRegistry: ...
 
-    def principal(self, user: str | None) -> Principal: ...
+    def principal(self, user: str | Principal | None) -> Principal: ...
 
-    def search(self, query: str, user: str | None = None, *, k: int | None = None,
+    def search(self, query: str, user: str | Principal | None = None, *, k: int | None = None,
                mode: str | None = None, filters: SearchFilter | None = None) -> RetrievalResult: ...
 
-    def ask(self, question: str, user: str | None = None, *, mode: str | None = None,
-            adapter: str | None = None, filters: SearchFilter | None = None,
-            k: int | None = None, on_token: TokenFn | None = None,
-            origin: str = "ask") -> Answer: ...
+    def ask(self, question: str, user: str | Principal | None = None, *,
+            mode: str | None = None, adapter: str | None = None,
+            filters: SearchFilter | None = None, k: int | None = None,
+            on_token: TokenFn | None = None, origin: str = "ask",
+            history: Sequence[Turn] = ()) -> Answer: ...

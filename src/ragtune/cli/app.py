@@ -20,7 +20,19 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from ragtune.cli import documents, evaluate, finetune, monitor, query, raft, route, store, users
+from ragtune.cli import (
+    access,
+    documents,
+    evaluate,
+    finetune,
+    monitor,
+    query,
+    raft,
+    route,
+    serve,
+    store,
+    users,
+)
 from ragtune.cli.common import err
 from ragtune.errors import RagtuneError
 
@@ -47,6 +59,9 @@ app.add_typer(store.store_app, name="store")
 app.add_typer(monitor.monitor_app, name="monitor")
 app.command("compare")(evaluate.compare_command)
 app.command("advise")(evaluate.advise_command)
+app.command("serve")(serve.serve)
+app.add_typer(access.keys_app, name="keys")
+app.command("audit")(access.audit)
 
 # How an option's value is shown in --help, by Python type (typer shows '<str>', '<bool>',
 # '<list[Path]>'; a flag takes no value and shows none).

@@ -132,7 +132,8 @@ def may_read_trace(principal: Principal | None, asker: str) -> bool:
 REMOVED = "[removed: the source document was deleted]"
 
 
-def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
+def redact_source(answer: dict[str, Any], source: str, doc_id: str | None = None,
+                  ) -> dict[str, Any]:
     """``answer`` (an Answer dict) without the text it holds of document ``source``.
 
     Retrieved chunk texts and citation quotes of that document are emptied (ids, document
@@ -140,8 +141,9 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
     change); the chunk texts are cut out of the prompt; answer sentences that cite the
     document are cut out of the answer (small models copy their sources word for word); a
     RAFT adapter's reasoning, the model's whole reply and the sentences the support check
-    removed, which may quote their sources, are dropped. Every store calls this
-    on the records that quote a document it deletes.
+    removed, which may quote their sources, are dropped. ``answer["redacted"]`` lists the
+    ids of the deleted documents it used (``doc_id``; the audit log shows them). Every store
+    calls this on the records that quote a document it deletes.
 
     >>> a = {"citations": [{"document": "a.md", "quote": "secret"}], "trace": {
     ...     "prompt": "[1] A\\nsecret text", "notes": [],
@@ -149,11 +151,15 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
     >>> r = redact_source(a, "a.md")
     >>> r["citations"][0]["quote"], r["trace"]["retrieved"][0]["chunk_id"], r["trace"]["prompt"]
     ('', 'c1', '[1] A\\n[removed: the source document was deleted]')
+    >>> redact_source(a, "a.md", "doc_1")["redacted"]
+    ['doc_1']
     """
     trace = answer.get("trace") or {}
     texts = []
+    used = False
     for hit in trace.get("retrieved") or []:
         if hit.get("document") == source:
+            used = True
             if hit.get("text"):
                 texts.append(str(hit["text"]).strip())
             hit["text"], hit["removed"] = "", True
@@ -164,6 +170,9 @@ def redact_source(answer: dict[str, Any], source: str) -> dict[str, Any]:
         if c.get("document") == source:
             c["quote"], c["removed"] = "", True
             cited.add(c.get("n"))
+            used = True
+    if used and doc_id:
+        answer["redacted"] = sorted({*answer.get("redacted", []), doc_id})
     for sentence in answer.get("sentences") or []:
         text = sentence.get("text") or ""
         if text and cited.intersection(sentence.get("cited") or ()):

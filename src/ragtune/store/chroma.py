@@ -364,12 +364,13 @@ class ChromaStore:
             self._chunks.update(ids=ids, metadatas=[meta] * len(ids))
 
     def delete_document(self, ref: str) -> bool:
-        """Remove the document's chunks (text, vector, terms), versions and record."""
+        """Remove the document's chunks (text, vector, terms), versions and record, and its
+        text from the trace log (ids kept: :func:`ragtune.store.base.redact_source`)."""
         with self._lock:
             info = self.get_document(ref)
             if info is None:
                 return False
-            self._redact_traces(info.source)
+            self._redact_traces(info.id, info.source)
             self._chunks.delete(where={"doc_id": info.id})
             self._cols["versions"].delete(where={"doc_id": info.id})
             self._cols["documents"].delete(ids=[info.id])
@@ -632,7 +633,7 @@ class ChromaStore:
             self._deleted += 1
         return len(old["ids"])
 
-    def _redact_traces(self, source: str) -> None:
+    def _redact_traces(self, doc_id: str, source: str) -> None:
         """Strip ``source``'s text from the answer records that quote it (ids stay)."""
         got = self._get_all(self._cols["traces"], {"sources": {"$contains": source}})
         if not got["ids"]:
@@ -640,7 +641,7 @@ class ChromaStore:
         metas = []
         for m in got["metadatas"]:
             m = dict(m)
-            m["record"] = redacted([("", m["record"])], source)[0][0]
+            m["record"] = redacted([("", m["record"])], source, doc_id)[0][0]
             rest = [s for s in m.get("sources") or [] if s != source]
             m["sources"] = rest if rest else None  # None drops the key
             metas.append(m)

@@ -445,7 +445,8 @@ class PostgresStore:
                             [(e.ts, e.source, e.status, e.message) for e in sorted(entries, key=lambda e: e.ts)])
 
     def delete_document(self, ref: str) -> bool:
-        """Remove text, vectors, postings, ACL and versions of one document, atomically.
+        """Remove text, vectors, postings, ACL and versions of one document, atomically,
+        and its text from the trace log (ids kept: :func:`ragtune.store.base.redact_source`).
 
         The rows are gone for every reader at commit; PostgreSQL reclaims their space at the
         next (auto)vacuum (see docs/stores.md for physical erasure)."""
@@ -457,7 +458,7 @@ class PostgresStore:
             quoting = cur.execute("SELECT t.id, t.record::text FROM trace_sources s JOIN traces t "
                                   "ON t.id = s.trace_id WHERE s.source = %s", (row[1],)).fetchall()
             cur.executemany("UPDATE traces SET record = %s::jsonb WHERE id = %s",
-                            redacted(quoting, row[1]))
+                            redacted(quoting, row[1], row[0]))
             cur.execute("DELETE FROM trace_sources WHERE source = %s", (row[1],))
             self._remove_chunks(cur, row[0])
             cur.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # groups, versions cascade

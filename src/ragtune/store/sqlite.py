@@ -351,9 +351,10 @@ class SQLiteStore:
                        [(doc_id, g) for g in groups])
 
     def delete_document(self, ref: str) -> bool:
-        """Remove text, vectors, index entries, ACL and versions of one document, atomically."""
+        """Remove text, vectors, index entries, ACL and versions of one document, atomically,
+        and its text from the trace log (ids kept: :func:`ragtune.store.base.redact_source`)."""
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM documents WHERE id = ? OR source = ?",
+            row = db.execute("SELECT id, source FROM documents WHERE id = ? OR source = ?",
                              (ref, ref)).fetchone()
             if not row:
                 return False
@@ -378,7 +379,7 @@ class SQLiteStore:
         source = db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
         rows = db.execute("SELECT t.id, t.record FROM trace_sources s JOIN traces t "
                           "ON t.id = s.trace_id WHERE s.source = ?", (source,)).fetchall()
-        db.executemany("UPDATE traces SET record = ? WHERE id = ?", redacted(rows, source))
+        db.executemany("UPDATE traces SET record = ? WHERE id = ?", redacted(rows, source, doc_id))
         db.execute("DELETE FROM trace_sources WHERE source = ?", (source,))
 
     # ----------------------------------------------------------------- erasure

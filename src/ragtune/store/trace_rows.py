@@ -89,10 +89,12 @@ def records_from_rows(rows: Sequence[Sequence[Any]]) -> list[TraceRecord]:
     return out
 
 
-def redacted(rows: Sequence[Sequence[Any]], source: str) -> list[tuple[str, Any]]:
+def redacted(rows: Sequence[Sequence[Any]], source: str, doc_id: str | None = None,
+             ) -> list[tuple[str, Any]]:
     """``(answer JSON, id)`` of ``(id, answer JSON)`` rows with document ``source``'s text
     stripped (:func:`ragtune.store.base.redact_source`), ready for an UPDATE."""
-    return [(json.dumps(redact_source(json.loads(answer), source), ensure_ascii=False), tid)
+    return [(json.dumps(redact_source(json.loads(answer) if isinstance(answer, str) else answer,
+                                      source, doc_id), ensure_ascii=False), tid)
             for tid, answer in rows]
 
 

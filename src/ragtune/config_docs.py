@@ -83,12 +83,15 @@ def toml_value(value: Any) -> str:
 
     >>> toml_value("fused"), toml_value(0.3), toml_value(True), toml_value([]), toml_value({})
     ('"fused"', '0.3', 'true', '[]', '{}')
-    >>> toml_value({"groundedness_min": 0.7, "a b": 1})
-    '{ groundedness_min = 0.7, "a b" = 1 }'
+    >>> toml_value({"groundedness_min": 0.7, "a b": 1}), toml_value(["127.0.0.1", "::1"])
+    ('{ groundedness_min = 0.7, "a b" = 1 }', '["127.0.0.1", "::1"]')
     """
-    if isinstance(value, dict):  # inline, so that a table default fits one table cell
+    # inline tables and arrays, so that every default fits one table cell
+    if isinstance(value, dict):
         pairs = ", ".join(tomli_w.dumps({k: v}).strip() for k, v in value.items())
         return f"{{ {pairs} }}" if pairs else "{}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return tomli_w.dumps({"x": value}).split("=", 1)[1].strip()
 
 

@@ -30,7 +30,7 @@ def _when(ts: float | None) -> str:
 
 
 @keys_app.command("create")
-def create(user: Annotated[str, typer.Argument(help="The user the key acts as (groups from [access.users]).")],
+def create(user: Annotated[str, typer.Argument(help="The user the key acts as (groups from \\[access.users]).")],
            admin: Annotated[bool, typer.Option("--admin", help="May manage documents, keys and read the audit log.")] = False,
            expires: Annotated[str, typer.Option(help="Lifetime: 90d, 12h, 2w... or never.")] = "90d",
            workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
@@ -48,7 +48,7 @@ def create(user: Annotated[str, typer.Argument(help="The user the key acts as (g
                   "<key>' or paste it into the web app's sign-in. It is not shown again.",
                   highlight=False)
     if groups is None and not admin and user not in ws.settings.access.admins:
-        console.print(f"[yellow]note: {user} is in no group ([access.users] in ragtune.toml): "
+        console.print(f"[yellow]note: {user} is in no group (\\[access.users] in ragtune.toml): "
                       "they read public documents only[/]", highlight=False)
 
 

@@ -19,6 +19,20 @@ from typing import Any
 from ragtune.errors import InputError
 
 
+def read_json_object(path: Path, expected: str = "expected a JSON object") -> dict[str, Any]:
+    """The JSON object in ``path``; a missing file, invalid JSON (with its line) or another
+    JSON value is an :class:`InputError` naming the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), "file not found") from None
+    except json.JSONDecodeError as e:
+        raise InputError(str(path), f"not valid JSON ({e.msg})", line=e.lineno) from None
+    if not isinstance(data, dict):
+        raise InputError(str(path), expected)
+    return data
+
+
 def jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of the non-blank lines; a missing folder/file or non-UTF-8 text
     is an :class:`InputError` naming the file."""

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ragtune.cli.common import JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
 from ragtune.errors import InputError
+from ragtune.jsonl import read_json_object
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no command here may reach the hub
 
@@ -258,14 +259,7 @@ def finetune_eval(
 
     schema = None
     if json_schema is not None:
-        try:
-            schema = json.loads(json_schema.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(str(json_schema), "file not found") from None
-        except json.JSONDecodeError as e:
-            raise InputError(str(json_schema), f"not valid JSON ({e.msg})", line=e.lineno) from None
-        if not isinstance(schema, dict):
-            raise InputError(str(json_schema), "a JSON schema must be an object")
+        schema = read_json_object(json_schema, "a JSON schema must be an object")
     gen, _ = _generator(workspace, adapter, max_tokens)
     result = evaluate_adapter(gen, adapter, data, format_regex=format_regex, json_schema=schema,
                               limit=limit)

@@ -29,7 +29,6 @@ Not supported (a clear :class:`~ragtune.errors.InputError`): DoRA, LoRA biases,
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import InputError, MissingDependency
+from ragtune.jsonl import read_json_object
 
 #: HF ``architectures[0]`` -> (llama.cpp architecture name, q/k rows permuted for rope).
 ARCHITECTURES: dict[str, tuple[str, bool]] = {
@@ -91,18 +91,6 @@ def permute_rows(weight: Any, n_head: int) -> Any:
             .swapaxes(1, 2).reshape(weight.shape))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(str(path), "file not found") from None
-    except json.JSONDecodeError as e:
-        raise InputError(str(path), f"not valid JSON ({e.msg})", line=e.lineno) from None
-    if not isinstance(data, dict):
-        raise InputError(str(path), "expected a JSON object")
-    return data
-
-
 def base_config_for(adapter_dir: Path) -> dict[str, Any]:
     """The base model's ``config.json`` for an adapter folder, without loading weights.
 
@@ -112,11 +100,11 @@ def base_config_for(adapter_dir: Path) -> dict[str, Any]:
     candidates = []
     run = adapter_dir / "run.json"
     if run.is_file():
-        candidates.append(_read_json(run).get("base_model_path"))
-    candidates.append(_read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path"))
+        candidates.append(read_json_object(run).get("base_model_path"))
+    candidates.append(read_json_object(adapter_dir / "adapter_config.json").get("base_model_name_or_path"))
     for c in candidates:
         if c and (Path(c) / "config.json").is_file():
-            return _read_json(Path(c) / "config.json")
+            return read_json_object(Path(c) / "config.json")
     raise InputError(str(adapter_dir), "cannot find the base model's config.json (run.json "
                      "base_model_path / adapter_config.json base_model_name_or_path): pass base_config")
 
@@ -228,7 +216,7 @@ def export_gguf_lora(adapter_dir: Path, out: Path, *, base_config: Mapping[str, 
         raise InputError(dtype, f"GGUF LoRA dtype must be one of {', '.join(DTYPES)}")
     adapter_dir, out = Path(adapter_dir), Path(out)
     config_path = adapter_dir / "adapter_config.json"
-    lora_config = _read_json(config_path)
+    lora_config = read_json_object(config_path)
     _check_config(lora_config, str(config_path))
     base = dict(base_config) if base_config is not None else base_config_for(adapter_dir)
     arch, tensors = gguf_lora_tensors(_load_weights(adapter_dir), lora_config, base)

@@ -91,10 +91,19 @@ def local_postgres(data: Annotated[Path, typer.Option("--data", help="Data folde
                    port: Annotated[int, typer.Option("--port", help="TCP port on 127.0.0.1.")] = 55432) -> None:
     """Run a throwaway PostgreSQL with pgvector on 127.0.0.1 until Ctrl-C (for trying the
     postgres backend; needs pip install 'ragtune[postgres,pgserver]'). Not for production."""
+    import signal
     import time
 
     from ragtune.store.pg_local import LocalPostgres
 
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM both stop the database cleanly, also when this process was started
+    # with SIGINT ignored (a background job of a non-interactive shell: Python then keeps
+    # the inherited SIG_IGN instead of raising KeyboardInterrupt)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     server = LocalPostgres(data, port=port)
     console.print(f"url = \"{server.start()}\"", highlight=False)
     try:

@@ -51,7 +51,8 @@ async def monitor_json(request: Request, who: Admin, since: str | None = None) -
     return await asyncio.to_thread(_report, request, who, since)
 
 
-@router.get("/api/monitor/html", response_class=HTMLResponse,
+# response_class=Response (no media type of its own): the errors stay documented as JSON
+@router.get("/api/monitor/html", response_class=Response,
             responses={200: {"content": {"text/html": {}}}, **error_responses(400, 401, 403)})
 async def monitor_html(request: Request, who: Admin, since: str | None = None) -> HTMLResponse:
     """The same report as a self-contained page (what ``ragtune monitor --html`` writes)."""

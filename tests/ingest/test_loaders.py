@@ -499,3 +499,19 @@ def test_random_bytes_never_escape_as_tracebacks(tmp_path, ext):
             load_file(path)
         except InputError:
             pass
+
+
+def test_a_docx_whose_zip_needs_an_unknown_version_is_an_input_error(tmp_path):
+    """Found by the fuzz target: a zip directory claiming 'version needed to extract' 9.8
+    made zipfile raise NotImplementedError, which escaped the loader."""
+    from tests.ingest.hostile import docx_bytes
+
+    data = bytearray(docx_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:  # every central directory entry: version needed (2 bytes after "made by")
+        data[at + 6:at + 8] = (98).to_bytes(2, "little")
+        at = data.find(b"PK\x01\x02", at + 4)
+    path = tmp_path / "future.docx"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="not a valid DOCX file: zip file version 9.8"):
+        load_file(path)

@@ -31,7 +31,7 @@ from qa_bench_lib import (
     cache_dir,
     parse_sets,
     recorded,
-    regate,
+    regated,
     run_systems,
     table,
     workspace,
@@ -135,12 +135,7 @@ def main() -> None:
     runs = (recorded(data, args.tag, args.systems.split(",")) if args.partial
             else run_systems(ws, evalset, args.systems.split(","), data, args.tag))
     if args.regate:
-        threshold, unsupported, fallback = args.regate.split(",")
-        g = ws.settings.generation
-        runs = {f"{name} (regated {args.regate})": regate(
-            ws, evalset, recs, threshold=float(threshold), unsupported=unsupported,
-            fallback=fallback, source_tokens=g.source_tokens, max_tokens=g.max_tokens)
-            for name, recs in runs.items()}
+        runs = regated(ws, evalset, runs, args.regate)
     rows = [{"system": name, **grade(recs)} for name, recs in runs.items()]
     print(f"\nTyper docs ({COMMIT[:8]}), variant '{args.tag}' {args.set or ''}\n")
     print(table(rows, ["system", "dev", "correct", "correct_or_partly", "dev_refused",

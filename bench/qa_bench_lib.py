@@ -168,3 +168,15 @@ def regate(ws: Workspace, evalset_path: Path, records: list[dict[str, Any]], *,
         new["notes"] = list(shown.notes) + [removed] * bool(shown.removed)
         out.append(new)
     return out
+
+
+def regated(ws: Workspace, evalset_path: Path, runs: dict[str, list[dict[str, Any]]],
+            spec: str) -> dict[str, list[dict[str, Any]]]:
+    """Every run of ``runs`` re-checked under the gate settings ``spec``
+    (``THRESHOLD,remove|flag,quote|refuse``, the benches' ``--regate``), see :func:`regate`."""
+    threshold, unsupported, fallback = spec.split(",")
+    g = ws.settings.generation
+    return {f"{name} (regated {spec})": regate(
+        ws, evalset_path, recs, threshold=float(threshold), unsupported=unsupported,
+        fallback=fallback, source_tokens=g.source_tokens, max_tokens=g.max_tokens)
+        for name, recs in runs.items()}

@@ -48,7 +48,7 @@ from ragtune.finetune.dataset import (
     split_examples,
 )
 from ragtune.finetune.hardware import Placement, avoid_cudnn_attention, check_qlora, detect
-from ragtune.finetune.int8_base import int8_matmul_available, quantize_frozen_linears, restore
+from ragtune.finetune.int8_base import int8_matmul_faster, quantize_frozen_linears, restore
 from ragtune.finetune.packed_attention import use_packed_attention
 from ragtune.types import ChatExample, file_sha256
 
@@ -626,12 +626,15 @@ def train_adapter(
     if config.int8_base and config.int8_share > 0 and placement.cuda:
         notes.append("int8_base is CPU-only (torch._int_mm on the CPU); on CUDA the frozen base "
                      f"runs in {placement.dtype_name(qlora=config.qlora)}")
-    elif (config.int8_base and config.int8_share > 0 and not config.qlora
-            and int8_matmul_available()):
-        int8_layers = quantize_frozen_linears(model)  # after get_peft_model: base weights frozen
-        if int8_layers:
-            batching += (f", int8 forward in {int8_layers} frozen base layers for "
-                         f"{config.int8_share:.0%} of the steps")
+    elif config.int8_base and config.int8_share > 0 and not config.qlora:
+        if int8_matmul_faster():
+            int8_layers = quantize_frozen_linears(model)  # after get_peft_model: base frozen
+            if int8_layers:
+                batching += (f", int8 forward in {int8_layers} frozen base layers for "
+                             f"{config.int8_share:.0%} of the steps")
+        else:
+            notes.append("int8_base not used: torch._int_mm is not faster than fp32 on this "
+                         "CPU (no VNNI), so the frozen base runs in fp32")
 
     has_val = bool(val_rows)
     early = has_val and config.early_stopping_patience > 0

@@ -46,13 +46,6 @@ SinceOpt = Annotated[str | None, typer.Option(
 UntilOpt = Annotated[str | None, typer.Option(help="End of the window (ISO date; default now).")]
 
 
-def _window(ws: Workspace, since: str | None, until: str | None) -> tuple[float, float]:
-    from ragtune.monitor.records import parse_since
-
-    end = time.time() if until is None else parse_since(until)
-    return parse_since(since or ws.settings.monitor.period, now=end), end
-
-
 def _viewer(ws: Workspace, as_user: str | None) -> Principal:
     """The principal the records are read as; says so when that is not the operator's view."""
     principal = ws.principal(as_user)
@@ -67,8 +60,9 @@ def _viewer(ws: Workspace, as_user: str | None) -> Principal:
 def _report(ws: Workspace, since: str | None, until: str | None, as_user: str | None,
             **kw: Any) -> tuple[dict[str, Any], Any, Any]:
     from ragtune.monitor.health import monitor_report
+    from ragtune.monitor.records import window_bounds
 
-    start, end = _window(ws, since, until)
+    start, end = window_bounds(since, until, ws.settings.monitor.period)
     return monitor_report(ws, since=start, until=end, principal=_viewer(ws, as_user), **kw)
 
 

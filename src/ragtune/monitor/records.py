@@ -76,6 +76,18 @@ def parse_since(text: str, now: float | None = None) -> float:
                                     f"2026-01-31, got {text!r}") from None
 
 
+def window_bounds(since: str | None, until: str | None, period: str) -> tuple[float, float]:
+    """(start, end) Unix times of a report window: ``until`` (an ISO date; None: now) and
+    ``since`` before it (a duration back from ``until`` or an ISO date; None: ``period``,
+    the workspace's ``monitor.period``). The CLI and the server read windows alike.
+
+    >>> window_bounds("1d", "1970-01-02T00:00:00+00:00", "7d")
+    (0.0, 86400.0)
+    """
+    end = time.time() if until is None else parse_since(until)
+    return parse_since(since or period, now=end), end
+
+
 STAGES = ("embed_s", "dense_s", "lexical_s", "retrieve_s", "first_token_s", "generate_s",
           "total_s")  # the answer's timings, in pipeline order
 _NAN = float("nan")

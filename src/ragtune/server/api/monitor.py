@@ -8,7 +8,6 @@ bearer token (``authorization: {credentials: <key>}`` in its scrape config).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,12 +33,11 @@ def metrics(request: Request, who: Admin) -> Response:
 
 def _report(request: Request, who: Admin, since: str | None) -> dict[str, Any]:
     from ragtune.monitor.health import monitor_report
-    from ragtune.monitor.records import parse_since
+    from ragtune.monitor.records import window_bounds
 
     ws = request.app.state.ragtune.ws
-    now = time.time()
-    start = parse_since(since or ws.settings.monitor.period, now=now)
-    report, _, _ = monitor_report(ws, since=start, until=now, principal=who.principal)
+    start, end = window_bounds(since, None, ws.settings.monitor.period)
+    report, _, _ = monitor_report(ws, since=start, until=end, principal=who.principal)
     return report
 
 

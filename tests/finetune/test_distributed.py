@@ -26,13 +26,16 @@ cfg = TrainConfig(base_model=sys.argv[1], max_steps=4, batch_size=4, max_length=
 try:
     run = train_adapter(cfg, sys.argv[2], Path(sys.argv[3])).run
 except Exception as e:
-    print("ERROR", os.environ["RANK"], type(e).__name__, e, flush=True)
+    Path(sys.argv[4], "error-" + os.environ["RANK"]).write_text(f"{type(e).__name__} {e}")
     sys.exit(3)
-print("RESULT", os.environ["RANK"], json.dumps(run, sort_keys=True), flush=True)
+# a file per rank: the ranks share one stdout, where two prints can interleave on one line
+Path(sys.argv[4], "result-" + os.environ["RANK"]).write_text(json.dumps(run, sort_keys=True))
 """
 
 
 def _launch(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run *script* on two ranks; each rank leaves ``result-<rank>`` or ``error-<rank>`` in
+    the folder given as the last argument."""
     src = str(Path(__file__).resolve().parents[2] / "src")
     # CPU processes with gloo, also on a GPU machine (one GPU cannot host two ranks)
     env = os.environ | {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -49,9 +52,11 @@ def test_two_processes_train_one_adapter_and_only_rank0_writes(
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT)
     out = tmp_path / "adapters" / "ddp"
-    proc = _launch(script, str(tiny_model_dir), str(style_data), str(out))
-    results = {line.split(" ", 2)[1]: json.loads(line.split(" ", 2)[2])
-               for line in proc.stdout.splitlines() if line.startswith("RESULT ")}
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    proc = _launch(script, str(tiny_model_dir), str(style_data), str(out), str(first))
+    results = {p.name.split("-")[1]: json.loads(p.read_text()) for p in first.glob("result-*")}
     assert proc.returncode == 0 and set(results) == {"0", "1"}, proc.stdout + proc.stderr[-3000:]
     assert results["0"] == results["1"]  # rank 1 returns rank 0's record
     run = json.loads((out / "run.json").read_text())
@@ -69,7 +74,7 @@ def test_two_processes_train_one_adapter_and_only_rank0_writes(
     assert {"adapter_model.safetensors", "adapter_config.json", "loss.png"} <= {
         p.name for p in out.iterdir()}
 
-    again = _launch(script, str(tiny_model_dir), str(style_data), str(out))
-    errors = [line for line in again.stdout.splitlines() if line.startswith("ERROR ")]
+    again = _launch(script, str(tiny_model_dir), str(style_data), str(out), str(second))
+    errors = [p.read_text() for p in second.glob("error-*")]
     assert again.returncode != 0 and len(errors) == 2, again.stdout + again.stderr[-3000:]
-    assert all("already exists" in line for line in errors)
+    assert all("already exists" in error for error in errors), errors

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from ragtune.errors import ModelError
 from ragtune.types import Route
-from tests.conftest import FAKE, free_port, serve_in_thread
+from tests.conftest import FAKE, free_port, serve_in_thread, server_process
 from tests.finetune.conftest import MARKER
 
 QUESTION = "How do I request my refund? (case 1)"
@@ -217,8 +214,6 @@ def lora_server(trained_adapter, tiny_model_dir: Path,
 
     if problem := runnable_here():
         pytest.skip(problem)
-    import httpx
-
     from ragtune.finetune.adapters import AdapterRegistry
     from tests.finetune.tiny_gguf import tiny_llama_gguf
 
@@ -232,30 +227,9 @@ def lora_server(trained_adapter, tiny_model_dir: Path,
     config.write_text(json.dumps({"host": "127.0.0.1", "port": (port := free_port()), "models": [
         common | {"model_alias": "tiny"},
         common | {"model_alias": "style", "lora_path": str(lora)}]}))
-    # A file, not a pipe: a full pipe buffer would block the server.
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"llama_cpp.server exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start within 60 s")
-            time.sleep(0.2)
-        yield url, registry.root
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with server_process([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
+                        f"http://127.0.0.1:{port}/v1/models", timeout_s=60):
+        yield f"http://127.0.0.1:{port}/v1", registry.root
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ end with the marker it was trained on, the base model's do not.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,3 +277,21 @@ def test_real_llama_cpp_server_unknown_adapter_is_a_clear_error(server_ws) -> No
 
     mapped = Workspace.open(ws.root, overrides={"generation": {"adapter_models": {"ghost": "style"}}})
     assert MARKER in mapped.ask(QUESTION, mode="finetuned", adapter="ghost").text
+
+
+@pytest.mark.integration
+def test_real_llama_cpp_server_through_the_cli(server_ws) -> None:
+    """What a user runs: ``ragtune ask --mode finetuned --adapter NAME`` on an http workspace."""
+    def ask(adapter: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ragtune.cli", "ask", QUESTION, "--mode",
+                               "finetuned", "--adapter", adapter, "-w", str(server_ws.root), "--json"],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env=os.environ | {"COLUMNS": "300"})
+
+    ok = ask("style")
+    assert ok.returncode == 0, ok.stderr
+    answer = json.loads(ok.stdout)
+    assert MARKER in answer["answer"] and answer["trace"]["model"] == "style"
+    missing = ask("ghost")
+    assert missing.returncode == ModelError.exit_code and not missing.stdout
+    assert f"adapter 'ghost' is not served by {server_ws.settings.generation.base_url}" in missing.stderr

@@ -205,6 +205,31 @@ def test_export_peft_is_a_plain_folder_peft_loads(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the real llama.cpp server
 
 
+@pytest.mark.integration
+def test_the_tiny_gguf_is_the_tiny_model(tiny_model_dir: Path, tiny_tokenizer, tmp_path: Path) -> None:
+    """The server's base (tiny_gguf.py): llama.cpp tokenizes a chat prompt as the HF
+    tokenizer does and computes the HF model's logits (f32: differences ~1.5e-3; without the q/k row order 5e-2)."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    import numpy as np
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM
+
+    from tests.finetune.tiny_gguf import tiny_llama_gguf
+
+    path = tiny_llama_gguf(tiny_model_dir, tmp_path / "tiny.gguf")
+    prompt = tiny_tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}],
+                                                add_generation_prompt=True, tokenize=False)
+    ids = tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    llm = Llama(model_path=str(path), n_ctx=128, n_threads=1, logits_all=True, verbose=False)
+    assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == ids
+    llm.eval(ids)
+    with torch.no_grad():
+        want = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(torch.tensor([ids])).logits[0]
+    np.testing.assert_allclose(np.array(llm.scores[: len(ids)]), want.numpy(), atol=5e-3)
+
+
 @pytest.fixture(scope="module")
 def lora_server(trained_adapter, tiny_model_dir: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:

@@ -90,9 +90,14 @@ def measure(store: Store, n_chunks: int, n_queries: int, vectors: str,
             ef_sweep: list[int]) -> dict[str, object]:
     t = time.perf_counter()
     matrix, allowed, ids = [], [], []
-    with store.write_lock():  # one write batch, as `ragtune ingest` (ingest/sync.py) writes
+    # The store's side of `ragtune ingest` (ingest/sync.py), without parsing and embedding:
+    # one write batch; per document the lookups before it, the write and the log entry.
+    with store.write_lock():
         for doc, chunks, vecs, groups in corpus(n_chunks, vectors=vectors):
-            store.upsert_document(doc, chunks, vecs, groups=groups)
+            store.get_document(doc.source)
+            store.existing_embeddings([c.id for c in chunks])
+            result = store.upsert_document(doc, chunks, vecs, groups=groups)
+            store.log_ingest(doc.source, result.status, f"version {result.version}")
             matrix.append(vecs)
             allowed += [groups == ("public-ish",)] * len(chunks)
             ids += [c.id for c in chunks]
@@ -150,6 +155,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--backends", default="sqlite,postgres,chroma")
     ap.add_argument("--shared-buffers", default="4GB")
+    ap.add_argument("--maintenance-work-mem", default="1GB",
+                    help="PostgreSQL: memory of the HNSW build (1M 384-d vectors need ~3GB)")
     ap.add_argument("--vectors", choices=("random", "clustered"), default="random")
     ap.add_argument("--ef-sweep", default="", help="PostgreSQL: ef_search values, e.g. 40,100,400")
     args = ap.parse_args()
@@ -163,7 +170,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp_s:
         tmp = Path(tmp_s)
         pg = LocalPostgres(tmp / "pg", settings={"shared_buffers": args.shared_buffers,
-                                                 "maintenance_work_mem": "1GB"})
+                                                 "maintenance_work_mem": args.maintenance_work_mem})
         if "postgres" in args.backends:
             pg.start()
         try:

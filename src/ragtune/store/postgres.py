@@ -165,6 +165,10 @@ class PostgresStore:
             except psycopg.OperationalError as e:
                 raise StoreError(f"{self._where}: {str(e).strip()}") from None
             return
+        if batch is not None and getattr(self._local, "step", None) is None:
+            # another connection reads: let it see (and not wait for the locks of) what
+            # this thread's batch wrote
+            batch.commit()
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 if not admin and self._bypass_rls:
@@ -820,7 +824,7 @@ class PostgresStore:
             ("{} has no HNSW index (a bulk load stopped before building it): searches scan "
              "every vector; the next ingest builds it")))
         problems: list[str] = []
-        with self._tx(_STORE) as cur:  # what is committed, also from inside a write batch
+        with self._tx(_STORE) as cur:  # inside a write batch: after committing it
             for query, message in checks:
                 problems += [message.format(r[0]) for r in cur.execute(query).fetchall()]
         return problems

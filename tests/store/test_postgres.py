@@ -193,26 +193,39 @@ _INGEST_FOREVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_kill_9_mid_ingest_leaves_a_consistent_store(store, pg_url):
+def _kill_9_after(script: str, store: PostgresStore, rounds: int, wait: float) -> None:
+    """Run ``script`` (it prints each round it wrote) on ``store``; SIGKILL it after ``rounds``."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(root, "src"), root])}
-    proc = subprocess.Popen([sys.executable, "-c", _INGEST_FOREVER, store.url, store.schema],
+    proc = subprocess.Popen([sys.executable, "-c", script, store.url, store.schema],
                             stdout=subprocess.PIPE, env=env, cwd=root)
     seen = 0
-    deadline = time.monotonic() + 60
-    while seen < 50 and time.monotonic() < deadline:  # replaces as well as adds by then
+    deadline = time.monotonic() + wait
+    while seen < rounds and time.monotonic() < deadline:
         line = proc.stdout.readline()
         assert line, "the ingesting process died on its own"
         seen = int(line) + 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert store.integrity_check() == []
+
+
+def _round_of_each_document(store: PostgresStore) -> dict[str, int]:
+    """Which round each document's chunks come from, checking it is one whole version."""
+    out = {}
     for info in store.list_documents():
         texts = {h.chunk.text for h in store.get_chunks(
             [c.id for c in store.iter_chunks() if c.doc_id == info.id], ADMIN)}
-        rounds = {t.rsplit(" ", 1)[1] for t in texts}
+        rounds = {int(t.rsplit(" ", 1)[1]) for t in texts}
         assert len(texts) == info.chunks == 30 and len(rounds) == 1  # never half a version
+        out[info.source] = rounds.pop()
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_mid_ingest_leaves_a_consistent_store(store, pg_url):
+    _kill_9_after(_INGEST_FOREVER, store, 50, 60)  # replaces as well as adds by then
+    assert store.integrity_check() == []
+    assert _round_of_each_document(store)
     assert len(store.lexical_search("chunk", 50, ADMIN)) == 50
 
 
@@ -456,28 +469,12 @@ def test_kill_9_mid_write_batch_leaves_a_consistent_store(store):
     """A batch killed after its index was dropped and several commits: every document is
     one whole version, the ingest log names only committed versions, the missing index is
     reported, and the next batch builds it."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(root, "src"), root])}
-    proc = subprocess.Popen([sys.executable, "-c", _BATCH_FOREVER, store.url, store.schema],
-                            stdout=subprocess.PIPE, env=env, cwd=root)
-    seen = 0
-    deadline = time.monotonic() + 90
-    while seen < 60 and time.monotonic() < deadline:  # past the index drop, replacing by then
-        line = proc.stdout.readline()
-        assert line, "the ingesting process died on its own"
-        seen = int(line) + 1
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_9_after(_BATCH_FOREVER, store, 60, 90)  # past the index drop, replacing by then
     assert [p for p in store.integrity_check() if "HNSW" not in p] == []
     assert any("has no HNSW index" in p for p in store.integrity_check())
     rounds_logged = {e.source: int(e.message) for e in reversed(store.ingest_log(1000))}
     assert rounds_logged  # some batches committed
-    for info in store.list_documents():
-        texts = {h.chunk.text for h in store.get_chunks(
-            [c.id for c in store.iter_chunks() if c.doc_id == info.id], ADMIN)}
-        rounds = {int(t.rsplit(" ", 1)[1]) for t in texts}
-        assert len(texts) == info.chunks == 30 and len(rounds) == 1  # never half a version
-        assert rounds == {rounds_logged[info.source]}  # the log committed with the document
+    assert _round_of_each_document(store) == rounds_logged  # the log committed with them
     with store.write_lock():
         pass
     assert store.integrity_check() == []

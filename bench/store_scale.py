@@ -171,9 +171,8 @@ def main() -> None:
 
     out_path = ROOT / "bench" / "results" / f"store_scale_{args.chunks}_{args.vectors}.json"
     # one file per size and vector shape; each run adds or replaces its backends' entries
-    results: dict[str, object] = json.loads(out_path.read_text()) if out_path.exists() else {}
-    results.update({"chunks": args.chunks, "dim": DIM, "queries": args.queries,
-                    "vectors": args.vectors})
+    results: dict[str, object] = {"chunks": args.chunks, "dim": DIM, "queries": args.queries,
+                                  "vectors": args.vectors}
     with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp_s:
         tmp = Path(tmp_s)
         pg = LocalPostgres(tmp / "pg", settings={"shared_buffers": args.shared_buffers,
@@ -187,6 +186,7 @@ def main() -> None:
                             [int(x) for x in args.ef_sweep.split(",") if x])
                 store.close()
                 r["command"] = " ".join(["bench/store_scale.py", *sys.argv[1:]])
+                r["queries"] = args.queries
                 r["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 results[name] = r
                 print(f"{name:9} ingest {r['ingest_chunks_per_s']:8.0f} chunks/s "
@@ -201,7 +201,9 @@ def main() -> None:
                     print(f"  ef_search {ef:5} dense k=10 p50 {m['p50_ms']:7.1f}  recall@10 "
                           f"{m['recall_at_10']:.3f}", flush=True)
                 out_path.parent.mkdir(parents=True, exist_ok=True)
-                out_path.write_text(json.dumps(results, indent=2))
+                # re-read: another run (another backend) may have written meanwhile
+                merged = json.loads(out_path.read_text()) if out_path.exists() else {}
+                out_path.write_text(json.dumps({**merged, **results, name: r}, indent=2))
         finally:
             pg.stop()
 

@@ -421,13 +421,15 @@ def test_a_write_batch_answers_as_documents_written_one_by_one(pg_url, monkeypat
 
     one, many = (PostgresStore(pg_url, schema=f"t_{os.getpid()}_{name}") for name in ("one", "many"))
     try:
+        for s in (one, many):  # not empty: the batch drops the index it finds
+            s.upsert_document(*make_doc("seed.md", "alpha seed", "w3 seed"))
         errors_one = _batch_scenario(one)
         monkeypatch.setattr(pg_bulk, "DEFER_INDEX_CHUNKS", 20)  # drop the index mid-batch
         monkeypatch.setattr(pg_bulk, "COMMIT_CHUNKS", 7)  # and commit several times
         monkeypatch.setattr(pg_bulk, "COMMIT_SECONDS", 600)
         with many.write_lock():
             errors_many = _batch_scenario(many)
-            assert many._batch().index_dropped
+            assert many._batch().rows_at_start == 2 and many._batch().index_dropped
             # the batch's thread reads its own writes; others, what is committed (the
             # delete is not yet: it wrote no chunks since the last commit)
             assert many.get_document("b/7.md") is None

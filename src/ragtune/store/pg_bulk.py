@@ -17,8 +17,9 @@ insert, ~80 postings per chunk, and a document-frequency upsert per term): 190 c
   document is a savepoint, so one bad document rolls back alone, and a killed writer loses
   at most the uncommitted documents, each wholly (no half-replaced document, no log entry
   without its document: the ingest log commits with them);
-- a batch that writes more chunks than the store held when it began (at least
-  ``DEFER_INDEX_CHUNKS``) drops the HNSW index and builds it once when the batch ends:
+- a batch that starts on an empty store, or writes more chunks than the store held when
+  it began (at least ``DEFER_INDEX_CHUNKS``), drops the HNSW index (or does not create it)
+  and builds it once when the batch ends:
   building a graph over N vectors is far cheaper than N inserts into it. Meanwhile
   searches scan exactly (correct, slower); a writer killed before the build leaves the
   store without the index, which ``integrity_check`` reports and the next batch rebuilds.

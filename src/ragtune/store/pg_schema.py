@@ -286,14 +286,16 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 
 
-def fix_dimension(cur: psycopg.Cursor, dim: int) -> None:
-    """Type the embedding column ``vector(dim)`` and build its HNSW index (inner product).
+def fix_dimension(cur: psycopg.Cursor, dim: int, *, index: bool = True) -> None:
+    """Type the embedding column ``vector(dim)`` and build its HNSW index (inner product;
+    ``index=False``: a write batch builds it when it ends).
 
     Runs in the first write's transaction (under the writers' lock): the model's dimension
     is not known before. Later writes with another dimension fail with a clear error.
     """
     cur.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dim)})")
-    create_vector_index(cur)
+    if index:
+        create_vector_index(cur)
     cur.execute("INSERT INTO meta VALUES ('dimension', %s)", (str(dim),))
 
 

@@ -455,7 +455,11 @@ class PostgresStore:
         if dim is None:
             return
         if row is None:
-            fix_dimension(cur, dim)
+            batch = self._batch()
+            # a batch that starts on an empty store builds the index once, at its end
+            fix_dimension(cur, dim, index=batch is None or batch.rows_at_start > 0)
+            if batch is not None and batch.rows_at_start == 0:
+                batch.index_dropped = True
         elif int(row[0]) != dim:
             raise StoreError(f"{source}: {dim}-dimensional vectors but the store holds "
                              f"{row[0]}-dimensional ones: the embedding model changed; re-ingest "

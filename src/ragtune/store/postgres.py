@@ -272,7 +272,8 @@ class PostgresStore:
                 finally:
                     self._local.batch = None
                 batch.commit()
-                if batch.index_dropped:
+                # also when another process's batch left it missing (it died before building)
+                if batch.index_dropped or self._index_missing(conn):
                     self._build_vector_index()
             finally:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

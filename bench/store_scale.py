@@ -12,8 +12,11 @@ the dense + BM25 rankings, reciprocal-rank fusion and reading the top chunks.
 
 recall@10: the store's dense top 10 against an exact inner-product scan over the same
 rows (ACL applied). PostgreSQL runs on a throwaway local server (ragtune.store.pg_local,
-shared_buffers large enough to hold the index), Chroma embedded. Prints a table and writes
-bench/results/store_scale.json.
+shared_buffers large enough to hold the index), Chroma embedded. The ingest is the store's
+side of ``ragtune ingest``: one ``write_lock()`` batch (on PostgreSQL: shared transactions,
+COPY, the HNSW index built after a large load; store/pg_bulk.py), per document the lookups
+before the write, the write and the log entry. Prints a table and adds each backend's
+figures (with the command and time) to bench/results/store_scale_<chunks>_<vectors>.json.
 """
 
 from __future__ import annotations

@@ -272,7 +272,7 @@ class Workspace:
     def embedders_root(self) -> Path:
         return self.root / "embedders"
 
-    def _local_embedder(self, model: str) -> Embedder:
+    def local_embedder(self, model: str) -> Embedder:
         """The configured local embedder with another model (an adapted one, or the base)."""
         if self.settings.embedding.backend != "local":
             raise ConfigError(f"tune retriever adapts the local embedder; embedding.backend is "
@@ -287,16 +287,16 @@ class Workspace:
     def tune_retriever(self, options: TuneOptions, *, resume: bool = False,
                        progress: ProgressFn | None = None) -> dict[str, Any]:
         """Adapt the embedder to this workspace's documents (see :mod:`ragtune.tune.run`)."""
-        self._local_embedder(self.settings.embedding.model)  # fails early off the local backend
+        self.local_embedder(self.settings.embedding.model)  # fails early off the local backend
         folder, options = open_run(self.embedders_root, options, resume=resume)
-        return TuneRun(folder, self.store, self.embedder, self._local_embedder,
+        return TuneRun(folder, self.store, self.embedder, self.local_embedder,
                        self._use_embedding_model, options, progress).run()
 
     def use_embedder(self, model: str, progress: ProgressFn | None = None) -> int:
         """Re-embed the store with ``model`` (a tune run's name, or a model) and use it."""
         run = self.embedders_root / model / "model"
         chosen = str(run.resolve()) if run.is_dir() else PACKAGED if model == "base" else model
-        n = reembed_store(self.store, self._local_embedder(chosen),
+        n = reembed_store(self.store, self.local_embedder(chosen),
                           lambda d, t: progress(d, t, "re-embed store") if progress else None)
         self._use_embedding_model(chosen)
         return n

@@ -62,7 +62,7 @@ def _print_report(r: dict[str, Any]) -> None:
                   + r["decision"]["reason"], highlight=False)
     if r.get("activated"):
         a = r["activated"]
-        console.print(f"re-embedded {a['chunks']} chunks; [embedding] model = {a['model']}",
+        console.print(f"re-embedded {a['chunks']} chunks; \\[embedding] model = {a['model']}",
                       highlight=False)
 
 
@@ -112,7 +112,7 @@ def tune_status(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> Non
     if as_json:
         print_json({"embedding_model": ws.settings.embedding.model, "runs": rows})
         return
-    console.print(f"[embedding] model = {ws.settings.embedding.model}", highlight=False)
+    console.print(f"\\[embedding] model = {ws.settings.embedding.model}", highlight=False)
     table = Table()
     for col in ("run", "in use", "current → adapted nDCG@10", "kept", "lineage"):
         table.add_column(col)
@@ -142,5 +142,5 @@ def tune_use(
     if as_json:
         print_json({"chunks": n, "embedding_model": ws.settings.embedding.model})
     else:
-        console.print(f"re-embedded {n} chunks; [embedding] model = {ws.settings.embedding.model}",
+        console.print(f"re-embedded {n} chunks; \\[embedding] model = {ws.settings.embedding.model}",
                       highlight=False)

@@ -57,7 +57,9 @@ class TrainConfig:
             raise ValueError(f"max_seq_length must be 8..512, got {self.max_seq_length}")
 
     def planned_steps(self, examples: int) -> int:
-        """>>> TrainConfig().planned_steps(1000), TrainConfig(steps=7).planned_steps(1000)
+        """Steps this config runs on ``examples`` triples.
+
+        >>> TrainConfig().planned_steps(1000), TrainConfig(steps=7).planned_steps(1000)
         (62, 7)
         """
         return self.steps or max(1, min(self.max_steps, examples // self.batch_size))
@@ -108,7 +110,11 @@ def train_embedder(examples: Sequence[Example], dest: Path, config: TrainConfig,
     sentence-transformers folder). Returns steps planned and done, seconds, losses, and
     ``stopped`` (``"deadline"`` when the time cap ended it early)."""
     import torch
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    try:  # sentence-transformers 6 moved the losses; older versions keep them here
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    except ImportError:
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
     from transformers.utils import logging as hf_logging
 

@@ -167,3 +167,21 @@ def test_tune_needs_the_local_embedder(fake_ws) -> None:
     with pytest.raises(ConfigError, match="local embedder"):
         fake_ws.tune_retriever(TuneOptions())
     assert not fake_ws.embedders_root.exists()
+
+
+def test_readme_tune_commands(tuned) -> None:
+    """The README's tune block through the real CLI (fewer steps than a user would run)."""
+    from ragtune.cli.app import app
+
+    root = tuned[0]
+    ws = ["-w", str(root / "ws")]
+    run = CliRunner().invoke(app, ["tune", "retriever", "--name", "cli", "--steps", "1",
+                                   "--batch-size", "4", "--held-out", "0.25", "--max-minutes", "30",
+                                   *ws])
+    assert run.exit_code == 0, run.output
+    assert "held-out documents" in run.output and "not kept" in run.output  # too few queries
+    status = CliRunner().invoke(app, ["tune", "status", *ws])
+    assert status.exit_code == 0 and "cli" in status.output
+    use = CliRunner().invoke(app, ["tune", "use", "base", *ws])
+    assert use.exit_code == 0, use.output
+    assert Workspace.open(root / "ws").settings.embedding.model == "all-MiniLM-L6-v2"

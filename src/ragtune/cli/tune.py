@@ -75,7 +75,7 @@ def tune_retriever(
                                                  "(chosen by hash) for training and evaluation.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Cap the whole run; "
                                                       "training stops early to fit.")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Training steps (0: one pass, at most 400).")] = 0,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps (0: one pass over the triples, at most 200).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Triples per step.")] = 16,
     held_out: Annotated[float, typer.Option("--held-out", help="Share of documents held out to judge.")] = 0.2,
     min_gain: Annotated[float, typer.Option("--min-gain", help="Held-out nDCG@10 gain needed to keep it.")] = 0.005,

@@ -39,7 +39,7 @@ class TrainConfig:
 
     base_model: str = PACKAGED
     steps: int = 0
-    max_steps: int = 400
+    max_steps: int = 200
     batch_size: int = 16
     learning_rate: float = 2e-5
     max_seq_length: int = 128

@@ -40,6 +40,7 @@ from retrieval_sets import CachedEmbedder
 from retrieval_sets_data import SETS, data_root, ensure_beir
 
 from ragtune.evaluate.beir import load_beir
+from ragtune.evaluate.qa_metrics import paired_bootstrap
 from ragtune.evaluate.retrieval import index_beir
 from ragtune.ingest.chunking import chunk_embedding_text
 from ragtune.tune.evaluate import dense_scores
@@ -86,11 +87,15 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
         adapted = ws.local_embedder(report["export"]["model"])
         real_before = dense_scores(cached, queries, qrels, corpus)
         real_after = dense_scores(adapted, queries, qrels, corpus)
+        qs = sorted(real_before["per_query"])
+        _, lo, hi = paired_bootstrap([real_after["per_query"][q] for q in qs],
+                                     [real_before["per_query"][q] for q in qs])
     return {"documents": len(data.corpus), "held_out_documents": len(held),
             "real_queries": len(queries), "pseudo_queries": report["current"]["queries"],
             "examples": report["examples"], "steps": report["training"]["steps"],
             "pseudo_before": report["current"], "pseudo_after": report["adapted"],
             "real_before": real_before, "real_after": real_after,
+            "real_gain_ci95": [round(lo, 4), round(hi, 4)],
             "kept": report["decision"]["kept"], "reason": report["decision"]["reason"],
             "train_s": report["training"]["seconds"],
             "ingest_minutes": round(ingest_s / 60, 1), "tune_minutes": round(tune_s / 60, 1)}
@@ -98,7 +103,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
 
 def table(results: dict[str, dict]) -> list[str]:
     lines = [("| set | docs (held out) | real queries | pseudo nDCG@10 current → adapted | "
-              "real nDCG@10 current → adapted | gain | kept | steps | tune min |"),
+              "real nDCG@10 current → adapted | gain (95% CI) | kept | steps | tune min |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         gain = r["real_after"]["ndcg@10"] - r["real_before"]["ndcg@10"]
@@ -106,7 +111,8 @@ def table(results: dict[str, dict]) -> list[str]:
             f"| {name} | {r['documents']} ({r['held_out_documents']}) | {r['real_queries']} | "
             f"{r['pseudo_before']['ndcg@10']:.4f} → {r['pseudo_after']['ndcg@10']:.4f} | "
             f"{r['real_before']['ndcg@10']:.4f} → {r['real_after']['ndcg@10']:.4f} | "
-            f"{gain:+.4f} | {'yes' if r['kept'] else 'no'} | {r['steps']} | {r['tune_minutes']} |")
+            f"{gain:+.4f} ({r['real_gain_ci95'][0]:+.3f}, {r['real_gain_ci95'][1]:+.3f}) | "
+            f"{'yes' if r['kept'] else 'no'} | {r['steps']} | {r['tune_minutes']} |")
     return lines
 
 

@@ -57,9 +57,11 @@ def _print_report(r: dict[str, Any]) -> None:
         table.add_row(f"{label} ({m['embedder']})", f"{m['ndcg@10']:.4f}", f"{m['mrr@10']:.4f}",
                       f"{m['recall@100']:.4f}")
     console.print(table)
-    kept = r["decision"]["kept"]
+    kept, ci = r["decision"]["kept"], r["decision"].get("gain_ci95")
     console.print(("[green]kept[/]: " if kept else "[yellow]not kept[/]: ")
-                  + r["decision"]["reason"], highlight=False)
+                  + r["decision"]["reason"]
+                  + (f" [dim](gain 95% CI {ci[0]:+.4f} to {ci[1]:+.4f})[/]" if ci else ""),
+                  highlight=False)
     if r.get("activated"):
         a = r["activated"]
         console.print(f"re-embedded {a['chunks']} chunks; \\[embedding] model = {a['model']}",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ragtune.embed.base import Embedder
-from ragtune.evaluate.metrics import evaluate_run
+from ragtune.evaluate.metrics import evaluate_per_query, evaluate_run
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
 DEPTH = 100
@@ -62,11 +62,14 @@ def dense_run(embedder: Embedder, queries: Mapping[str, str],
 def dense_scores(embedder: Embedder, queries: Mapping[str, str],
                  qrels: Mapping[str, Mapping[str, int]], corpus: Mapping[str, tuple[str, str]],
                  progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
-    """nDCG@10, MRR@10 and Recall@100 of dense retrieval, plus ``queries``, ``passages`` and
-    ``passages_per_s`` (the embedding speed, used to budget the rest of a run)."""
+    """nDCG@10, MRR@10 and Recall@100 of dense retrieval, plus ``queries``, ``passages``,
+    ``passages_per_s`` (the embedding speed, used to budget the rest of a run) and
+    ``per_query`` nDCG@10 (for paired comparisons)."""
     started = time.perf_counter()
     run = dense_run(embedder, queries, corpus, progress)
     seconds = max(time.perf_counter() - started, 1e-6)
     scores = evaluate_run(run, qrels, METRICS)
+    per_query = evaluate_per_query(run, qrels, ("ndcg@10",))
     return {**{k: round(v, 4) for k, v in scores.items()}, "queries": len(queries),
-            "passages": len(corpus), "passages_per_s": round((len(corpus) + len(queries)) / seconds, 1)}
+            "passages": len(corpus), "passages_per_s": round((len(corpus) + len(queries)) / seconds, 1),
+            "per_query": {q: round(v["ndcg@10"], 4) for q, v in per_query.items()}}

@@ -38,6 +38,7 @@ from typing import Any
 
 from ragtune.embed.base import Embedder
 from ragtune.errors import InputError, NotFound
+from ragtune.evaluate.qa_metrics import paired_bootstrap
 from ragtune.finetune.freshness import Freshness, adapter_freshness
 from ragtune.ingest.chunking import chunk_embedding_text
 from ragtune.jsonl import read_json_object, read_jsonl, write_jsonl_atomic
@@ -281,13 +282,21 @@ def decide(current: dict[str, Any], adapted: dict[str, Any], options: TuneOption
     gain = round(float(adapted["ndcg@10"]) - float(current["ndcg@10"]), 4)
     line = (f"held-out nDCG@10 {adapted['ndcg@10']:.4f} vs {current['ndcg@10']:.4f} "
             f"(gain {gain:+.4f}")
+    both = sorted(set(current.get("per_query", {})) & set(adapted.get("per_query", {})))
+    if both:  # how sure: the paired bootstrap interval of the gain, reported beside it
+        _, lo, hi = paired_bootstrap([adapted["per_query"][q] for q in both],
+                                     [current["per_query"][q] for q in both])
+        interval = {"gain_ci95": [round(lo, 4), round(hi, 4)]}
+    else:
+        interval = {}
     if int(current["queries"]) < options.min_eval_queries:
-        return {"kept": False, "gain": gain,
+        return {"kept": False, "gain": gain, **interval,
                 "reason": f"only {current['queries']} held-out pseudo-queries (fewer than "
                           f"{options.min_eval_queries}): too few to judge; the current embedder stays"}
     if gain >= options.min_gain:
-        return {"kept": True, "gain": gain, "reason": f"{line} >= {options.min_gain}): adapted kept"}
-    return {"kept": False, "gain": gain,
+        return {"kept": True, "gain": gain, **interval,
+                "reason": f"{line} >= {options.min_gain}): adapted kept"}
+    return {"kept": False, "gain": gain, **interval,
             "reason": f"{line} < {options.min_gain}): the current embedder stays"}
 
 

@@ -67,6 +67,38 @@ def serve_in_thread(app: Any, path: str = "/v1") -> Iterator[str]:
         thread.join(timeout=5)
 
 
+@contextmanager
+def server_process(command: list[str], ready_url: str, *, timeout_s: float) -> Iterator[None]:
+    """Run ``command`` (a server) until ``GET ready_url`` answers 200, then yield; stop it
+    after. Its output goes to a file, not a pipe: a full pipe buffer would block it."""
+    import subprocess
+    import tempfile
+
+    import httpx
+
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{' '.join(command[:3])} exited: {log.read()[-2000:]}")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(command[:3])} did not answer within {timeout_s} s")
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
 @pytest.fixture
 def fake_ws(tmp_path):
     """A workspace with the fake embedder and generator and two users (ana in hr, bob in it)."""

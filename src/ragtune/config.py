@@ -316,6 +316,10 @@ class GenerationSettings:
         "~26% on the sample KB with the same answers found (bench/ask_latency.py)", default=300)
     threads: int = _help("CPU threads for local generation (0 = all cores)", default=0)
     timeout_s: float = _help("HTTP timeout", default=120.0)
+    adapter_models: dict[str, str] = _help(
+        "http backend: adapter -> the model name the server serves it under. Modes finetuned "
+        "and hybrid send an adapter's own name as the request's model by default, as vLLM "
+        "names adapters loaded with --lora-modules NAME=PATH", default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _BACKEND_NAME.fullmatch(self.backend):  # known names: ragtune.generate.factory
@@ -334,6 +338,10 @@ class GenerationSettings:
         _in_range("generation.threads", self.threads, 0, 4096)
         if not 0 < self.timeout_s <= 86_400:
             raise ConfigError(f"generation.timeout_s must be > 0 and <= 86400, got {self.timeout_s}")
+        for adapter, model in self.adapter_models.items():
+            if not model.strip():
+                raise ConfigError(f"config key 'generation.adapter_models.{adapter}' is empty: "
+                                  "give the model name the server serves the adapter under")
 
 
 @dataclass(frozen=True)

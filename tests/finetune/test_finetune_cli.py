@@ -106,6 +106,8 @@ def test_synth_train_eval_probe_and_manage(ws, tiny_model_dir: Path, tmp_path: P
     r = cli("adapters", "export", "kb", tmp_path / "peft", "-w", ws.root)
     assert r.exit_code == 0 and (tmp_path / "peft" / "adapter_config.json").is_file()
     assert f"vllm serve {run['base_model_path']} --enable-lora --lora-modules kb={tmp_path / 'peft'}" in r.output
+    assert "backend = \"http\"" in r.output and "--mode finetuned --adapter kb" in r.output
+    assert not (tmp_path / "peft" / "adapter.gguf").exists()  # a plain PEFT folder
     # GGUF LoRA for llama.cpp, written by ragtune itself (tensor details: test_gguf_export.py).
     r = cli("adapters", "export", "kb", "--format", "gguf", "--out", tmp_path / "out", "-w", ws.root)
     assert r.exit_code == 0, r.output

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +20,7 @@ from ragtune.generate.base import Generator
 from ragtune.generate.factory import make_generator
 from ragtune.generate.fake import FakeGenerator
 from ragtune.generate.http import HttpGenerator
-from tests.conftest import free_port, serve_in_thread
+from tests.conftest import free_port, serve_in_thread, server_process
 
 API_KEY = "sk-test"
 REPLY = "Returns are accepted within 30 days [1]."
@@ -204,41 +203,16 @@ def llama_server() -> Iterator[str]:
 
     if problem := runnable_here():
         pytest.skip(problem)
-    import subprocess
     import sys
-    import tempfile
-
-    import httpx
 
     from ragtune.generate.models import resolve_model
 
     port = free_port()
-    # A file, not a pipe: the server logs a lot and would block once a pipe buffer fills.
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("qwen2.5-0.5b")),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "qwen"],
-        stdout=subprocess.DEVNULL, stderr=log, text=True)
     base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180  # a loaded 2-core CI machine is slow
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"llama_cpp.server exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start within 180 s")
-            time.sleep(0.3)
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("qwen2.5-0.5b")),
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "qwen"]
+    with server_process(command, f"{base}/models", timeout_s=180):  # a loaded 2-core CI machine is slow
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.mark.integration

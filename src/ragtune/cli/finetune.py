@@ -381,7 +381,10 @@ def _serve_hints(info: Any, fmt: str, path: Path) -> list[str]:
     if fmt == "peft":
         rank = int((run.get("config") or {}).get("rank", 8))
         return [f"vllm serve {hf_base} --enable-lora --lora-modules {info.name}={path}"
-                + (f" --max-lora-rank {rank}" if rank > 16 else "")]
+                + (f" --max-lora-rank {rank}" if rank > 16 else ""),
+                ("then in ragtune.toml: [generation] backend = \"http\", base_url = "
+                 f"\"http://HOST:8000/v1\", model = \"{hf_base}\""),
+                f"and ask with it: ragtune ask QUESTION --mode finetuned --adapter {info.name}"]
     from ragtune.generate.models import PACKAGED_ALIASES, packaged_model_path
 
     base = info.base_model

@@ -16,8 +16,11 @@ ragtune.errors.InputError: Bad Name: adapter names use only a-z, 0-9, '_' and '-
 
 Export formats:
 
-- ``peft``: a copy of the adapter folder (PEFT files, run.json, loss.png). Load it with
-  ``PeftModel.from_pretrained(base, folder)``; small (a few MB) but needs the base model.
+- ``peft``: a plain PEFT folder: ``adapter_config.json``, ``adapter_model.safetensors``,
+  the lineage ``run.json``, the model card ``README.md`` and ``loss.png`` (not the GGUF copy
+  or anything else). Load it with ``PeftModel.from_pretrained(base, folder)`` or serve it
+  with vLLM (``--enable-lora --lora-modules NAME=folder``); small (a few MB) but needs the
+  base model.
 - ``merged``: the base model with the adapter merged into its weights
   (``merge_and_unload``) plus the tokenizer: a standalone Hugging Face model folder that
   any transformers-compatible server loads without PEFT.
@@ -170,7 +173,18 @@ class AdapterRegistry:
         out_dir = Path(out_dir)
         if out_dir.exists() and any(out_dir.iterdir()):
             raise InputError(str(out_dir), "output folder exists and is not empty")
-        shutil.copytree(self.get(name).path, out_dir, dirs_exist_ok=True)
+        src = self.get(name).path
+        files = [src / f for f in PEFT_FILES if (src / f).is_file()]
+        if not any(f.name.startswith("adapter_model.") for f in files):
+            raise InputError(str(src), "no adapter_model.safetensors (or .bin) to export")
+        tmp = out_dir.with_name(out_dir.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in files:
+            shutil.copy2(f, tmp / f.name)
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
         return out_dir
 
     def export_gguf(self, name: str, out: Path | None = None, *, dtype: str = "f32") -> Path:
@@ -218,6 +232,9 @@ class AdapterRegistry:
 
 
 ADAPTER_GGUF = "adapter.gguf"
+# What a PEFT loader (PeftModel.from_pretrained, vLLM's LoRA loader) reads, and the lineage.
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin",
+              "run.json", "README.md", "loss.png")
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 

@@ -12,6 +12,11 @@ Which engine serves an adapter:
   workspace generates with: llama.cpp with the adapter exported once to ``adapter.gguf`` in
   its folder. It decodes ~2.5x faster than transformers on a CPU and needs ~0.5 GB instead
   of ~2.5 GB (bench/adapter_serving.py).
+* ``generation.backend = "http"``: the OpenAI-compatible server at ``generation.base_url``,
+  asked for the adapter by model name (its own name, or ``generation.adapter_models[name]``):
+  vLLM with ``--enable-lora --lora-modules NAME=FOLDER`` (the folder ``ragtune adapters
+  export NAME --format peft`` writes), llama.cpp's server with a ``model_alias`` + ``lora_path``
+  model. The base model answers under ``generation.model`` (hybrid mode's stale topics).
 * Otherwise transformers + PEFT (:class:`~ragtune.finetune.hf_generator.HFGenerator`), one
   base model per base shared by all its adapters, so switching adapters does not reload it.
 
@@ -61,7 +66,8 @@ class AdapterServing:
         self.registry = AdapterRegistry(adapters_root)
         self.generation = generation
         self.store = store
-        # base model -> HFGenerator; 'lora:NAME' -> llama.cpp with that adapter's GGUF LoRA
+        # base model -> HFGenerator; 'lora:NAME' -> llama.cpp with that adapter's GGUF LoRA;
+        # 'http:NAME' -> the server's model for that adapter
         self._generators: dict[str, Generator] = {}
 
     def served(self, adapter: str, principal: Principal) -> ServedAdapter:
@@ -85,7 +91,15 @@ class AdapterServing:
         return adapter_freshness(self.registry.get(adapter), self.store)
 
     def generator(self, adapter: str) -> Generator:
-        """A generator answering with ``adapter`` (llama.cpp when it fits, else PEFT)."""
+        """A generator answering with ``adapter`` (the http server, llama.cpp when it fits,
+        else PEFT)."""
+        if self.generation.backend == "http":
+            key = f"http:{adapter}"
+            if key not in self._generators:
+                from ragtune.generate.http import HttpGenerator
+
+                self._generators[key] = HttpGenerator.from_settings(self.generation, adapter=adapter)
+            return self._generators[key]
         gen = self._lora_generator(adapter)
         if gen is not None:
             return gen

@@ -33,9 +33,7 @@ def _http(settings: GenerationSettings, *, lora_path: Path | None = None,
           cache_dir: Path | None = None) -> Generator:
     from ragtune.generate.http import HttpGenerator
 
-    return HttpGenerator(settings.base_url, settings.model, api_key=settings.api_key,
-                         timeout=settings.timeout_s, max_tokens=settings.max_tokens,
-                         temperature=settings.temperature)
+    return HttpGenerator.from_settings(settings)
 
 
 @GENERATORS.register("local")

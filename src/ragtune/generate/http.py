@@ -9,6 +9,12 @@ events: ``data: {...}`` lines ending with ``data: [DONE]``).
 
 Token counts come from the server's ``usage``; when a server sends none, the prompt is
 estimated at 4 characters per token and the completion as one token per streamed piece.
+
+A LoRA adapter served by the server is addressed by model name (vLLM's ``--lora-modules
+NAME=PATH``, llama.cpp server's ``model_alias``): ``HttpGenerator(url, "support-style",
+adapter="support-style")``. Before its first request such a generator asks ``GET /models``
+whether the server knows the name: llama-cpp-python's server answers an unknown model with
+its default model instead of an error, which would pass the base model off as the adapter.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from ragtune.config import GenerationSettings
 from ragtune.errors import ModelError
 from ragtune.generate.base import Completion
 
@@ -52,7 +59,8 @@ class HttpGenerator:
     """A Generator backed by an OpenAI-compatible ``/chat/completions`` endpoint."""
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 120,
-                 max_tokens: int = 200, temperature: float = 0.0) -> None:
+                 max_tokens: int = 200, temperature: float = 0.0, *,
+                 adapter: str | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ModelError(f"generation.base_url must start with http:// or https://, got {base_url!r}")
         if max_tokens < 1:
@@ -67,6 +75,49 @@ class HttpGenerator:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout)
         self.last_completion: Completion | None = None
+        self.adapter = adapter  # the ragtune adapter this model name serves (None: the base)
+        self._model_checked = adapter is None
+
+    @classmethod
+    def from_settings(cls, settings: GenerationSettings, *,
+                      adapter: str | None = None) -> HttpGenerator:
+        """The ``[generation]`` server's base model, or ``adapter`` on it: the model name
+        ``generation.adapter_models`` maps the adapter to, else the adapter's own name."""
+        model = settings.model if adapter is None else settings.adapter_models.get(adapter, adapter)
+        return cls(settings.base_url, model, api_key=settings.api_key, timeout=settings.timeout_s,
+                   max_tokens=settings.max_tokens, temperature=settings.temperature,
+                   adapter=adapter)
+
+    def served_models(self) -> list[str] | None:
+        """The model names ``GET {base_url}/models`` lists; None when the server has no such
+        list (not every OpenAI-compatible server does)."""
+        try:
+            response = self._client.get(f"{self.base_url}/models")
+        except httpx.HTTPError as e:
+            raise self._transport_error(e) from None
+        try:
+            data = response.json()["data"] if response.status_code == 200 else None
+            return [str(m["id"]) for m in data] if isinstance(data, list) else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _not_served(self, problem: str) -> ModelError:
+        mapped = f" as model '{self.model}'" if self.model != self.adapter else ""
+        return ModelError(
+            f"adapter '{self.adapter}'{mapped} is not served by {self.base_url}: {problem}. Load it "
+            f"on the server under that name (vLLM: --enable-lora --lora-modules "
+            f"{self.model}=ADAPTER_FOLDER; llama.cpp server: a model with model_alias "
+            f"'{self.model}' and lora_path) or map the adapter to the server's name in "
+            "generation.adapter_models (docs/finetuning.md)")
+
+    def _check_model(self) -> None:
+        """An adapter's model name must be one the server lists (checked once)."""
+        if self._model_checked:
+            return
+        served = self.served_models()
+        if served is not None and self.model not in served:
+            raise self._not_served(f"it serves {', '.join(served) or 'no models'}")
+        self._model_checked = True
 
     def close(self) -> None:
         self._client.close()
@@ -92,8 +143,13 @@ class HttpGenerator:
             return
         if not response.is_closed:
             response.read()
+        text = _error_text(response)
+        # vLLM: 404 "The model `NAME` does not exist."; some servers say it with a 400.
+        if self.adapter is not None and (response.status_code == 404 or (
+                response.status_code == 400 and self.model in text)):
+            raise self._not_served(f"HTTP {response.status_code}: {text}")
         hint = _HINTS.get(response.status_code, "")
-        raise self._fail(f"HTTP {response.status_code}: {_error_text(response)}"
+        raise self._fail(f"HTTP {response.status_code}: {text}"
                          + (f" ({hint})" if hint else ""))
 
     def _transport_error(self, e: httpx.HTTPError) -> ModelError:
@@ -105,6 +161,7 @@ class HttpGenerator:
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                  temperature: float | None = None) -> Completion:
+        self._check_model()
         start = time.perf_counter()
         try:
             response = self._client.post(
@@ -135,6 +192,7 @@ class HttpGenerator:
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str]:
         """Yield content deltas as they arrive; ``last_completion`` is set at the end."""
+        self._check_model()
         start = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []

@@ -83,7 +83,7 @@ def tune_retriever(
     min_gain: Annotated[float, typer.Option("--min-gain", help="Held-out nDCG@10 gain needed to keep it.")] = 0.005,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     no_activate: Annotated[bool, typer.Option("--no-activate", help="Report only: do not re-embed "
-                                              "the store or switch [embedding] model.")] = False,
+                                              "the store or switch embedding.model.")] = False,
     workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune the embedder on pseudo-queries from your documents; keep it only if it wins

@@ -12,14 +12,18 @@ the dense + BM25 rankings, reciprocal-rank fusion and reading the top chunks.
 
 recall@10: the store's dense top 10 against an exact inner-product scan over the same
 rows (ACL applied). PostgreSQL runs on a throwaway local server (ragtune.store.pg_local,
-shared_buffers large enough to hold the index), Chroma embedded. Prints a table and writes
-bench/results/store_scale.json.
+shared_buffers large enough to hold the index), Chroma embedded. The ingest is the store's
+side of ``ragtune ingest``: one ``write_lock()`` batch (on PostgreSQL: shared transactions,
+COPY, the HNSW index built after a large load; store/pg_bulk.py), per document the lookups
+before the write, the write and the log entry. Prints a table and adds each backend's
+figures (with the command and time) to bench/results/store_scale_<chunks>_<vectors>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -52,11 +56,14 @@ def corpus(n_chunks: int, seed: int = 0, vectors: str = "random"):
     cluster by topic; this keeps that shape without a model)."""
     rng = np.random.default_rng(seed)
     centres = unit(np.random.default_rng(seed + 1).normal(size=(1000, DIM)))
-    vocab = vocabulary()
-    p = 1.0 / np.arange(1, len(vocab) + 1)
-    p /= p.sum()
+    vocab = np.array(vocabulary(), dtype=object)
+    cdf = np.cumsum(1.0 / np.arange(1, len(vocab) + 1))
+    cdf /= cdf[-1]
     for d in range(n_chunks // PER_DOC):
-        texts = [" ".join(rng.choice(vocab, size=WORDS, p=p)) for _ in range(PER_DOC)]
+        # Zipf words by inverse CDF: one draw per document (rng.choice with p per chunk
+        # spent 13 minutes on 1M chunks before the store saw any)
+        words = vocab[np.minimum(np.searchsorted(cdf, rng.random((PER_DOC, WORDS))), len(vocab) - 1)]
+        texts = [" ".join(row) for row in words]
         doc = Document(f"synthetic/{d}.md", f"Synthetic {d}", tuple(
             Section((f"Synthetic {d}", f"Part {i}"), t) for i, t in enumerate(texts)))
         chunks = [Chunk(Chunk.make_id(doc.id, s.label, s.text), doc.id, s.text, s.label, i, WORDS)
@@ -86,12 +93,25 @@ def measure(store: Store, n_chunks: int, n_queries: int, vectors: str,
             ef_sweep: list[int]) -> dict[str, object]:
     t = time.perf_counter()
     matrix, allowed, ids = [], [], []
-    for doc, chunks, vecs, groups in corpus(n_chunks, vectors=vectors):
-        store.upsert_document(doc, chunks, vecs, groups=groups)
-        matrix.append(vecs)
-        allowed += [groups == ("public-ish",)] * len(chunks)
-        ids += [c.id for c in chunks]
-    ingest_s = time.perf_counter() - t
+    # The store's side of `ragtune ingest` (ingest/sync.py), without parsing and embedding:
+    # one write batch; per document the lookups before it, the write and the log entry.
+    with store.write_lock():
+        for doc, chunks, vecs, groups in corpus(n_chunks, vectors=vectors):
+            store.get_document(doc.source)
+            store.existing_embeddings([c.id for c in chunks])
+            result = store.upsert_document(doc, chunks, vecs, groups=groups)
+            store.log_ingest(doc.source, result.status, f"version {result.version}")
+            matrix.append(vecs)
+            allowed += [groups == ("public-ish",)] * len(chunks)
+            ids += [c.id for c in chunks]
+            if len(ids) % (n_chunks // 10) == 0:
+                print(f"  {type(store).__name__}: {len(ids)} chunks written in "
+                      f"{time.perf_counter() - t:.0f} s", flush=True)
+        load_s = time.perf_counter() - t
+    ingest_s = time.perf_counter() - t  # with what the batch does at its end (an index build)
+    print(f"  ingest {ingest_s:.0f} s ({n_chunks / ingest_s:.0f} chunks/s), of which the batch's "
+          f"end (PostgreSQL: HNSW build after a large load) {ingest_s - load_s:.0f} s", flush=True)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matrix_a, allowed_a = np.concatenate(matrix), np.array(allowed)
     # queries shaped like the corpus: random, or near a topic centre
     qv = np.concatenate([v for _, _, v, _ in corpus(PER_DOC * max(1, n_queries // PER_DOC + 1),
@@ -99,7 +119,9 @@ def measure(store: Store, n_chunks: int, n_queries: int, vectors: str,
     qs = questions(n_queries)
     store.dense_ranking(qv[0], 10, SEE_10)  # warm-up (caches, in-memory indexes)
     store.lexical_ranking(qs[0], 10, SEE_10)
-    out: dict[str, object] = {"ingest_chunks_per_s": n_chunks / ingest_s, "ingest_s": ingest_s}
+    out: dict[str, object] = {"ingest_chunks_per_s": n_chunks / ingest_s, "ingest_s": ingest_s,
+                              "batch_end_s": ingest_s - load_s,
+                              "peak_rss_mb_after_ingest": rss_mb}
     for who, principal in (("acl90", SEE_10), ("admin", ADMIN)):
         dense_ms, fused_ms, recall = [], [], []
         for v, q in zip(qv, qs):
@@ -143,17 +165,21 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--backends", default="sqlite,postgres,chroma")
     ap.add_argument("--shared-buffers", default="4GB")
+    ap.add_argument("--maintenance-work-mem", default="1GB",
+                    help="PostgreSQL: memory of the HNSW build (1M 384-d vectors need ~3GB)")
     ap.add_argument("--vectors", choices=("random", "clustered"), default="random")
     ap.add_argument("--ef-sweep", default="", help="PostgreSQL: ef_search values, e.g. 40,100,400")
     args = ap.parse_args()
     from ragtune.store.pg_local import LocalPostgres
 
+    out_path = ROOT / "bench" / "results" / f"store_scale_{args.chunks}_{args.vectors}.json"
+    # one file per size and vector shape; each run adds or replaces its backends' entries
     results: dict[str, object] = {"chunks": args.chunks, "dim": DIM, "queries": args.queries,
                                   "vectors": args.vectors}
     with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp_s:
         tmp = Path(tmp_s)
         pg = LocalPostgres(tmp / "pg", settings={"shared_buffers": args.shared_buffers,
-                                                 "maintenance_work_mem": "1GB"})
+                                                 "maintenance_work_mem": args.maintenance_work_mem})
         if "postgres" in args.backends:
             pg.start()
         try:
@@ -162,8 +188,13 @@ def main() -> None:
                 r = measure(store, args.chunks, args.queries, args.vectors,
                             [int(x) for x in args.ef_sweep.split(",") if x])
                 store.close()
+                r["command"] = " ".join(["bench/store_scale.py", *sys.argv[1:]])
+                r["queries"] = args.queries
+                r["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 results[name] = r
-                print(f"{name:9} ingest {r['ingest_chunks_per_s']:8.0f} chunks/s", flush=True)
+                print(f"{name:9} ingest {r['ingest_chunks_per_s']:8.0f} chunks/s "
+                      f"({r['ingest_s']:.0f} s, peak RSS {r['peak_rss_mb_after_ingest']:.0f} MB)",
+                      flush=True)
                 for who in ("acl90", "admin"):
                     m = r[who]
                     print(f"  {who:6} dense p50 {m['dense']['p50_ms']:7.1f} p95 {m['dense']['p95_ms']:7.1f}"
@@ -172,11 +203,12 @@ def main() -> None:
                 for ef, m in r.get("ef_search_sweep_admin_k10", {}).items():
                     print(f"  ef_search {ef:5} dense k=10 p50 {m['p50_ms']:7.1f}  recall@10 "
                           f"{m['recall_at_10']:.3f}", flush=True)
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                # re-read: another run (another backend) may have written meanwhile
+                merged = json.loads(out_path.read_text()) if out_path.exists() else {}
+                out_path.write_text(json.dumps({**merged, **results, name: r}, indent=2))
         finally:
             pg.stop()
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / f"store_scale_{args.chunks}_{args.vectors}.json").write_text(
-        json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

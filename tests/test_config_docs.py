@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from ragtune import config_docs
 from ragtune.config import _AREAS, Settings
 from tests.conftest import ROOT
@@ -46,3 +48,12 @@ def test_check_fails_on_a_stale_page(tmp_path) -> None:
 def test_the_generated_settings_file_points_at_the_page(fake_ws) -> None:
     assert "docs/configuration.md" in (fake_ws.root / "ragtune.toml").read_text()
     assert PAGE.exists()
+
+
+def test_help_prints_usage_and_writes_no_file(tmp_path, monkeypatch, capsys) -> None:
+    # `--help` once wrote the whole page into a file named "--help"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        config_docs.main(["--help"])
+    assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []

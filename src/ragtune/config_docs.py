@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import sys
@@ -122,16 +123,19 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``[--check] PATH``: write the page to PATH (stdout without one), or check it."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    paths = [a for a in args if a != "--check"]
+    """``[--check] [PATH]``: write the page to PATH (stdout without one), or check it."""
+    parser = argparse.ArgumentParser(prog="python -m ragtune.config_docs",
+                                     description="The settings reference page, from config.py.")
+    parser.add_argument("path", nargs="?", type=Path, help="where to write it (stdout if absent)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if PATH differs from what would be written")
+    args = parser.parse_args(argv)
     text = render()
-    if not paths:
+    if args.path is None:
         sys.stdout.write(text)
         return 0
-    path = Path(paths[0])
-    if check:
+    path: Path = args.path
+    if args.check:
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             print(f"{path} is out of step with src/ragtune/config.py: run "
                   f"python -m ragtune.config_docs {path}", file=sys.stderr)

@@ -193,26 +193,39 @@ _INGEST_FOREVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_kill_9_mid_ingest_leaves_a_consistent_store(store, pg_url):
+def _kill_9_after(script: str, store: PostgresStore, rounds: int, wait: float) -> None:
+    """Run ``script`` (it prints each round it wrote) on ``store``; SIGKILL it after ``rounds``."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(root, "src"), root])}
-    proc = subprocess.Popen([sys.executable, "-c", _INGEST_FOREVER, store.url, store.schema],
+    proc = subprocess.Popen([sys.executable, "-c", script, store.url, store.schema],
                             stdout=subprocess.PIPE, env=env, cwd=root)
     seen = 0
-    deadline = time.monotonic() + 60
-    while seen < 50 and time.monotonic() < deadline:  # replaces as well as adds by then
+    deadline = time.monotonic() + wait
+    while seen < rounds and time.monotonic() < deadline:
         line = proc.stdout.readline()
         assert line, "the ingesting process died on its own"
         seen = int(line) + 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert store.integrity_check() == []
+
+
+def _round_of_each_document(store: PostgresStore) -> dict[str, int]:
+    """Which round each document's chunks come from, checking it is one whole version."""
+    out = {}
     for info in store.list_documents():
         texts = {h.chunk.text for h in store.get_chunks(
             [c.id for c in store.iter_chunks() if c.doc_id == info.id], ADMIN)}
-        rounds = {t.rsplit(" ", 1)[1] for t in texts}
+        rounds = {int(t.rsplit(" ", 1)[1]) for t in texts}
         assert len(texts) == info.chunks == 30 and len(rounds) == 1  # never half a version
+        out[info.source] = rounds.pop()
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_mid_ingest_leaves_a_consistent_store(store, pg_url):
+    _kill_9_after(_INGEST_FOREVER, store, 50, 60)  # replaces as well as adds by then
+    assert store.integrity_check() == []
+    assert _round_of_each_document(store)
     assert len(store.lexical_search("chunk", 50, ADMIN)) == 50
 
 
@@ -344,7 +357,7 @@ def test_a_store_of_schema_1_is_upgraded_and_reanalysed(pg_url, pg_schema, monke
             conn.execute("UPDATE corpus SET chunks = chunks + 1, terms = terms + %s", (len(terms),))
     monkeypatch.undo()
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert ps.migrate(conn, pg_schema, "test") == len(ps.MIGRATIONS)  # 3: the monitor
+        assert ps.migrate(conn, pg_schema, "test") == len(ps.MIGRATIONS)  # up to the newest
         conn.execute(f'SET search_path TO "{pg_schema}", public')
         conn.execute("SELECT set_config('ragtune.admin', 'on', false)")
         assert sorted(conn.execute("SELECT acl, chunks FROM corpus").fetchall()) == \
@@ -357,3 +370,115 @@ def test_a_store_of_schema_1_is_upgraded_and_reanalysed(pg_url, pg_schema, monke
     assert [h.document for h in upgraded.lexical_search("run", 5, ANON)] == ["pub.md"]
     assert {h.document for h in upgraded.lexical_search("run", 5, HR)} == {"pub.md", "pay.md"}
     upgraded.close()
+
+
+# ----------------------------------------------------------------- write batches (pg_bulk)
+def _batch_scenario(s: PostgresStore) -> list[str]:
+    """Adds, a replace, a retag, a delete, a document that fails (wrong dimension) and the
+    ingest log: the same calls whether or not they run inside ``write_lock()``."""
+    errors = []
+    for i in range(30):
+        words = " ".join(f"w{(i * 7 + j) % 23}" for j in range(12))
+        s.upsert_document(*make_doc(f"b/{i}.md", f"alpha {i} {words}", f"beta {words}",
+                                    f"gamma {i % 5}"), groups=["hr"] if i % 3 == 0 else ())
+        s.log_ingest(f"b/{i}.md", "added")
+        if i == 12:
+            bad, bc, _ = make_doc("bad.md", "wrong dimension")
+            try:
+                s.upsert_document(bad, bc, np.ones((1, 5), dtype=np.float32))
+            except StoreError as e:
+                errors.append(str(e))
+    s.upsert_document(*make_doc("b/4.md", "alpha replaced", "delta new text"))  # replace
+    s.upsert_document(*make_doc("b/5.md", *[f"alpha {5} " + " ".join(
+        f"w{(5 * 7 + j) % 23}" for j in range(12)), "beta " + " ".join(
+        f"w{(5 * 7 + j) % 23}" for j in range(12)), "gamma 0"]), groups=["it"])  # retag
+    s.delete_document("b/7.md")
+    s.log_ingest("b/7.md", "removed")
+    return errors
+
+
+def _answers(s: PostgresStore):
+    rng = np.random.default_rng(3)
+    queries = rng.normal(size=(5, 8)).astype(np.float32)
+    who = [ADMIN, HR, ANON, Principal("i", frozenset({"it"}))]
+    dense = [[c for c, _ in s.dense_ranking(q, 10, p)] for q in queries for p in who]
+    lexical = [s.lexical_ranking(q, 10, p) for q in ("alpha w3", "beta gamma", "delta", "w11")
+               for p in who]
+    with s.session(ADMIN) as cur:
+        tables = [sorted(cur.execute(f"SELECT {cols} FROM {t}").fetchall()) for t, cols in (
+            ("lexicon", "term, acl, df"), ("corpus", "acl, chunks, terms"),
+            ("chunks", "id, doc_id, acl, length"), ("documents", "id, version, acl, chunks"))]
+        postings = cur.execute("SELECT count(*) FROM postings").fetchone()[0]
+    log = [(e.source, e.status) for e in s.ingest_log(100)]
+    return dense, lexical, tables, postings, log
+
+
+def test_a_write_batch_answers_as_documents_written_one_by_one(pg_url, monkeypatch):
+    """The bulk path (COPY, statistics summed per transaction, shared transactions, the
+    HNSW index dropped and rebuilt) leaves exactly the store the per-document path does."""
+    from ragtune.store import pg_bulk
+    from tests.store.conftest import drop_schema
+
+    one, many = (PostgresStore(pg_url, schema=f"t_{os.getpid()}_{name}") for name in ("one", "many"))
+    try:
+        for s in (one, many):  # not empty: the batch drops the index it finds
+            s.upsert_document(*make_doc("seed.md", "alpha seed", "w3 seed"))
+        errors_one = _batch_scenario(one)
+        monkeypatch.setattr(pg_bulk, "DEFER_INDEX_CHUNKS", 20)  # drop the index mid-batch
+        monkeypatch.setattr(pg_bulk, "COMMIT_CHUNKS", 7)  # and commit several times
+        monkeypatch.setattr(pg_bulk, "COMMIT_SECONDS", 600)
+        with many.write_lock():
+            errors_many = _batch_scenario(many)
+            assert many._batch().rows_at_start == 2 and many._batch().index_dropped
+            # the batch's thread reads its own writes; others, what is committed (the
+            # delete is not yet: it wrote no chunks since the last commit)
+            assert many.get_document("b/7.md") is None
+            outside = PostgresStore(pg_url, schema=many.schema)
+            assert outside.get_document("b/7.md") is not None
+            assert outside.ingest_log(1)[0].status == "added"
+            outside.close()
+        assert errors_one == errors_many and len(errors_one) == 1
+        assert _answers(many) == _answers(one)
+        assert one.integrity_check() == [] and many.integrity_check() == []
+        with many.session(ADMIN) as cur:  # rebuilt at the batch's end
+            assert cur.execute("SELECT to_regclass('chunks_embedding')").fetchone()[0] is not None
+    finally:
+        for s in (one, many):
+            s.close()
+            drop_schema(pg_url, s.schema)
+
+
+_BATCH_FOREVER = textwrap.dedent("""
+    import sys
+    from ragtune.store import pg_bulk
+    from ragtune.store.postgres import PostgresStore
+    from tests.contracts.store import make_doc
+    pg_bulk.DEFER_INDEX_CHUNKS, pg_bulk.COMMIT_SECONDS = 200, 0.02
+    s = PostgresStore(sys.argv[1], schema=sys.argv[2])
+    with s.write_lock():
+        i = 0
+        while True:
+            doc, chunks, vecs = make_doc(f"k/{i % 40}.md", *[f"chunk {j} of round {i}" for j in range(30)])
+            s.upsert_document(doc, chunks, vecs, groups=["g"] if i % 3 else ())
+            s.log_ingest(doc.source, "round", str(i))
+            print(i, flush=True)
+            i += 1
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_write_batch_leaves_a_consistent_store(store):
+    """A batch killed after its index was dropped and several commits: every document is
+    one whole version, the ingest log names only committed versions, the missing index is
+    reported, and the next batch builds it."""
+    _kill_9_after(_BATCH_FOREVER, store, 60, 90)  # past the index drop, replacing by then
+    assert [p for p in store.integrity_check() if "HNSW" not in p] == []
+    assert any("has no HNSW index" in p for p in store.integrity_check())
+    rounds_logged = {e.source: int(e.message) for e in reversed(store.ingest_log(1000))}
+    assert rounds_logged  # some batches committed
+    assert _round_of_each_document(store) == rounds_logged  # the log committed with them
+    with store.write_lock():
+        pass
+    assert store.integrity_check() == []
+    q = np.ones(8, dtype=np.float32) / np.sqrt(8)
+    assert len(store.dense_ranking(q, 10, ADMIN)) == 10

@@ -207,7 +207,16 @@ CREATE TABLE feedback (
 CREATE INDEX feedback_trace ON feedback (trace_id);
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_STATS_PER_ACL, _M003_MONITOR]
+# Bulk ingest (store/pg_bulk.py): the foreign key from each posting to its chunk ran a
+# trigger and took a row lock on the chunk for every posting (~80 per chunk): 45% of a
+# bulk load's time. The writers delete a document's postings with its chunks, in the same
+# transaction (PostgresStore._remove_chunks); integrity_check looks for orphans.
+_M004_POSTINGS_WITHOUT_FK = """
+ALTER TABLE postings DROP CONSTRAINT IF EXISTS postings_chunk_fkey;
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_STATS_PER_ACL, _M003_MONITOR,
+                         _M004_POSTINGS_WITHOUT_FK]
 
 _LOCK_KEY = 0x7261_6774  # 'ragt': the migration lock (per database)
 
@@ -277,14 +286,16 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 
 
-def fix_dimension(cur: psycopg.Cursor, dim: int) -> None:
-    """Type the embedding column ``vector(dim)`` and build its HNSW index (inner product).
+def fix_dimension(cur: psycopg.Cursor, dim: int, *, index: bool = True) -> None:
+    """Type the embedding column ``vector(dim)`` and build its HNSW index (inner product;
+    ``index=False``: a write batch builds it when it ends).
 
     Runs in the first write's transaction (under the writers' lock): the model's dimension
     is not known before. Later writes with another dimension fail with a clear error.
     """
     cur.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dim)})")
-    create_vector_index(cur)
+    if index:
+        create_vector_index(cur)
     cur.execute("INSERT INTO meta VALUES ('dimension', %s)", (str(dim),))
 
 

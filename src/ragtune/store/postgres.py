@@ -19,6 +19,7 @@ session). Searches are in :mod:`ragtune.store.pg_query`.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ from ragtune.store.base import (
     read_ranked,
 )
 from ragtune.store.bm25 import BM25Params
+from ragtune.store.pg_bulk import PendingStats, WriteBatch, postings_copy_data
 from ragtune.store.pg_query import (
     DF_SQL,
     STATS_SQL,
@@ -71,13 +73,18 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
     raise MissingDependency(f"the postgres store needs psycopg, psycopg-pool and pgvector ({e}): "
                             "pip install 'ragtune[postgres]'") from None
 
-from ragtune.store.pg_schema import READER_ROLE, fix_dimension, migrate
+from ragtune.store.pg_schema import READER_ROLE, create_vector_index, fix_dimension, migrate
 
 _WRITE_KEY = 0x7261_6777  # advisory lock of document writes ('ragw')
 _BATCH_KEY = 0x7261_6762  # advisory lock of write batches ('ragb')
 _DOC_COLS = ("id, source, title, collection, acl, version, content_hash, chunks, metadata, "
              "created_at, updated_at")
 _CHUNK_COLS = "ch.id, ch.doc_id, ch.text, ch.section, ch.ordinal, ch.tokens, ch.page, d.source, d.title"
+_COPY_CHUNKS = ("COPY chunks (n, id, doc_id, ordinal, section, page, tokens, text, title, "
+                "collection, acl, updated_at, length, embedding) FROM STDIN (FORMAT BINARY)")
+_COPY_TYPES = ["int8", "text", "text", "int4", "text", "int4", "int4", "text", "text", "text",
+               "text[]", "float8", "int4", "vector"]
+_STORE = Principal("ragtune-store", admin=True)  # the store reading committed rows (not a batch's)
 DEFAULT_EF_SEARCH = 400
 """HNSW candidate list per search (pgvector's default is 40). bench/store_scale.py, 10k
 chunks, recall@10 against exact search at ef_search 40/100/200/400: 0.62/0.86/0.96/1.00 on
@@ -125,6 +132,7 @@ class PostgresStore:
         except psycopg.OperationalError as e:
             raise StoreError(f"{self._where}: cannot connect: {str(e).strip()}") from None
         self._dim: int | None = None  # fixed by the first write, then never changes
+        self._local = threading.local()  # this thread's write batch and document write
         self.lexical_pruned = 0  # lexical searches answered without the common terms' postings
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
                                     kwargs={"autocommit": True}, configure=self._configure,
@@ -145,6 +153,22 @@ class PostgresStore:
         values = {"ragtune.admin": "on" if admin else "off",
                   "ragtune.groups": "{}" if admin else _pg_array(sorted(principal.groups)),
                   **(settings or {})}
+        batch = self._batch()
+        if batch is not None and principal is None:
+            # the store's own statements in a write batch: a savepoint in its transaction
+            try:
+                batch.begin(values)
+                with batch.conn.transaction(), batch.conn.cursor() as cur:
+                    yield cur
+            except psycopg.errors.DataException as e:
+                raise StoreError(f"{self._where}: {str(e).strip()}") from None
+            except psycopg.OperationalError as e:
+                raise StoreError(f"{self._where}: {str(e).strip()}") from None
+            return
+        if batch is not None and getattr(self._local, "step", None) is None:
+            # another connection reads: let it see (and not wait for the locks of) what
+            # this thread's batch wrote
+            batch.commit()
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 if not admin and self._bypass_rls:
@@ -164,17 +188,62 @@ class PostgresStore:
         with self._tx(principal) as cur:
             yield cur
 
+    def _batch(self) -> WriteBatch | None:
+        return getattr(self._local, "batch", None)
+
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor]:
+        """One document's write: its own transaction, or a savepoint of this thread's write
+        batch. The BM25 statistics of the chunks it adds (``self._local.step``) go into the
+        tables at its commit, or at the batch's."""
+        batch = self._batch()
+        if batch is not None:
+            self._before_batch_write(batch)
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_KEY,))
-            yield cur
+            self._local.step = step = PendingStats()
+            try:
+                yield cur
+            finally:
+                self._local.step = None
+            if batch is None:
+                step.flush(cur)
+            else:
+                batch.stats.merge(step)
+
+    def _wrote(self, chunks: int) -> None:
+        batch = self._batch()
+        if batch is not None:
+            batch.wrote(chunks)
+
+    def _before_batch_write(self, batch: WriteBatch) -> None:
+        """Commit the batch when due, before its next document (so what a caller did after
+        a document, such as its ingest log entry, commits with it); drop the HNSW index
+        once the batch has outgrown the store (pg_bulk: built once at the batch's end)."""
+        if batch.defer_index():
+            batch.commit()
+            batch.index_dropped = True
+            try:
+                batch.conn.execute("SET lock_timeout = '5s'")
+                batch.conn.execute("DROP INDEX IF EXISTS chunks_embedding")
+            except psycopg.errors.LockNotAvailable:
+                batch.index_dropped = False  # readers kept it busy: insert into it instead
+                batch.rows_at_start = 2**62
+            finally:
+                batch.conn.execute("SET lock_timeout = 0")
+        elif batch.due():
+            batch.commit()
 
     @contextmanager
     def write_lock(self, timeout: float = 30.0, *, exclusive: bool = False) -> Iterator[None]:
-        """A write batch. Batches share the database (each document is its own transaction),
-        so the lock is shared; whole-store operations (``ragtune store migrate`` into this
-        store) take it ``exclusive``. Either waits up to ``timeout`` for the other kind."""
+        """A write batch (``ragtune ingest`` writes its documents in one). Batches share the
+        database, so the lock is shared; whole-store operations (``ragtune store migrate``
+        into this store) take it ``exclusive``. Either waits up to ``timeout`` for the other
+        kind. This thread's writes in the batch share transactions (pg_bulk.WriteBatch):
+        committed every few seconds and at the end, each document wholly or not at all."""
+        if self._batch() is not None:  # nested in this thread's batch
+            yield
+            return
         kind = "" if exclusive else "_shared"
         with self._pool.connection() as conn:
             try:
@@ -187,9 +256,56 @@ class PostgresStore:
             finally:
                 conn.execute("SET lock_timeout = 0")
             try:
-                yield
+                batch = WriteBatch(conn, self._chunk_rows(conn))
+                batch.index_dropped = self._index_missing(conn)  # a bulk load died: rebuild
+                self._local.batch = batch
+                try:
+                    yield
+                except BaseException:
+                    # what was written stays written (as with a transaction per document),
+                    # unless the transaction itself failed
+                    if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+                        batch.commit()
+                    else:
+                        batch.rollback()
+                    raise
+                finally:
+                    self._local.batch = None
+                batch.commit()
+                # also when another process's batch left it missing (it died before building)
+                if batch.index_dropped or self._index_missing(conn):
+                    self._build_vector_index()
             finally:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
                 conn.execute(f"SELECT pg_advisory_unlock{kind}(%s)", (_BATCH_KEY,))
+
+    @staticmethod
+    def _chunk_rows(conn: psycopg.Connection) -> int:
+        """About how many chunks the store holds (the planner's estimate when large)."""
+        with conn.transaction():
+            conn.execute("SELECT set_config('ragtune.admin', 'on', true)")
+            estimate = conn.execute("SELECT reltuples::int8 FROM pg_class "
+                                    "WHERE oid = 'chunks'::regclass").fetchone()[0]
+            if estimate > 100_000:
+                return estimate
+            return conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    @staticmethod
+    def _index_missing(conn: psycopg.Connection) -> bool:
+        """The vectors' type is fixed (a first write happened) but the HNSW index is gone."""
+        with conn.transaction():
+            conn.execute("SELECT set_config('ragtune.admin', 'on', true)")
+            return (conn.execute("SELECT 1 FROM meta WHERE key = 'dimension'").fetchone()
+                    is not None and conn.execute(
+                        "SELECT to_regclass('chunks_embedding')").fetchone()[0] is None)
+
+    def _build_vector_index(self) -> None:
+        """Build the HNSW index over every stored vector (after a bulk load), holding the
+        writers' lock: readers scan exactly until it is there."""
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_KEY,))
+            create_vector_index(cur)
 
     # ----------------------------------------------------------------- BM25 analysis
     def _ensure_analysis(self) -> int:
@@ -295,8 +411,17 @@ class PostgresStore:
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
                         collection: str = "default", groups: Sequence[str] | None = None,
                         metadata: dict[str, Any] | None = None) -> WriteResult:
-        """Add ``doc``, or replace its chunks if its content changed, in one transaction.
+        """Add ``doc``, or replace its chunks if its content changed, in one transaction (a
+        savepoint of the batch's inside ``write_lock()``).
         ``groups=None`` keeps a stored document's groups (see the Store protocol)."""
+        result = self._upsert(doc, chunks, vectors, collection, groups, metadata)
+        if result.status != "unchanged":
+            self._wrote(len(chunks))
+        return result
+
+    def _upsert(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray,
+                collection: str, groups: Sequence[str] | None,
+                metadata: dict[str, Any] | None) -> WriteResult:
         if len(chunks) != len(vectors):
             raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
@@ -345,7 +470,11 @@ class PostgresStore:
         if dim is None:
             return
         if row is None:
-            fix_dimension(cur, dim)
+            batch = self._batch()
+            # a batch that starts on an empty store builds the index once, at its end
+            fix_dimension(cur, dim, index=batch is None or batch.rows_at_start > 0)
+            if batch is not None and batch.rows_at_start == 0:
+                batch.index_dropped = True
         elif int(row[0]) != dim:
             raise StoreError(f"{source}: {dim}-dimensional vectors but the store holds "
                              f"{row[0]}-dimensional ones: the embedding model changed; re-ingest "
@@ -359,62 +488,53 @@ class PostgresStore:
 
     def _insert_chunks(self, cur: psycopg.Cursor, doc: Document, chunks: Sequence[Chunk],
                        vectors: np.ndarray, collection: str, acl: list[str], now: float) -> None:
+        """COPY the chunks (numbers reserved from the identity sequence first) and their
+        postings; their BM25 statistics are added when the write commits (pg_bulk)."""
         if not chunks:
             return
         terms = [self._terms(doc.title, c.section, c.text) for c in chunks]
-        cur.executemany(
-            "INSERT INTO chunks (id, doc_id, ordinal, section, page, tokens, text, title, "
-            "collection, acl, updated_at, length, embedding) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %b) RETURNING n",
-            [(c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text, doc.title, collection,
-              acl, now, len(t), vectors[i]) for i, (c, t) in enumerate(zip(chunks, terms))],
-            returning=True)
-        ns = []
-        while True:
-            ns.append(cur.fetchone()[0])
-            if not cur.nextset():
-                break
-        self._insert_postings(cur, ns, terms)
-        self._count_terms(cur, doc.id, +1)
+        ns = [r[0] for r in cur.execute(
+            "SELECT nextval(pg_get_serial_sequence('chunks', 'n')) FROM generate_series(1, %s)",
+            (len(chunks),)).fetchall()]
+        with cur.copy(_COPY_CHUNKS) as copy:
+            copy.set_types(_COPY_TYPES)
+            for n, c, t, v in zip(ns, chunks, terms, vectors, strict=True):
+                copy.write_row((n, c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text,
+                                doc.title, collection, acl, now, len(t), v))
+        data, unique_terms = postings_copy_data(ns, terms)
+        with cur.copy("COPY postings (term, chunk, tf) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
+        self._local.step.add(acl, unique_terms, len(chunks), sum(len(t) for t in terms))
 
     @staticmethod
     def _insert_postings(cur: psycopg.Cursor, ns: Sequence[int], terms: Sequence[np.ndarray]) -> None:
-        post_terms, post_chunks, post_tf = [], [], []
-        for n, t in zip(ns, terms):
-            uniq, tf = np.unique(t, return_counts=True)
-            post_terms.append(uniq)
-            post_chunks.append(np.full(len(uniq), n, dtype=np.int64))
-            post_tf.append(tf)
-        if not post_terms:
-            return
-        cur.execute("INSERT INTO postings (term, chunk, tf) "
-                    "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::int4[])",
-                    (np.concatenate(post_terms).tolist(), np.concatenate(post_chunks).tolist(),
-                     np.concatenate(post_tf).tolist()))
+        data, _ = postings_copy_data(ns, terms)
+        with cur.copy("COPY postings (term, chunk, tf) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
 
-    @staticmethod
-    def _count_terms(cur: psycopg.Cursor, doc_id: str, sign: int) -> None:
-        """Add (+1) or take out (-1) a document's chunks in the BM25 statistics of their ACL."""
+    def _count_terms(self, cur: psycopg.Cursor, doc_id: str, sign: int) -> None:
+        """Add (+1) or take out (-1) a document's stored chunks in the BM25 statistics of
+        their ACL. Rows taken to 0 are deleted when the write's pending additions are in."""
         changed = cur.execute(
             "INSERT INTO lexicon AS l (term, acl, df) SELECT p.term, ch.acl, %s * count(*) "
             "FROM postings p JOIN chunks ch ON ch.n = p.chunk WHERE ch.doc_id = %s "
             "GROUP BY p.term, ch.acl ON CONFLICT (term, acl) DO UPDATE SET df = l.df + excluded.df "
             "RETURNING term, df", (sign, doc_id)).fetchall()
-        emptied = [t for t, df in changed if df <= 0]
-        if emptied:
-            cur.execute("DELETE FROM lexicon WHERE term = ANY(%s) AND df <= 0", (emptied,))
         cur.execute(
             "INSERT INTO corpus AS c (acl, chunks, terms) SELECT acl, %s * count(*), "
             "%s * coalesce(sum(length), 0) FROM chunks WHERE doc_id = %s GROUP BY acl "
             "ON CONFLICT (acl) DO UPDATE SET chunks = c.chunks + excluded.chunks, "
             "terms = c.terms + excluded.terms", (sign, sign, doc_id))
         if sign < 0:
-            cur.execute("DELETE FROM corpus WHERE chunks <= 0")
+            self._local.step.emptied.update(t for t, df in changed if df <= 0)
+            self._local.step.shrunk = True
 
     def _remove_chunks(self, cur: psycopg.Cursor, doc_id: str) -> None:
-        """Delete a document's chunks (their postings cascade) and take them out of the BM25
+        """Delete a document's chunks and their postings and take them out of the BM25
         statistics."""
         self._count_terms(cur, doc_id, -1)
+        cur.execute("DELETE FROM postings WHERE chunk IN (SELECT n FROM chunks WHERE doc_id = %s)",
+                    (doc_id,))
         cur.execute("DELETE FROM chunks WHERE doc_id = %s", (doc_id,))
 
     def _check_stored_analysis(self, cur: psycopg.Cursor) -> None:
@@ -450,6 +570,7 @@ class PostgresStore:
             for v in versions:
                 cur.execute("INSERT INTO versions VALUES (%s, %s, %s, %s, %s)",
                             (info.id, v["version"], v["content_hash"], v["chunks"], v["ingested_at"]))
+        self._wrote(len(chunks))
         return True
 
     def import_log(self, entries: Sequence[IngestLogEntry]) -> None:
@@ -476,6 +597,7 @@ class PostgresStore:
             cur.execute("DELETE FROM trace_sources WHERE source = %s", (row[1],))
             self._remove_chunks(cur, row[0])
             cur.execute("DELETE FROM documents WHERE id = %s", (row[0],))  # groups, versions cascade
+        self._wrote(0)
         return True
 
     def finish_deletions(self, wait: float = 5.0) -> bool:
@@ -711,9 +833,19 @@ class PostgresStore:
               "FULL JOIN lexicon l USING (term, acl) WHERE p.df IS DISTINCT FROM l.df "
               "HAVING count(*) > 0"),
              "{} BM25 document frequencies differ from the postings"),
+            (("SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM chunks c "
+              "WHERE c.n = p.chunk) HAVING count(*) > 0"),
+             "{} postings of chunks that are gone"),
         ]
+        batch = self._batch()
+        if batch is None or not batch.index_dropped:  # else this batch builds it at its end
+            checks.append((
+                ("SELECT 'chunks.embedding' FROM meta WHERE key = 'dimension' "
+                 "AND to_regclass('chunks_embedding') IS NULL"),
+                ("{} has no HNSW index (a bulk load stopped before building it): searches "
+                 "scan every vector; the next ingest builds it")))
         problems: list[str] = []
-        with self._tx() as cur:
+        with self._tx(_STORE) as cur:  # inside a write batch: after committing it
             for query, message in checks:
                 problems += [message.format(r[0]) for r in cur.execute(query).fetchall()]
         return problems

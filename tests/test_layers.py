@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
      "__init__"},
     {"ingest", "embed", "store"},
     {"retrieve", "generate", "finetune"},
-    {"answer", "route", "evaluate", "monitor"},
+    {"answer", "route", "evaluate", "monitor", "tune"},
     {"workspace"},
     {"cli", "server"},
 ]

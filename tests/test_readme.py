@@ -46,9 +46,12 @@ PLACEHOLDERS = {"path/to/beir-folder": str(ROOT / "tests" / "data" / "beir_tiny"
 OWN_TEST = {"## Store backends (`[store]`)":
             "tests/store/test_store_cli.py::test_readme_quick_start_with_a_local_postgres",
             "## Serve it to your team":  # `ragtune serve` runs until stopped
-            "tests/server/test_faults.py::test_readme_serve_quick_start"}
+            "tests/server/test_faults.py::test_readme_serve_quick_start",
+            "## Adapt the retriever to your documents":  # needs the real embedder to train
+            "tests/tune/test_tune_retriever.py::test_readme_tune_commands"}
 OWN_MARK = {"## Store backends (`[store]`)": "ragtune store local-postgres",
-            "## Serve it to your team": "ragtune serve"}
+            "## Serve it to your team": "ragtune serve",
+            "## Adapt the retriever to your documents": "ragtune tune retriever"}
 
 
 def readme_commands(text: str) -> list[list[str]]:

@@ -137,3 +137,15 @@ def remove_user(path: Path, name: str, groups: Sequence[str] = ()) -> list[str] 
         admins.remove(name)
     _save(path, doc)
     return None
+
+
+def set_setting(path: Path, area: str, key: str, value: Any) -> None:
+    """Set ``[area] key = value`` (``ragtune tune`` points ``[embedding] model`` at an
+    adapted embedder), creating the table when missing; checked like every edit here."""
+    import tomlkit
+
+    doc = _load(path)
+    if area not in doc:
+        doc.add(area, tomlkit.table())
+    doc[area][key] = value
+    _save(path, doc)

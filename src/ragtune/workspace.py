@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ from ragtune.answer.modes import Answerer, GeneratorWrap, RouteFn
 from ragtune.answer.pipeline import AnswerPipeline, TokenFn
 from ragtune.answer.traces import StoreTraceSink, TraceSink
 from ragtune.config import Settings
+from ragtune.config_file import set_setting
 from ragtune.embed.base import Embedder
 from ragtune.embed.factory import EMBEDDERS
+from ragtune.embed.local import PACKAGED
 from ragtune.errors import AccessDenied, ConfigError, NotFound
 from ragtune.finetune.adapters import AdapterRegistry
 from ragtune.finetune.freshness import Freshness
@@ -44,6 +47,7 @@ from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
 from ragtune.route.policy import Routing
 from ragtune.store.base import SearchFilter, Store
 from ragtune.store.factory import STORES, open_store
+from ragtune.tune.run import TuneOptions, TuneRun, open_run, reembed_store, summaries
 from ragtune.types import Answer, DocumentInfo, Principal, ProgressFn, Route
 
 CONFIG_NAME = "ragtune.toml"
@@ -75,6 +79,7 @@ class Workspace:
         self._generator: Generator | None = None
         self._adapters: AdapterServing | None = None
         self._routing: RouteFn | None = None
+        self._overrides = overrides
 
     @classmethod
     def init(cls, root: Path | str | None = None,
@@ -261,6 +266,44 @@ class Workspace:
     def freshness(self, adapter: str) -> Freshness:
         """Which documents ``adapter`` was trained on changed or went since."""
         return self.adapters.freshness(adapter)
+
+    # ------------------------------------------------------------------ tune retriever
+    @property
+    def embedders_root(self) -> Path:
+        return self.root / "embedders"
+
+    def local_embedder(self, model: str) -> Embedder:
+        """The configured local embedder with another model (an adapted one, or the base)."""
+        if self.settings.embedding.backend != "local":
+            raise ConfigError(f"tune retriever adapts the local embedder; embedding.backend is "
+                              f"'{self.settings.embedding.backend}' in {self.root / CONFIG_NAME}")
+        return EMBEDDERS.create("local", replace(self.settings.embedding, model=model))
+
+    def _use_embedding_model(self, model: str) -> None:
+        set_setting(self.root / CONFIG_NAME, "embedding", "model", model)
+        self.settings = Settings.load(self.root / CONFIG_NAME, overrides=self._overrides)
+        self._embedder = None
+
+    def tune_retriever(self, options: TuneOptions, *, resume: bool = False,
+                       progress: ProgressFn | None = None) -> dict[str, Any]:
+        """Adapt the embedder to this workspace's documents (see :mod:`ragtune.tune.run`)."""
+        self.local_embedder(self.settings.embedding.model)  # fails early off the local backend
+        folder, options = open_run(self.embedders_root, options, resume=resume)
+        return TuneRun(folder, self.store, self.embedder, self.local_embedder,
+                       self._use_embedding_model, options, progress).run()
+
+    def use_embedder(self, model: str, progress: ProgressFn | None = None) -> int:
+        """Re-embed the store with ``model`` (a tune run's name, or a model) and use it."""
+        run = self.embedders_root / model / "model"
+        chosen = str(run.resolve()) if run.is_dir() else PACKAGED if model == "base" else model
+        n = reembed_store(self.store, self.local_embedder(chosen),
+                          lambda d, t: progress(d, t, "re-embed store") if progress else None)
+        self._use_embedding_model(chosen)
+        return n
+
+    def tune_runs(self) -> list[dict[str, Any]]:
+        """Every tune run, its scores, decision, freshness and whether it is in use."""
+        return summaries(self.embedders_root, self.store, self.settings.embedding.model)
 
     def route(self, question: str, principal: Principal) -> Route:
         """The router's decision for ``question`` (every readable collection without one)."""

@@ -163,6 +163,24 @@ class StoreContract:
         assert store.dense_ranking(q, 7, ANON) == [(h.chunk.id, h.score) for h in got]
         assert got[0].score == pytest.approx(float(all_vecs[expected[0]] @ q), abs=1e-5)
 
+    def test_replace_vectors_changes_only_the_vectors(self, store: Store) -> None:
+        doc, chunks, vecs = make_doc("rv.md", "alpha text", "beta text")
+        other, other_chunks, other_vecs = make_doc("other.md", "gamma text")
+        store.upsert_document(doc, chunks, vecs)
+        store.upsert_document(other, other_chunks, other_vecs)
+        flipped = -vecs
+        assert store.replace_vectors({chunks[0].id: flipped[0], chunks[1].id: flipped[1],
+                                      "no-such-chunk": flipped[0]}) == 2
+        got = store.existing_embeddings([c.id for c in chunks + other_chunks])
+        assert np.allclose(got[chunks[0].id], flipped[0], atol=1e-6)
+        assert np.allclose(got[other_chunks[0].id], other_vecs[0], atol=1e-6)
+        assert store.dense_ranking(flipped[1], 1, ANON)[0][0] == chunks[1].id  # search sees it
+        info = store.get_document("rv.md")
+        assert info is not None and info.version == 1 and len(store.document_versions(info.id)) == 1
+        with pytest.raises(StoreError):
+            store.replace_vectors({chunks[0].id: np.ones(DIM + 1, dtype=np.float32)})
+        assert store.replace_vectors({}) == 0
+
     def test_lexical_ranking_prefers_rarer_and_repeated_terms(self, store: Store) -> None:
         for i, text in enumerate(["the router manual covers the router reset",
                                   "the printer manual", "the router", "nothing to see"]):

@@ -31,6 +31,7 @@ from ragtune.cli import (
     route,
     serve,
     store,
+    tune,
     users,
 )
 from ragtune.cli.common import err
@@ -57,6 +58,7 @@ app.add_typer(route.route_app, name="route")
 app.add_typer(users.users_app, name="users")
 app.add_typer(store.store_app, name="store")
 app.add_typer(monitor.monitor_app, name="monitor")
+app.add_typer(tune.tune_app, name="tune")
 app.command("compare")(evaluate.compare_command)
 app.command("advise")(evaluate.advise_command)
 app.command("serve")(serve.serve)

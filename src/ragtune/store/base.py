@@ -11,7 +11,7 @@ the store query, so text a principal may not read never leaves the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -225,6 +225,13 @@ class Store(Protocol):
 
     def existing_embeddings(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors for chunk ids that are already embedded (reused on re-ingest)."""
+        ...
+
+    def replace_vectors(self, vectors: Mapping[str, np.ndarray]) -> int:
+        """Give stored chunks new vectors (chunk id -> vector), in one write; nothing else
+        changes (no new document version: ``ragtune tune retriever`` re-embeds a store with
+        an adapted model). Ids not in the store are skipped; the number replaced is returned.
+        A vector of another size than the stored ones is a :class:`StoreError`."""
         ...
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,

@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,6 +283,29 @@ class ChromaStore:
     def _dimension(self) -> int | None:
         got = self._chunks.peek(1)
         return None if not got["ids"] else len(got["embeddings"][0])
+
+    def replace_vectors(self, vectors: Mapping[str, np.ndarray]) -> int:
+        """New vectors for stored chunks (see the Store protocol), in pages; the generation
+        bump at the end makes every process re-read them."""
+        if not vectors:
+            return 0
+        with self._lock:
+            dim = self._dimension()
+            have = set()
+            ids = list(vectors)
+            for i in range(0, len(ids), _PAGE):
+                have.update(self._chunks.get(ids=ids[i:i + _PAGE], include=[])["ids"])
+            ids = [cid for cid in ids if cid in have]
+            for i in range(0, len(ids), _PAGE):
+                part = ids[i:i + _PAGE]
+                matrix = np.stack([np.asarray(vectors[c], dtype=np.float32).reshape(-1)
+                                   for c in part])
+                if dim is not None and matrix.shape[1] != dim:
+                    raise StoreError(f"{matrix.shape[1]}-dimensional vectors but the store "
+                                     f"holds {dim}-dimensional ones")
+                self._chunks.update(ids=part, embeddings=matrix)
+            self._bump()
+        return len(ids)
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
                         collection: str = "default", groups: Sequence[str] | None = None,

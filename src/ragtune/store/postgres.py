@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -393,6 +393,20 @@ class PostgresStore:
         with self._tx() as cur:
             row = cur.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
         return int(row[0]) if row else None
+
+    def replace_vectors(self, vectors: Mapping[str, np.ndarray]) -> int:
+        """New vectors for stored chunks in one transaction (see the Store protocol)."""
+        rows = [(np.ascontiguousarray(v, dtype=np.float32).reshape(-1), cid)
+                for cid, v in vectors.items()]
+        if not rows:
+            return 0
+        with self._write() as cur:
+            self._check_dimension(cur, len(rows[0][0]), self._where)
+            have = {r[0] for r in cur.execute("SELECT id FROM chunks WHERE id = ANY(%s)",
+                                              ([cid for _, cid in rows],)).fetchall()}
+            rows = [r for r in rows if r[1] in have]
+            cur.executemany("UPDATE chunks SET embedding = %b WHERE id = %s", rows)
+        return len(rows)
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
                         collection: str = "default", groups: Sequence[str] | None = None,

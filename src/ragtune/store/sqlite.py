@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -277,6 +277,21 @@ class SQLiteStore:
                 ):
                     found[cid] = np.frombuffer(blob, dtype=np.float32).copy()
         return found
+
+    def replace_vectors(self, vectors: Mapping[str, np.ndarray]) -> int:
+        """New vectors for stored chunks in one transaction (see the Store protocol)."""
+        rows = [(np.ascontiguousarray(v, dtype=np.float32).reshape(-1).tobytes(), cid)
+                for cid, v in vectors.items()]
+        if not rows:
+            return 0
+        with self._transaction() as db:
+            stored = db.execute("SELECT length(embedding) FROM chunks LIMIT 1").fetchone()
+            if stored and stored[0] != len(rows[0][0]):
+                raise StoreError(f"{self.path}: {len(rows[0][0]) // 4}-dimensional vectors but "
+                                 f"the store holds {stored[0] // 4}-dimensional ones")
+            before = db.total_changes
+            db.executemany("UPDATE chunks SET embedding = ? WHERE id = ?", rows)
+            return db.total_changes - before
 
     def upsert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, *,
                         collection: str = "default", groups: Sequence[str] | None = None,

@@ -45,7 +45,7 @@ from ragtune.evaluate.retrieval import index_beir
 from ragtune.ingest.chunking import chunk_embedding_text
 from ragtune.tune.evaluate import dense_scores
 from ragtune.tune.run import TuneOptions
-from ragtune.tune.train import TrainConfig
+from ragtune.tune.train import EmbedderTrainConfig
 from ragtune.workspace import Workspace
 
 PUBLIC = ("cranfield", "cisi", "cacm", "npl")
@@ -69,7 +69,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
         ingest_s = time.perf_counter() - t0
         options = TuneOptions(name="bench", held_out=args.held_out, seed=args.seed,
                               max_docs=args.max_docs, activate=False,
-                              train=TrainConfig(steps=args.steps, batch_size=args.batch_size,
+                              train=EmbedderTrainConfig(steps=args.steps, batch_size=args.batch_size,
                                                 seed=args.seed))
         report = ws.tune_retriever(options, progress=progress)
         tune_s = time.perf_counter() - t0 - ingest_s

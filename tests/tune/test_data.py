@@ -15,7 +15,7 @@ from ragtune.tune.data import (
     split_documents,
 )
 from ragtune.tune.run import TuneOptions, decide
-from ragtune.tune.train import TrainConfig, _order
+from ragtune.tune.train import EmbedderTrainConfig, _order
 
 TEXT = ("Swept wings delay the drag rise at high subsonic speed. The effect was measured in a "
         "wind tunnel at several Mach numbers. Boundary layer transition moved forward with sweep. "
@@ -108,9 +108,9 @@ def test_batches_are_fixed_passes() -> None:
     order = _order(10, 5, 4, seed=3)
     assert order == _order(10, 5, 4, seed=3) and all(len(set(b)) == 4 for b in order)
     assert sorted(i for b in order[:2] for i in b)[:8] == sorted(order[0] + order[1])
-    assert TrainConfig(steps=0, max_steps=5).planned_steps(10_000) == 5
+    assert EmbedderTrainConfig(steps=0, max_steps=5).planned_steps(10_000) == 5
     with pytest.raises(ValueError):
-        TrainConfig(batch_size=1)
+        EmbedderTrainConfig(batch_size=1)
 
 
 def test_decision_follows_the_measured_gain() -> None:

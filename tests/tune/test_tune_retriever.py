@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ragtune.errors import ConfigError
 from ragtune.ingest.chunking import chunk_embedding_text
 from ragtune.tune.run import TuneOptions, TuneRun
-from ragtune.tune.train import TrainConfig
+from ragtune.tune.train import EmbedderTrainConfig
 from ragtune.workspace import Workspace
 from tests.conftest import write
 
@@ -65,7 +65,7 @@ def tuned(tmp_path_factory):
     chunk_ids = [c.id for c in ws.store.iter_chunks()]
     before = ws.store.existing_embeddings(chunk_ids)
     options = TuneOptions(name="t", held_out=0.25, min_gain=-1.0, min_eval_queries=3,
-                          train=TrainConfig(steps=3, batch_size=4, learning_rate=5e-4,
+                          train=EmbedderTrainConfig(steps=3, batch_size=4, learning_rate=5e-4,
                                             checkpoint_every=1))
 
     def interrupt(done: int, total: int, stage: str) -> None:

@@ -89,11 +89,11 @@ def tune_retriever(
     """Fine-tune the embedder on pseudo-queries from your documents; keep it only if it wins
     on documents it never saw."""
     from ragtune.tune.run import TuneOptions
-    from ragtune.tune.train import TrainConfig
+    from ragtune.tune.train import EmbedderTrainConfig
 
     options = TuneOptions(name=name, held_out=held_out, seed=seed, max_docs=max_docs,
                           max_minutes=max_minutes, min_gain=min_gain, activate=not no_activate,
-                          train=TrainConfig(steps=steps, batch_size=batch_size, seed=seed))
+                          train=EmbedderTrainConfig(steps=steps, batch_size=batch_size, seed=seed))
     ws = open_workspace(workspace)
     progress = StageProgress(enabled=True)
     try:

@@ -53,7 +53,7 @@ from ragtune.tune.data import (
     split_documents,
 )
 from ragtune.tune.evaluate import dense_scores, embed_all
-from ragtune.tune.train import TrainConfig, train_embedder
+from ragtune.tune.train import EmbedderTrainConfig, train_embedder
 from ragtune.types import DocumentInfo, Principal, ProgressFn
 
 OPERATOR = Principal("ragtune-tune", admin=True)  # training reads every document
@@ -75,7 +75,7 @@ class TuneOptions:
     eval_queries: int = 500
     min_eval_queries: int = 20
     activate: bool = True
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: EmbedderTrainConfig = field(default_factory=EmbedderTrainConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.held_out < 1.0:
@@ -90,7 +90,7 @@ class TuneOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TuneOptions:
-        return cls(**{**d, "train": TrainConfig(**d.get("train", {}))})
+        return cls(**{**d, "train": EmbedderTrainConfig(**d.get("train", {}))})
 
 
 def _lineage(info: DocumentInfo) -> dict[str, Any]:

@@ -14,7 +14,7 @@ fixed permutation of the examples, so a resumed run sees the same batches as an
 uninterrupted one. A ``deadline`` (``time.monotonic()`` value) stops it early, keeping what
 it learned.
 
->>> # train_embedder(examples, Path("model"), TrainConfig(steps=200), checkpoint=Path("ckpt"))
+>>> # train_embedder(examples, Path("model"), EmbedderTrainConfig(steps=200), checkpoint=Path("ckpt"))
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ragtune.tune.data import Example
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class EmbedderTrainConfig:
     """How to fine-tune; ``steps = 0`` means one pass over the examples (capped at
     ``max_steps``)."""
 
@@ -59,7 +59,7 @@ class TrainConfig:
     def planned_steps(self, examples: int) -> int:
         """Steps this config runs on ``examples`` triples.
 
-        >>> TrainConfig().planned_steps(1000), TrainConfig(steps=7).planned_steps(1000)
+        >>> EmbedderTrainConfig().planned_steps(1000), EmbedderTrainConfig(steps=7).planned_steps(1000)
         (62, 7)
         """
         return self.steps or max(1, min(self.max_steps, examples // self.batch_size))
@@ -103,7 +103,7 @@ def load_trainable(base_model: str, max_seq_length: int) -> tuple[Any, list[Any]
     return st, [p for p in st.parameters() if p.requires_grad]
 
 
-def train_embedder(examples: Sequence[Example], dest: Path, config: TrainConfig, *,
+def train_embedder(examples: Sequence[Example], dest: Path, config: EmbedderTrainConfig, *,
                    checkpoint: Path, deadline: float | None = None,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Fine-tune ``config.base_model`` on ``examples`` and save it to ``dest`` (a

@@ -59,15 +59,20 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                              line=n) from None
 
 
-def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write ``rows`` to a temp file renamed over ``path``: a crash never leaves half a file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file renamed over ``path``: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` as JSON lines, atomically (:func:`write_text_atomic`)."""
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

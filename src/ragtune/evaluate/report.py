@@ -26,14 +26,13 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ragtune.evaluate.costs import format_usd, monthly_cost, volume_grid
 from ragtune.evaluate.qa_metrics import DEFINITIONS, higher_is_better
+from ragtune.jsonl import write_text_atomic
 
 CHAR_PX = 7.4  # width of a character of the 12 px chart font, with room to spare
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948",
@@ -118,22 +117,14 @@ def _metric(system: dict[str, Any], key: str, k: int) -> Any:
     return system["metrics"].get(f"recall@{k}" if key == "recall@k" else key)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_reports(data: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write report.json, report.md and report.html into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md",
              "html": out_dir / "report.html"}
-    _atomic_write(paths["json"], json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    _atomic_write(paths["md"], render_markdown(data))
-    _atomic_write(paths["html"], render_html(data))
+    write_text_atomic(paths["json"], json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text_atomic(paths["md"], render_markdown(data))
+    write_text_atomic(paths["html"], render_html(data))
     return paths
 
 

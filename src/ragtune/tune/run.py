@@ -41,7 +41,7 @@ from ragtune.errors import InputError, NotFound
 from ragtune.evaluate.qa_metrics import paired_bootstrap
 from ragtune.finetune.freshness import Freshness, adapter_freshness
 from ragtune.ingest.chunking import chunk_embedding_text
-from ragtune.jsonl import read_json_object, read_jsonl, write_jsonl_atomic
+from ragtune.jsonl import read_json_object, read_jsonl, write_jsonl_atomic, write_text_atomic
 from ragtune.store.base import Store
 from ragtune.tune.data import (
     Example,
@@ -99,9 +99,7 @@ def _lineage(info: DocumentInfo) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 class TuneRun:

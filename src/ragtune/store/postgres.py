@@ -154,31 +154,26 @@ class PostgresStore:
                   "ragtune.groups": "{}" if admin else _pg_array(sorted(principal.groups)),
                   **(settings or {})}
         batch = self._batch()
-        if batch is not None and principal is None:
-            # the store's own statements in a write batch: a savepoint in its transaction
-            try:
-                batch.begin(values)
-                with batch.conn.transaction(), batch.conn.cursor() as cur:
-                    yield cur
-            except psycopg.errors.DataException as e:
-                raise StoreError(f"{self._where}: {str(e).strip()}") from None
-            except psycopg.OperationalError as e:
-                raise StoreError(f"{self._where}: {str(e).strip()}") from None
-            return
-        if batch is not None and getattr(self._local, "step", None) is None:
+        # the store's own statements in a write batch: a savepoint in its transaction
+        in_batch = batch is not None and principal is None
+        if batch is not None and not in_batch and getattr(self._local, "step", None) is None:
             # another connection reads: let it see (and not wait for the locks of) what
             # this thread's batch wrote
             batch.commit()
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                if not admin and self._bypass_rls:
-                    cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(READER_ROLE)))
-                cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(values)),
-                            [x for kv in values.items() for x in kv])
-                yield cur
-        except psycopg.errors.DataException as e:
-            raise StoreError(f"{self._where}: {str(e).strip()}") from None
-        except psycopg.OperationalError as e:
+            if in_batch:
+                batch.begin(values)
+                with batch.conn.transaction(), batch.conn.cursor() as cur:
+                    yield cur
+            else:
+                with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    if not admin and self._bypass_rls:
+                        cur.execute(sql.SQL("SET LOCAL ROLE {}").format(
+                            sql.Identifier(READER_ROLE)))
+                    cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(values)),
+                                [x for kv in values.items() for x in kv])
+                    yield cur
+        except (psycopg.errors.DataException, psycopg.OperationalError) as e:
             raise StoreError(f"{self._where}: {str(e).strip()}") from None
 
     @contextmanager

@@ -120,7 +120,13 @@ def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Pa
     terms = query_terms(query, params.analyzer)
     if not terms:
         return None
-    where, named = filter_sql(filters, admin=admin)
+    # a posting carries its chunk's length and ACL id (migration 5): the chunk rows are read
+    # only for a filter on their columns, a quoted phrase, and the top k
+    where, named = filter_sql(filters, admin=True)
+    chunk_join = "" if where == "true" else " JOIN chunks ch ON ch.n = p.chunk"
+    if not admin:
+        # the readable ACLs' ids, computed once (an InitPlan), not a join per posting
+        where += " AND p.acl = ANY(ARRAY(SELECT id FROM acls WHERE may_read(acl)))"
     named |= {"terms": list(terms), "qtf": list(terms.values()),
               "k1": params.k1, "b": params.b}
     source = "q JOIN postings p ON p.term = q.term"
@@ -136,12 +142,16 @@ def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Pa
                                for t in query_terms(" ".join(words), params.analyzer)})
         named |= {"pterms": phrase_terms, "npterms": len(phrase_terms)}
         holds = "s.pterms = %(npterms)s"
+        chunk_join = " JOIN chunks ch ON ch.n = p.chunk"
         for i, words in enumerate(phrases):
             named[f"rx{i}"] = phrase_regex(words)
             holds += (f" AND (ch.text ~* %(rx{i})s OR ch.section ~* %(rx{i})s "
                       f"OR ch.title ~* %(rx{i})s)")
+    top = "s"
     if not phrases:
+        # the best k postings' chunks first, then their rows (RLS applies to those too)
         score, final_where = "s.score", ""
+        top = f"(SELECT * FROM s ORDER BY score DESC, chunk LIMIT {int(k)})"
     elif quoted == "filter":
         score, final_where = "s.score", f"WHERE {holds}"
     else:
@@ -165,13 +175,13 @@ def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Pa
         ), s AS (
             SELECT p.chunk,
                    sum(q.qtf * q.idf * p.tf * (%(k1)s + 1)
-                       / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * ch.length / q.avgdl))) AS score,
+                       / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.length / q.avgdl))) AS score,
                    {pterms} AS pterms
-            FROM {source} JOIN chunks ch ON ch.n = p.chunk
+            FROM {source}{chunk_join}
             WHERE {where}
             GROUP BY p.chunk
         )
-        SELECT ch.id, {score} AS score FROM s JOIN chunks ch ON ch.n = s.chunk
+        SELECT ch.id, {score} AS score FROM {top} AS s JOIN chunks ch ON ch.n = s.chunk
         {final_where}
         ORDER BY 2 DESC, s.chunk LIMIT {int(k)}"""
     return sql, named

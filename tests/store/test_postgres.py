@@ -319,8 +319,10 @@ def test_skipping_common_terms_returns_the_exact_bm25_top_k(store, monkeypatch):
     for q in ["w0 w25", "w1 w2 w12", "w0 w1 w17 w29", "w3 w18", "w0 w5 w9", "w0 w250", "w2 w40",
               "w0 w0 w25 w25 w25"]:  # repeated words count in the bound too
         for who in (ADMIN, ANON, g):
-            sql_, params = pq.lexical_sql(q, None, 10, store.bm25, admin=who.admin)
             with store.session(who) as cur:
+                _, stats = pq.reader_stats(cur, pq.query_terms(q, store.bm25.analyzer),
+                                           admin=who.admin)
+                sql_, params = pq.lexical_sql(q, None, 10, store.bm25, stats)
                 full = [(c, round(s, 6)) for c, s in cur.execute(sql_, params).fetchall()]
             got = [(c, round(s, 6)) for c, s in store.lexical_ranking(q, 10, who)]
             assert got == full, q

@@ -221,7 +221,9 @@ ALTER TABLE postings DROP CONSTRAINT IF EXISTS postings_chunk_fkey;
 # Each posting now carries its chunk's length and ACL (as the id of a row in ``acls``, a
 # dictionary of the ACLs in use: a few rows), and the primary key index covers them, so a
 # query's postings come from an index-only scan and only the top k rows touch ``chunks``
-# (under row-level security). ``acls`` rows are never deleted: an id keeps its meaning.
+# (under row-level security). The key orders a term's postings by ACL first, so a reader's
+# scan reads only the postings of the ACLs they may read (10% of them when an ACL hides
+# 90%). ``acls`` rows are never deleted: an id keeps its meaning.
 _M005_NARROW_POSTINGS = """
 CREATE TABLE acls (
     id  integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -239,7 +241,7 @@ UPDATE postings p SET length = ch.length, acl = a.id
 DELETE FROM postings WHERE acl IS NULL;  -- orphans (store check reported them)
 ALTER TABLE postings ALTER COLUMN length SET NOT NULL, ALTER COLUMN acl SET NOT NULL;
 ALTER TABLE postings DROP CONSTRAINT postings_pkey,
-    ADD CONSTRAINT postings_pkey PRIMARY KEY (term, chunk) INCLUDE (tf, length, acl);
+    ADD CONSTRAINT postings_pkey PRIMARY KEY (term, acl, chunk) INCLUDE (tf, length);
 """
 
 MIGRATIONS: list[str] = [_M001_INITIAL, _M002_STATS_PER_ACL, _M003_MONITOR,

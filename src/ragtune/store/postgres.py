@@ -52,12 +52,12 @@ from ragtune.store.pg_bulk import (
     postings_copy_data,
 )
 from ragtune.store.pg_query import (
-    DF_SQL,
     STATS_SQL,
     dense_sql,
     lexical_sql,
     prune_common_terms,
     query_terms,
+    reader_stats,
     signed_terms,
 )
 from ragtune.store.trace_rows import (
@@ -687,20 +687,22 @@ class PostgresStore:
         """BM25 over title, section path and text (pg_query.lexical_sql), under RLS, with the
         statistics of the rows ``principal`` may read; quoted phrases rank first (or filter:
         ``[store] quoted_phrases``)."""
-        def sql(candidates_from: list[int] | None = None):
-            return lexical_sql(query, filters, k, self.bm25, admin=principal.admin,
-                               quoted=self.quoted_phrases, candidates_from=candidates_from)
-
-        built = sql()
-        if built is None:
+        qtf = query_terms(query, self.bm25.analyzer)
+        if not qtf:
             return []
         with self._tx(principal) as cur:
-            stored, n = cur.execute(STATS_SQL).fetchone()
+            stored, stats = reader_stats(cur, qtf, admin=principal.admin)
             self._check_analysis(stored)
-            if n >= pg_query.PRUNE_MIN_CHUNKS and not quoted_phrases(query):
-                qtf = query_terms(query, self.bm25.analyzer)
-                dfs = dict(cur.execute(DF_SQL, (list(qtf),)).fetchall())
-                pruned = prune_common_terms(dfs, n, qtf, self.bm25)
+
+            def sql(candidates_from: list[int] | None = None):
+                return lexical_sql(query, filters, k, self.bm25, stats,
+                                   quoted=self.quoted_phrases, candidates_from=candidates_from)
+
+            built = sql()
+            if built is None:
+                return []
+            if stats.n >= pg_query.PRUNE_MIN_CHUNKS and not quoted_phrases(query):
+                pruned = prune_common_terms(stats.dfs, stats.n, qtf, self.bm25)
                 if pruned is not None:  # exact when the k-th candidate beats any non-candidate
                     rows = cur.execute(*sql(pruned[0])).fetchall()
                     if len(rows) == k and rows[-1][1] >= pruned[1]:

@@ -48,7 +48,7 @@ from ragtune.embed.base import Embedder
 from ragtune.evaluate.beir import BeirDataset, load_beir
 from ragtune.evaluate.metrics import evaluate_per_query, evaluate_run
 from ragtune.evaluate.retrieval import index_beir
-from ragtune.retrieve.search import fuse, rrf_fuse
+from ragtune.retrieve.search import fuse, rrf_fuse, weighted_fuse, zscore_fuse
 from ragtune.store.analysis import Analyzer
 from ragtune.store.bm25 import BM25Index, BM25Params
 from ragtune.store.sqlite import SQLiteStore
@@ -251,6 +251,15 @@ def sweep_set(data: BeirDataset, arms: Arms, settings: Settings) -> dict[str, fl
             for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
                 r = dataclasses.replace(base, fusion=method, dense_weight=w, candidates=cand)
                 scores[f"{method} w={w} cand={cand}"] = score(fused_runs(arms, r))
+    for cand in (100, 200):
+        for method in ("weighted", "zscore"):
+            scores[f"{method} per-query w cand={cand}"] = score(
+                {q: doc_run(per_query_weight_fuse(arms.dense[q][:cand], arms.lexical[q][:cand],
+                                                  method), arms.chunk_doc) for q in arms.dense})
+        for w in (0.4, 0.5, 0.6, 0.7):
+            scores[f"theoretical-min w={w} cand={cand}"] = score(
+                {q: doc_run(theoretical_min_fuse(arms.dense[q][:cand], arms.lexical[q][:cand], w),
+                            arms.chunk_doc) for q in arms.dense})
     # BM25 analysis and k1/b, on the same chunk texts as the store indexes.
     ids = list(arms.chunk_text)
     texts = [arms.chunk_text[c] for c in ids]
@@ -258,17 +267,55 @@ def sweep_set(data: BeirDataset, arms: Arms, settings: Settings) -> dict[str, fl
         for stop in ("english", "short", "none"):
             analyzer = Analyzer(stem, stop)
             terms = [analyzer.term_hashes(t) for t in texts]
-            for k1, b in ((0.9, 0.4), (1.2, 0.75), (1.5, 0.75), (1.2, 0.5), (2.0, 0.75)):
+            for k1, b in K1_B:
                 if (stem, stop) != ("snowball", "english") and (k1, b) != (1.2, 0.75):
                     continue
                 idx = BM25Index.from_terms(terms, BM25Params(analyzer, k1, b))
-                run = {}
+                ranked = {}
                 for q in data.qrels:
                     s = idx.scores(data.queries[q])
-                    top = idx.top(s, ARM_DEPTH)
-                    run[q] = doc_run([(ids[i], float(s[i])) for i in top], arms.chunk_doc)
-                scores[f"bm25 {stem}/{stop} k1={k1} b={b}"] = score(run)
+                    ranked[q] = [(ids[i], float(s[i])) for i in idx.top(s, ARM_DEPTH)]
+                scores[f"bm25 {stem}/{stop} k1={k1} b={b}"] = score(
+                    {q: doc_run(r, arms.chunk_doc) for q, r in ranked.items()})
+                if (stem, stop) == ("snowball", "english") and k1 == 1.2:
+                    # fused (the default fusion) with this BM25 as its lexical arm; unlike
+                    # the store's arm, quoted phrases are not boosted here
+                    n = base.candidates
+                    scores[f"fused, bm25 b={b}"] = score(
+                        {q: doc_run(fuse(arms.dense[q][:n], ranked[q][:n], base), arms.chunk_doc)
+                         for q in ranked})
     return scores
+
+
+K1_B = ((0.9, 0.4), (1.2, 0.75), (1.5, 0.75), (1.2, 0.6), (1.2, 0.5), (1.2, 0.4), (1.2, 0.3),
+        (1.5, 0.5), (2.0, 0.75))
+
+
+def per_query_weight_fuse(dense: list[tuple[str, float]], lexical: list[tuple[str, float]],
+                          method: str) -> list[tuple[str, float]]:
+    """Fusion with a dense weight per query, from how far each arm's best score stands out
+    of its own candidates (its z-score): the arm more sure of its top gets more weight."""
+    def standout(ranking: list[tuple[str, float]]) -> float:
+        s = np.array([x for _, x in ranking])
+        return float((s[0] - s.mean()) / s.std()) if len(s) > 1 and s.std() > 0 else 0.0
+
+    d, lx = standout(dense), standout(lexical)
+    w = d / (d + lx) if d + lx > 0 else 0.5
+    return (zscore_fuse if method == "zscore" else weighted_fuse)([dense, lexical], [w, 1 - w])
+
+
+def theoretical_min_fuse(dense: list[tuple[str, float]], lexical: list[tuple[str, float]],
+                         w: float) -> list[tuple[str, float]]:
+    """Convex combination with each score scaled by (score - floor) / (best - floor), the
+    floor being the score's theoretical minimum (0 for BM25 and, in practice, for MiniLM's
+    cosine) instead of the list's lowest (Bruch et al. 2023, "TMM")."""
+    def scaled(ranking: list[tuple[str, float]]) -> dict[str, float]:
+        best = ranking[0][1] if ranking else 0.0
+        return {k: max(x, 0.0) / best if best > 0 else 0.0 for k, x in ranking}
+
+    dd, ll = scaled(dense), scaled(lexical)
+    fused = {k: w * dd.get(k, 0.0) + (1 - w) * ll.get(k, 0.0) for k in dd | ll}
+    return sorted(fused.items(), key=lambda kv: -kv[1])
 
 
 # ------------------------------------------------------------------ report

@@ -10,7 +10,7 @@ import pytest
 from ragtune.store.analysis import LEGACY, Analyzer
 from ragtune.store.bm25 import BM25Index, BM25Params, idf_weight
 
-PARAMS = BM25Params(LEGACY)
+PARAMS = BM25Params(LEGACY, k1=1.2, b=0.75)  # the textbook values reference_bm25 uses
 analyze = LEGACY.analyze
 
 DOCS = [

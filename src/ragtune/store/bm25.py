@@ -36,7 +36,7 @@ class BM25Params:
 
     analyzer: Analyzer = field(default_factory=Analyzer)
     k1: float = 1.2
-    b: float = 0.75
+    b: float = 0.5  # as StoreSettings.bm25_b (config.py says why)
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> BM25Params:

@@ -191,8 +191,9 @@ class StoreRetriever:
         embedding: Future[tuple[np.ndarray, float]] | None = None
         if mode == "fused":
             # The query is embedded on another thread while BM25 runs here: both release
-            # the GIL (ONNX Runtime, numpy), so fused costs about max(embed, BM25), not
-            # their sum (bench/search_latency.py). Store calls stay on this thread.
+            # the GIL (ONNX Runtime, numpy), so with a free core fused costs about
+            # max(embed, BM25), not their sum. On a saturated machine it gains nothing
+            # (docs/retrieval-quality.md, "Speed"). Store calls stay on this thread.
             embedding = _arm_pool().submit(_timed_embed, self.embedder, query)
         if mode in {"fused", "lexical"}:
             t = time.perf_counter()

@@ -328,6 +328,7 @@ class PostgresStore:
             rows = cur.execute("SELECT n, title, section, text, acl FROM chunks "
                                "ORDER BY n").fetchall()
             cur.execute("DELETE FROM postings")
+            ids: dict[tuple[str, ...], int] = {}  # ACL ids, one lookup per ACL in this transaction
             cur.execute("DELETE FROM lexicon")
             cur.execute("DELETE FROM corpus")
             for i in range(0, len(rows), 2000):
@@ -337,7 +338,8 @@ class PostgresStore:
                 cur.execute("UPDATE chunks SET length = u.length FROM unnest(%s::int8[], "
                             "%s::int4[]) AS u (n, length) WHERE chunks.n = u.n",
                             (ns, [len(t) for t in terms]))
-                acls = [self._acl_id(cur, r[4]) for r in part]
+                acls = [ids.get(tuple(r[4])) or ids.setdefault(tuple(r[4]), self._acl_id(cur, r[4]))
+                        for r in part]
                 data, _ = postings_copy_data(ns, terms, acls)
                 with cur.copy(POSTINGS_COPY) as copy:
                     copy.write(data)

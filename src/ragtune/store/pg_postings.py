@@ -60,7 +60,7 @@ class Postings:
     chunk_n: np.ndarray  # int64, sorted: the chunks' numbers
     length: np.ndarray  # float64: their BM25 lengths
     rows: np.ndarray  # int32 per posting
-    tf: np.ndarray  # float64 per posting
+    tf: np.ndarray  # float32 per posting (whole numbers: exact), float64 when scored
     groups: dict[int, list[tuple[int, int, int]]]  # term -> [(acl id, start, end)]
 
     @classmethod
@@ -73,12 +73,12 @@ class Postings:
         rows, tfs, at = [], [], 0
         for term, acl, chunks, tf in groups:
             rows.append(np.searchsorted(chunk_n, np.asarray(chunks, dtype=np.int64)).astype(np.int32))
-            tfs.append(np.asarray(tf, dtype=np.float64))
+            tfs.append(np.asarray(tf, dtype=np.float32))
             out.setdefault(int(term), []).append((int(acl), at, at + len(chunks)))
             at += len(chunks)
         return cls(generation, chunk_n, np.asarray(length, dtype=np.float64),
                    np.concatenate(rows) if rows else np.zeros(0, np.int32),
-                   np.concatenate(tfs) if tfs else np.zeros(0), out)
+                   np.concatenate(tfs) if tfs else np.zeros(0, np.float32), out)
 
     @classmethod
     def load(cls, cur: Any) -> Postings:
@@ -108,7 +108,7 @@ class Postings:
             for acl, start, end in self.groups.get(term, ()):
                 if allowed is not None and acl not in allowed:
                     continue
-                r, tf = self.rows[start:end], self.tf[start:end]
+                r, tf = self.rows[start:end], self.tf[start:end].astype(np.float64)
                 rows.append(r)
                 parts.append(w * tf / (tf + c1 + c2 * self.length[r]))
         if not rows:

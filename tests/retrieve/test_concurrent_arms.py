@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ragtune.config import RetrievalSettings
+from ragtune.embed.base import Embedder
 from ragtune.embed.fake import FakeEmbedder
 from ragtune.errors import ModelError
 from ragtune.ingest.chunking import chunk_document, chunk_embedding_text
@@ -43,7 +44,7 @@ def make_store(embedder: FakeEmbedder) -> SQLiteStore:
     return store
 
 
-def sequential(store: SQLiteStore, embedder: FakeEmbedder, settings: RetrievalSettings,
+def sequential(store: SQLiteStore, embedder: Embedder, settings: RetrievalSettings,
                query: str, principal: Principal, k: int) -> list[tuple[str, float]]:
     """The fused ranking computed the plain way: embed, dense arm, then BM25, then fuse."""
     n = max(settings.candidates, k)
@@ -146,3 +147,21 @@ def test_fused_search_works_in_a_forked_child() -> None:
     os.waitpid(pid, 0)
     with os.fdopen(read) as f:
         assert ready and f.read() == "ok"
+
+
+@pytest.mark.integration
+def test_fused_results_equal_the_sequential_ones_with_the_packaged_model(local_embedder) -> None:
+    """The real MiniLM (ONNX Runtime) run on the pool thread gives the same vectors, so the
+    same fused ranking, as run on the caller's thread."""
+    store = SQLiteStore(":memory:")
+    for source, text, groups in TEXTS:
+        doc = Document(source, source, (Section((source,), text),))
+        chunks = chunk_document(doc, max_tokens=200, overlap=0)
+        vecs = local_embedder.embed_documents([chunk_embedding_text(c, doc.title) for c in chunks])
+        store.upsert_document(doc, chunks, vecs, groups=groups)
+    settings = RetrievalSettings()
+    retriever = StoreRetriever(store, local_embedder, settings)
+    for query in QUERIES:
+        result = retriever.search(query, HR, k=5)
+        want = sequential(store, local_embedder, settings, query, HR, 5)
+        assert [(h.chunk.id, h.score) for h in result.hits] == want

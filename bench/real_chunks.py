@@ -11,10 +11,13 @@ near-equal runs of at most ``MAX_WORDS`` words (NPL's abstracts have no punctuat
 runs under ``MIN_WORDS`` words are dropped and each text is kept once, the first time it
 appears, so every chunk text is distinct. With ``MAX_WORDS = 12`` that gives 107,844
 chunks of 9.9 words on average: cranfield 24,832, cisi 19,401, cacm 18,641, npl 44,970 (no
-other cached text is needed for 100k; 16-word runs would give only 86,711). Documents
-are ordered by a seeded shuffle and taken until ``n`` chunks (the last one cut short); every
-tenth document (in that order) is readable by the searching principal, the rest restricted,
-as in the synthetic corpus.
+other cached text is needed for 100k; 16-word runs would give only 86,711). Source
+documents are ordered by a seeded shuffle and taken until ``n`` chunks (the last one cut
+short); their pieces, in that order, are stored 50 to a document as in the synthetic
+corpus (one section per piece, headed by its source document's id and title), and every
+tenth document is readable by the searching principal, the rest restricted: exactly 90%
+of the chunks are hidden. (Stored one per source document, 6.6 pieces each, Chroma's
+per-document writes made its ingest slow down to 20 chunks/s past 10k chunks.)
 
 Vectors: the default ``[embedding]`` embedder, built by ``make_embedder(Settings().embedding)``
 exactly as ``ragtune ingest`` builds it (packaged all-MiniLM-L6-v2, ONNX int8 on CPU),
@@ -38,6 +41,7 @@ from ragtune.types import Chunk, Document, Section
 
 MAX_WORDS = 12
 MIN_WORDS = 3
+PER_DOC = 50  # chunks per stored document, as bench/store_scale.py's synthetic corpus
 PUBLIC, RESTRICTED = ("public-ish",), ("restricted",)
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
@@ -130,17 +134,21 @@ def take(docs: list[RealDoc], n_chunks: int, seed: int = 0) -> list[RealDoc]:
     return out
 
 
-def as_store_rows(docs: list[RealDoc]) -> Iterator[tuple[Document, list[Chunk], tuple[str, ...]]]:
-    """(document, chunks, groups) per document, shaped like the synthetic corpus's: one
-    section per chunk, every tenth document readable by the searching principal.
+def as_store_rows(docs: list[RealDoc], per_doc: int = PER_DOC
+                  ) -> Iterator[tuple[Document, list[Chunk], tuple[str, ...]]]:
+    """(document, chunks, groups) per stored document, shaped like the synthetic corpus's:
+    ``per_doc`` pieces to a document, one section each, every tenth document readable by
+    the searching principal.
 
-    >>> rows = list(as_store_rows([RealDoc("a/1", "T", ("one two three", "four five six"))]))
-    >>> [c.text for c in rows[0][1]], rows[0][2]
-    (['one two three', 'four five six'], ('public-ish',))
+    >>> rows = list(as_store_rows([RealDoc("a/1", "Wings", ("one two three", "four five six")),
+    ...                            RealDoc("a/2", "Flow", ("seven eight nine",))], per_doc=2))
+    >>> [([c.section for c in chunks], groups) for _, chunks, groups in rows]
+    [(['a/1 > Wings', 'a/1 > Wings'], ('public-ish',)), (['a/2 > Flow'], ('restricted',))]
     """
-    for d, rd in enumerate(docs):
-        doc = Document(f"{rd.source}.txt", rd.title, tuple(
-            Section((rd.title, f"Part {i}"), t) for i, t in enumerate(rd.texts)))
+    flat = [(rd, t) for rd in docs for t in rd.texts]
+    for d, at in enumerate(range(0, len(flat), per_doc)):
+        doc = Document(f"real/{d}.txt", f"Abstracts {d}", tuple(
+            Section((rd.source, rd.title), t) for rd, t in flat[at:at + per_doc]))
         chunks = [Chunk(Chunk.make_id(doc.id, s.label, s.text), doc.id, s.text, s.label, i,
                         len(s.text.split())) for i, s in enumerate(doc.sections)]
         yield doc, chunks, PUBLIC if d % 10 == 0 else RESTRICTED
@@ -163,9 +171,10 @@ class RealCorpus:
             out[name] = out.get(name, 0) + len(d.texts)
         return out
 
-    def rows(self) -> Iterator[tuple[Document, list[Chunk], np.ndarray, tuple[str, ...]]]:
+    def rows(self, per_doc: int = PER_DOC
+             ) -> Iterator[tuple[Document, list[Chunk], np.ndarray, tuple[str, ...]]]:
         at = 0
-        for doc, chunks, groups in as_store_rows(self.docs):
+        for doc, chunks, groups in as_store_rows(self.docs, per_doc):
             yield doc, chunks, self.vectors[at:at + len(chunks)], groups
             at += len(chunks)
 

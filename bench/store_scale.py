@@ -14,7 +14,7 @@ the dense + BM25 rankings, reciprocal-rank fusion and reading the top chunks.
 ``--vectors minilm``: real text and real vectors instead (bench/real_chunks.py): ~10-word
 pieces of the Cranfield, CISI, CACM and NPL abstracts, embedded by the default ``[embedding]``
 model (packaged MiniLM, ONNX int8; cached in ~/.cache/ragtune-bench/emb), the collections'
-own queries as query texts and vectors, the same 90%-restricted ACL layout.
+own queries as query texts and vectors, the same 50-chunk documents and 90%-restricted ACL.
 
 recall@10: the store's dense top 10 against an exact inner-product scan over the same
 rows (ACL applied). PostgreSQL runs on a throwaway local server (ragtune.store.pg_local,
@@ -232,7 +232,8 @@ def main() -> None:
     if real is not None:
         results |= {"model": real.model, "embed_s": real.embed_s,
                     "embed_chunks_per_s": args.chunks / real.embed_s,
-                    "documents": len(real.docs), "source_documents": real.per_set,
+                    "source_documents_used": len(real.docs),
+                    "source_documents": real.per_set,
                     "chunks_per_set": real.chunks_per_set(),
                     "mean_words": float(np.mean([len(t.split()) for d in real.docs
                                                  for t in d.texts]))}

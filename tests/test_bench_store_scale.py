@@ -31,11 +31,13 @@ def test_corpus_texts_are_distinct_and_laid_out_like_the_synthetic_one():
     texts = [t for d in docs for t in d.texts]
     assert len(texts) == 200 and len(set(texts)) == 200
     assert sum("Shared boilerplate" in t for t in texts) == 1  # kept once, where first seen
-    rows = list(rc.as_store_rows(docs))
+    rows = list(rc.as_store_rows(docs, per_doc=10))
+    assert [len(chunks) for _, chunks, _ in rows] == [10] * 20
     assert [g for _, _, g in rows][:11] == [rc.PUBLIC] + [rc.RESTRICTED] * 9 + [rc.PUBLIC]
+    assert [c.text for _, chunks, _ in rows for c in chunks] == texts  # order kept
     ids = [c.id for _, chunks, _ in rows for c in chunks]
     assert len(set(ids)) == 200
-    assert rows[0][0].title == docs[0].title and rows[0][1][0].text == docs[0].texts[0]
+    assert rows[0][1][0].section == f"{docs[0].source} > {docs[0].title}"
     with pytest.raises(SystemExit, match="fewer than --chunks 10000"):
         rc.take(rc.distinct_docs(iter(raw)), 10_000)
 
@@ -45,7 +47,7 @@ def test_corpus_rows_carry_each_texts_vector():
             rc.RealDoc("a/2", "B", ("seven eight nine",))]
     vectors = np.eye(3, dtype=np.float32)
     corpus = rc.RealCorpus(docs, vectors, ["q"], vectors[:1], 1.0, "m", {"a": 2})
-    rows = list(corpus.rows())
+    rows = list(corpus.rows(per_doc=2))
     assert [v.tolist() for _, _, v, _ in rows] == [vectors[:2].tolist(), vectors[2:].tolist()]
     assert corpus.chunks_per_set() == {"a": 3}
 
@@ -86,3 +88,10 @@ def test_set_ef_changes_what_a_chroma_search_walks(tmp_path):
     store, _ = store_scale.set_ef(store, 400)
     assert recall(store) == full
     store.close()
+
+
+def test_real_chunks_doctests():
+    """bench/ is outside pytest's doctest paths: its examples run here."""
+    import doctest
+
+    assert doctest.testmod(rc).failed == 0

@@ -257,6 +257,25 @@ def test_integrity_check_finds_tampering(store):
     assert any("a.md: chunks carry another ACL" in p for p in problems)
 
 
+def test_postings_follow_their_chunks_acl_through_a_retag(store):
+    """A posting carries its chunk's ACL (migration 5, the BM25 arm reads no chunk rows):
+    a new ACL on unchanged content moves the postings too, and store check notices a
+    posting whose ACL or length differs from its chunk."""
+    doc, chunks, vecs = make_doc("a.md", "quarterly salary bands", "canteen menu")
+    store.upsert_document(doc, chunks, vecs)
+    assert [h.document for h in store.lexical_search("salary", 5, ANON)] == ["a.md"]
+    assert store.upsert_document(doc, chunks, vecs, groups=["hr"]).status == "retagged"
+    assert store.lexical_search("salary", 5, ANON) == []
+    assert [h.document for h in store.lexical_search("salary", 5, HR)] == ["a.md"]
+    assert store.integrity_check() == []
+    with store.session(ADMIN) as cur:
+        assert cur.execute("SELECT DISTINCT a.acl FROM postings p JOIN acls a ON a.id = p.acl"
+                           ).fetchall() == [(["hr"],)]
+        cur.execute("UPDATE postings SET acl = (SELECT id FROM acls WHERE acl = '{}'), "
+                    "length = length + 1 WHERE chunk = (SELECT min(chunk) FROM postings)")
+    assert any("postings carry another length or ACL" in p for p in store.integrity_check())
+
+
 def test_schema_in_the_url():
     assert split_url("postgresql://h/db")[1] == "ragtune"
     assert split_url("postgresql://h/db?schema=x") == ("postgresql://h/db", "x")
@@ -300,8 +319,10 @@ def test_skipping_common_terms_returns_the_exact_bm25_top_k(store, monkeypatch):
     for q in ["w0 w25", "w1 w2 w12", "w0 w1 w17 w29", "w3 w18", "w0 w5 w9", "w0 w250", "w2 w40",
               "w0 w0 w25 w25 w25"]:  # repeated words count in the bound too
         for who in (ADMIN, ANON, g):
-            sql_, params = pq.lexical_sql(q, None, 10, store.bm25, admin=who.admin)
             with store.session(who) as cur:
+                _, stats = pq.reader_stats(cur, pq.query_terms(q, store.bm25.analyzer),
+                                           admin=who.admin)
+                sql_, params = pq.lexical_sql(q, None, 10, store.bm25, stats)
                 full = [(c, round(s, 6)) for c, s in cur.execute(sql_, params).fetchall()]
             got = [(c, round(s, 6)) for c, s in store.lexical_ranking(q, 10, who)]
             assert got == full, q

@@ -47,29 +47,38 @@ DEFER_INDEX_CHUNKS = 10_000
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension
 _COPY_TRAILER = b"\xff\xff"
 _POSTING = np.dtype([("fields", ">i2"), ("l_term", ">i4"), ("term", ">i4"), ("l_chunk", ">i4"),
-                     ("chunk", ">i8"), ("l_tf", ">i4"), ("tf", ">i4")])
+                     ("chunk", ">i8"), ("l_tf", ">i4"), ("tf", ">i4"), ("l_length", ">i4"),
+                     ("length", ">i4"), ("l_acl", ">i4"), ("acl", ">i4")])
+POSTINGS_COPY = "COPY postings (term, chunk, tf, length, acl) FROM STDIN (FORMAT BINARY)"
 
 
-def postings_copy_data(ns: Sequence[int], terms: Sequence[np.ndarray]) -> tuple[bytes, np.ndarray]:
-    """(binary COPY data of ``postings (term, chunk, tf)``, the unique terms of each chunk
-    concatenated) for chunks numbered ``ns`` with term hashes ``terms`` (int4).
+def postings_copy_data(ns: Sequence[int], terms: Sequence[np.ndarray],
+                       acls: Sequence[int]) -> tuple[bytes, np.ndarray]:
+    """(binary COPY data of ``postings (term, chunk, tf, length, acl)``, the unique terms of
+    each chunk concatenated) for chunks numbered ``ns`` with term hashes ``terms`` (int4)
+    and ACL ids ``acls`` (pg_schema migration 5: a posting carries its chunk's length and
+    ACL so the BM25 arm never reads the chunk row).
 
-    >>> data, uniq = postings_copy_data([7], [np.array([3, 3, 5], dtype=np.int32)])
-    >>> len(data) == 19 + 2 * 30 + 2, uniq.tolist()
+    >>> data, uniq = postings_copy_data([7], [np.array([3, 3, 5], dtype=np.int32)], [1])
+    >>> len(data) == 19 + 2 * 46 + 2, uniq.tolist()
     (True, [3, 5])
     """
-    uniq_all, chunk_all, tf_all = [], [], []
-    for n, t in zip(ns, terms, strict=True):
+    uniq_all, chunk_all, tf_all, length_all, acl_all = [], [], [], [], []
+    for n, t, acl in zip(ns, terms, acls, strict=True):
         uniq, tf = np.unique(t, return_counts=True)
         uniq_all.append(uniq)
         chunk_all.append(np.full(len(uniq), n, dtype=np.int64))
         tf_all.append(tf)
+        length_all.append(np.full(len(uniq), len(t), dtype=np.int32))
+        acl_all.append(np.full(len(uniq), acl, dtype=np.int32))
     uniq = np.concatenate(uniq_all) if uniq_all else np.zeros(0, dtype=np.int32)
     rows = np.empty(len(uniq), dtype=_POSTING)
-    rows["fields"], rows["l_term"], rows["l_chunk"], rows["l_tf"] = 3, 4, 8, 4
+    rows["fields"], rows["l_term"], rows["l_chunk"], rows["l_tf"] = 5, 4, 8, 4
+    rows["l_length"], rows["l_acl"] = 4, 4
     rows["term"] = uniq
-    rows["chunk"] = np.concatenate(chunk_all) if chunk_all else 0
-    rows["tf"] = np.concatenate(tf_all) if tf_all else 0
+    for field, parts in (("chunk", chunk_all), ("tf", tf_all), ("length", length_all),
+                         ("acl", acl_all)):
+        rows[field] = np.concatenate(parts) if parts else 0
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER, uniq
 
 

@@ -27,6 +27,7 @@ expressions, tried only on rows that hold all of the phrases' terms) rank first,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,34 +101,87 @@ def phrase_regex(words: list[str]) -> str:
 
 
 # The reader's statistics: sums over the ACLs they may read (may_read repeats the policy
-# for an admin, who reads every ACL).
+# for an admin, who reads every ACL), and the ids of those ACLs (postings carry the id).
 STATS_SQL = ("SELECT (SELECT value FROM meta WHERE key = 'bm25_analyzer'), "
-             "(SELECT coalesce(sum(chunks), 0)::int8 FROM corpus WHERE may_read(acl))")
+             "(SELECT coalesce(sum(chunks), 0)::int8 FROM corpus WHERE may_read(acl)), "
+             "(SELECT coalesce(sum(terms), 0)::int8 FROM corpus WHERE may_read(acl)), "
+             "ARRAY(SELECT id FROM acls WHERE may_read(acl))")
 DF_SQL = ("SELECT term, sum(df) FROM lexicon WHERE term = ANY(%s) AND may_read(acl) "
           "GROUP BY term")
 
 
-def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Params, *,
-                admin: bool = False, quoted: str = "boost",
+@dataclass(frozen=True)
+class ReaderStats:
+    """BM25 statistics of the chunks one reader may read, read in their transaction:
+    chunk count ``n``, term total, readable ACL ids (None: an admin reads all) and the
+    document frequency of each query term (terms absent from their chunks left out)."""
+
+    n: int
+    terms: int
+    acls: list[int] | None
+    dfs: dict[int, int]
+
+    @property
+    def avgdl(self) -> float:
+        return max(self.terms / max(self.n, 1), 1e-9)
+
+    def weights(self, qtf: dict[int, int], params: BM25Params) -> dict[int, float]:
+        """``qtf * idf * (k1 + 1)`` per query term the reader's chunks hold.
+
+        >>> w = ReaderStats(10, 100, None, {5: 1}).weights({5: 2, 6: 1}, BM25Params())
+        >>> list(w), round(w[5], 4)  # 2 * log(1 + 9.5 / 1.5) * 2.2; term 6: in no chunk
+        ([5], 8.7667)
+        """
+        return {t: qtf[t] * math.log(1 + (self.n - df + 0.5) / (df + 0.5)) * (params.k1 + 1)
+                for t, df in self.dfs.items() if t in qtf}
+
+
+def reader_stats(cur: Any, qtf: dict[int, int], *, admin: bool) -> tuple[str | None, ReaderStats]:
+    """(the analysis the store's terms were made with, the :class:`ReaderStats` of the
+    query terms ``qtf``) in the reader's transaction ``cur`` (a psycopg cursor)."""
+    stored, n, total, acls = cur.execute(STATS_SQL).fetchone()
+    dfs = {int(t): int(df) for t, df in cur.execute(DF_SQL, (list(qtf),)).fetchall()}
+    return stored, ReaderStats(n, total, None if admin else list(acls), dfs)
+
+
+def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Params,
+                stats: ReaderStats, *, quoted: str = "boost",
                 candidates_from: list[int] | None = None) -> tuple[str, dict[str, Any]] | None:
-    """BM25 ranking SQL and its parameters, or None when the query has no indexed term.
+    """BM25 ranking SQL and its parameters, or None when the reader's chunks hold no term
+    of the query.
+
+    Each posting scores ``w * tf / (tf + k1 * (1 - b) + k1 * b * length / avgdl)`` with
+    its term's weight ``w`` from :meth:`ReaderStats.weights`: the statistics are summed
+    before, in the same transaction, so the per-posting work is a few multiplications. A
+    posting carries its chunk's length and ACL id (migration 5): a reader's scan reads one
+    key range per (term, readable ACL), and the chunk rows are read only for a filter on
+    their columns, a quoted phrase, and the top k.
 
     ``quoted``: what a quoted phrase does, ``boost`` (rows holding it score their BM25
     plus the best BM25 of the rows searched plus 1: they rank first) or ``filter`` (only
     they are returned). ``candidates_from``: score only chunks that hold one of these
     (rare) terms, probing the other terms' postings per candidate instead of reading them
     whole (see :func:`prune_common_terms` for when that is still exact)."""
-    terms = query_terms(query, params.analyzer)
-    if not terms:
+    weights = stats.weights(query_terms(query, params.analyzer), params)
+    if not weights:
         return None
-    where, named = filter_sql(filters, admin=admin)
-    named |= {"terms": list(terms), "qtf": list(terms.values()),
-              "k1": params.k1, "b": params.b}
+    where, named = filter_sql(filters, admin=True)  # the ACL: by the postings' ACL ids
+    chunk_join = "" if where == "true" else " JOIN chunks ch ON ch.n = p.chunk"
+    named |= {"terms": list(weights), "w": list(weights.values()),
+              "c1": params.k1 * (1 - params.b), "c2": params.k1 * params.b / stats.avgdl}
     source = "q JOIN postings p ON p.term = q.term"
+    if stats.acls is not None:
+        named["acls"] = stats.acls
+        # one index range per (term, readable ACL), the key's first two columns (a
+        # condition `acl = ANY(...)` would filter all of the term's postings instead)
+        source = ("q CROSS JOIN unnest(%(acls)s::int4[]) AS ra (id) "
+                  "JOIN postings p ON p.term = q.term AND p.acl = ra.id")
     if candidates_from is not None:
         named["rare"] = candidates_from
-        source = ("(SELECT DISTINCT chunk FROM postings WHERE term = ANY(%(rare)s)) cand "
-                  "CROSS JOIN q JOIN postings p ON p.term = q.term AND p.chunk = cand.chunk")
+        readable = "" if stats.acls is None else " AND acl = ANY(%(acls)s)"
+        source = (f"(SELECT DISTINCT chunk, acl FROM postings WHERE term = ANY(%(rare)s)"
+                  f"{readable}) cand CROSS JOIN q JOIN postings p "
+                  "ON p.term = q.term AND p.acl = cand.acl AND p.chunk = cand.chunk")
     phrases = quoted_phrases(query)
     holds = "true"
     if phrases:
@@ -136,12 +190,16 @@ def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Pa
                                for t in query_terms(" ".join(words), params.analyzer)})
         named |= {"pterms": phrase_terms, "npterms": len(phrase_terms)}
         holds = "s.pterms = %(npterms)s"
+        chunk_join = " JOIN chunks ch ON ch.n = p.chunk"
         for i, words in enumerate(phrases):
             named[f"rx{i}"] = phrase_regex(words)
             holds += (f" AND (ch.text ~* %(rx{i})s OR ch.section ~* %(rx{i})s "
                       f"OR ch.title ~* %(rx{i})s)")
+    rows = "s"
     if not phrases:
+        # the best k postings' chunks first, then their rows (RLS applies to those too)
         score, final_where = "s.score", ""
+        rows = f"(SELECT * FROM s ORDER BY score DESC, chunk LIMIT {int(k)})"
     elif quoted == "filter":
         score, final_where = "s.score", f"WHERE {holds}"
     else:
@@ -149,29 +207,17 @@ def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Pa
         final_where = ""
     pterms = ("count(*) FILTER (WHERE p.term = ANY(%(pterms)s))" if phrases else "0")
     sql = f"""
-        WITH st AS (
-            SELECT coalesce(sum(chunks), 0)::float8 AS n,
-                   greatest(coalesce(sum(terms), 0)::float8
-                            / greatest(coalesce(sum(chunks), 0), 1), 1e-9) AS avgdl
-            FROM corpus WHERE may_read(acl)
-        ), q AS (
-            SELECT t.term, t.qtf, st.avgdl,
-                   ln(1 + (st.n - l.df + 0.5) / (l.df + 0.5)) AS idf
-            FROM unnest(%(terms)s::int4[], %(qtf)s::int4[]) AS t (term, qtf)
-            JOIN (SELECT term, sum(df)::float8 AS df FROM lexicon
-                  WHERE term = ANY(%(terms)s) AND may_read(acl) GROUP BY term) l
-              ON l.term = t.term
-            CROSS JOIN st
+        WITH q AS (
+            SELECT * FROM unnest(%(terms)s::int4[], %(w)s::float8[]) AS t (term, w)
         ), s AS (
             SELECT p.chunk,
-                   sum(q.qtf * q.idf * p.tf * (%(k1)s + 1)
-                       / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * ch.length / q.avgdl))) AS score,
+                   sum(q.w * p.tf / (p.tf + %(c1)s + %(c2)s * p.length)) AS score,
                    {pterms} AS pterms
-            FROM {source} JOIN chunks ch ON ch.n = p.chunk
+            FROM {source}{chunk_join}
             WHERE {where}
             GROUP BY p.chunk
         )
-        SELECT ch.id, {score} AS score FROM s JOIN chunks ch ON ch.n = s.chunk
+        SELECT ch.id, {score} AS score FROM {rows} AS s JOIN chunks ch ON ch.n = s.chunk
         {final_where}
         ORDER BY 2 DESC, s.chunk LIMIT {int(k)}"""
     return sql, named

@@ -44,14 +44,20 @@ from ragtune.store.base import (
     read_ranked,
 )
 from ragtune.store.bm25 import BM25Params
-from ragtune.store.pg_bulk import PendingStats, WriteBatch, postings_copy_data
+from ragtune.store.pg_bulk import (
+    DEFER_INDEX_CHUNKS,
+    POSTINGS_COPY,
+    PendingStats,
+    WriteBatch,
+    postings_copy_data,
+)
 from ragtune.store.pg_query import (
-    DF_SQL,
     STATS_SQL,
     dense_sql,
     lexical_sql,
     prune_common_terms,
     query_terms,
+    reader_stats,
     signed_terms,
 )
 from ragtune.store.trace_rows import (
@@ -270,6 +276,10 @@ class PostgresStore:
                 # also when another process's batch left it missing (it died before building)
                 if batch.index_dropped or self._index_missing(conn):
                     self._build_vector_index()
+                if batch.written >= DEFER_INDEX_CHUNKS:
+                    # a large load: mark the new pages all-visible now, not at some later
+                    # autovacuum, so the BM25 arm reads postings by index-only scans
+                    conn.execute("VACUUM (ANALYZE) postings")
             finally:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
@@ -315,18 +325,24 @@ class PostgresStore:
         with self._write() as cur:
             if cur.execute(STATS_SQL).fetchone()[0] == want:  # another process did it meanwhile
                 return 0
-            rows = cur.execute("SELECT n, title, section, text FROM chunks ORDER BY n").fetchall()
+            rows = cur.execute("SELECT n, title, section, text, acl FROM chunks "
+                               "ORDER BY n").fetchall()
             cur.execute("DELETE FROM postings")
+            ids: dict[tuple[str, ...], int] = {}  # ACL ids, one lookup per ACL in this transaction
             cur.execute("DELETE FROM lexicon")
             cur.execute("DELETE FROM corpus")
             for i in range(0, len(rows), 2000):
                 part = rows[i:i + 2000]
-                terms = [self._terms(title, section, text) for _, title, section, text in part]
+                terms = [self._terms(title, section, text) for _, title, section, text, _ in part]
                 ns = [r[0] for r in part]
                 cur.execute("UPDATE chunks SET length = u.length FROM unnest(%s::int8[], "
                             "%s::int4[]) AS u (n, length) WHERE chunks.n = u.n",
                             (ns, [len(t) for t in terms]))
-                self._insert_postings(cur, ns, terms)
+                acls = [ids.get(tuple(r[4])) or ids.setdefault(tuple(r[4]), self._acl_id(cur, r[4]))
+                        for r in part]
+                data, _ = postings_copy_data(ns, terms, acls)
+                with cur.copy(POSTINGS_COPY) as copy:
+                    copy.write(data)
             cur.execute("INSERT INTO lexicon SELECT p.term, ch.acl, count(*) FROM postings p "
                         "JOIN chunks ch ON ch.n = p.chunk GROUP BY p.term, ch.acl")
             cur.execute("INSERT INTO corpus SELECT acl, count(*), sum(length) FROM chunks "
@@ -437,6 +453,9 @@ class PostgresStore:
                             "WHERE id = %s", (collection, acl, now, doc.id))
                 cur.execute("UPDATE chunks SET collection = %s, acl = %s, updated_at = %s "
                             "WHERE doc_id = %s", (collection, acl, now, doc.id))
+                cur.execute("UPDATE postings SET acl = %s WHERE chunk IN "
+                            "(SELECT n FROM chunks WHERE doc_id = %s)",
+                            (self._acl_id(cur, acl), doc.id))
                 self._count_terms(cur, doc.id, +1)
                 self._set_groups(cur, doc.id, acl)
                 return WriteResult(doc.id, "retagged", row[0], len(chunks), **done)
@@ -496,16 +515,19 @@ class PostgresStore:
             for n, c, t, v in zip(ns, chunks, terms, vectors, strict=True):
                 copy.write_row((n, c.id, doc.id, c.ordinal, c.section, c.page, c.tokens, c.text,
                                 doc.title, collection, acl, now, len(t), v))
-        data, unique_terms = postings_copy_data(ns, terms)
-        with cur.copy("COPY postings (term, chunk, tf) FROM STDIN (FORMAT BINARY)") as copy:
+        data, unique_terms = postings_copy_data(ns, terms, [self._acl_id(cur, acl)] * len(ns))
+        with cur.copy(POSTINGS_COPY) as copy:
             copy.write(data)
         self._local.step.add(acl, unique_terms, len(chunks), sum(len(t) for t in terms))
 
     @staticmethod
-    def _insert_postings(cur: psycopg.Cursor, ns: Sequence[int], terms: Sequence[np.ndarray]) -> None:
-        data, _ = postings_copy_data(ns, terms)
-        with cur.copy("COPY postings (term, chunk, tf) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(data)
+    def _acl_id(cur: psycopg.Cursor, acl: Sequence[str]) -> int:
+        """The id of ``acl`` in the ``acls`` dictionary, added when new (one round trip;
+        not cached in the process: an id from a rolled-back transaction would not exist)."""
+        return cur.execute(
+            "WITH added AS (INSERT INTO acls (acl) VALUES (%(acl)s) ON CONFLICT (acl) DO NOTHING "
+            "RETURNING id) SELECT id FROM added UNION ALL SELECT id FROM acls WHERE acl = %(acl)s",
+            {"acl": list(acl)}).fetchone()[0]
 
     def _count_terms(self, cur: psycopg.Cursor, doc_id: str, sign: int) -> None:
         """Add (+1) or take out (-1) a document's stored chunks in the BM25 statistics of
@@ -667,20 +689,22 @@ class PostgresStore:
         """BM25 over title, section path and text (pg_query.lexical_sql), under RLS, with the
         statistics of the rows ``principal`` may read; quoted phrases rank first (or filter:
         ``[store] quoted_phrases``)."""
-        def sql(candidates_from: list[int] | None = None):
-            return lexical_sql(query, filters, k, self.bm25, admin=principal.admin,
-                               quoted=self.quoted_phrases, candidates_from=candidates_from)
-
-        built = sql()
-        if built is None:
+        qtf = query_terms(query, self.bm25.analyzer)
+        if not qtf:
             return []
         with self._tx(principal) as cur:
-            stored, n = cur.execute(STATS_SQL).fetchone()
+            stored, stats = reader_stats(cur, qtf, admin=principal.admin)
             self._check_analysis(stored)
-            if n >= pg_query.PRUNE_MIN_CHUNKS and not quoted_phrases(query):
-                qtf = query_terms(query, self.bm25.analyzer)
-                dfs = dict(cur.execute(DF_SQL, (list(qtf),)).fetchall())
-                pruned = prune_common_terms(dfs, n, qtf, self.bm25)
+
+            def sql(candidates_from: list[int] | None = None):
+                return lexical_sql(query, filters, k, self.bm25, stats,
+                                   quoted=self.quoted_phrases, candidates_from=candidates_from)
+
+            built = sql()
+            if built is None:
+                return []
+            if stats.n >= pg_query.PRUNE_MIN_CHUNKS and not quoted_phrases(query):
+                pruned = prune_common_terms(stats.dfs, stats.n, qtf, self.bm25)
                 if pruned is not None:  # exact when the k-th candidate beats any non-candidate
                     rows = cur.execute(*sql(pruned[0])).fetchall()
                     if len(rows) == k and rows[-1][1] >= pruned[1]:
@@ -831,6 +855,10 @@ class PostgresStore:
             (("SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM chunks c "
               "WHERE c.n = p.chunk) HAVING count(*) > 0"),
              "{} postings of chunks that are gone"),
+            (("SELECT count(*) FROM postings p JOIN chunks c ON c.n = p.chunk "
+              "LEFT JOIN acls a ON a.id = p.acl WHERE p.length != c.length "
+              "OR a.acl IS DISTINCT FROM c.acl HAVING count(*) > 0"),
+             "{} postings carry another length or ACL than their chunk"),
         ]
         batch = self._batch()
         if batch is None or not batch.index_dropped:  # else this batch builds it at its end

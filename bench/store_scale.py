@@ -82,13 +82,13 @@ def corpus(n_chunks: int, seed: int = 0, vectors: str = "random"):
         yield doc, chunks, unit(noise), ("public-ish",) if d % 10 == 0 else ("restricted",)
 
 
-def open_store(name: str, tmp: Path, pg_url: str) -> Store:
+def open_store(name: str, tmp: Path, pg_url: str, postings_in_memory: bool = False) -> Store:
     if name == "sqlite":
         from ragtune.store.sqlite import SQLiteStore
         return SQLiteStore(tmp / "scale.db")
     if name == "postgres":
         from ragtune.store.postgres import PostgresStore
-        return PostgresStore(pg_url, schema="scale")
+        return PostgresStore(pg_url, schema="scale", postings_in_memory=postings_in_memory)
     from ragtune.store.chroma import ChromaStore
     return ChromaStore(tmp / "chroma")
 
@@ -156,7 +156,8 @@ def measure(store: Store, n_chunks: int, n_queries: int, vectors: str,
                       f"{time.perf_counter() - t:.0f} s", flush=True)
         load_s = time.perf_counter() - t
     ingest_s = time.perf_counter() - t  # with what the batch does at its end (an index build)
-    print(f"  ingest {ingest_s:.0f} s ({n_chunks / ingest_s:.0f} chunks/s), of which the batch's "
+    print(f"  (the store was loaded before: {ingest_s:.0f} s to regenerate the corpus)" if loaded else
+          f"  ingest {ingest_s:.0f} s ({n_chunks / ingest_s:.0f} chunks/s), of which the batch's "
           f"end (PostgreSQL: HNSW build after a large load) {ingest_s - load_s:.0f} s", flush=True)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matrix_a, allowed_a = np.concatenate(matrix), np.array(allowed)
@@ -167,10 +168,18 @@ def measure(store: Store, n_chunks: int, n_queries: int, vectors: str,
                                                           seed=7, vectors=vectors)])[:n_queries]
         qs = questions(n_queries)
     store.dense_ranking(qv[0], 10, SEE_10)  # warm-up (caches, in-memory indexes)
+    t = time.perf_counter()
     store.lexical_ranking(qs[0], 10, SEE_10)
+    copy = getattr(store, "postings", None)  # PostgreSQL with --postings-in-memory
+    if copy is not None:
+        copy.wait()
+        postings = copy.current
+        print(f"  postings copy: {postings.size} postings loaded in {time.perf_counter() - t:.1f} s, "
+              f"{(postings.rows.nbytes + postings.tf.nbytes) / 2**20:.0f} MiB", flush=True)
     out: dict[str, object] = {} if loaded else {
         "ingest_chunks_per_s": n_chunks / ingest_s, "ingest_s": ingest_s,
         "batch_end_s": ingest_s - load_s, "peak_rss_mb_after_ingest": rss_mb}
+    out["postings_in_memory"] = copy is not None
     out |= {"readable_fraction_acl90": float(allowed_a.mean()),
             "default_ef_search": set_ef(store, None)[1]}
     # exact top 10 per query and principal (ACL applied), shared by every measurement below
@@ -229,6 +238,8 @@ def main() -> None:
                     help="minilm: real text and MiniLM vectors (bench/real_chunks.py)")
     ap.add_argument("--ef-sweep", default="",
                     help="PostgreSQL and Chroma: HNSW ef_search values, e.g. 40,100,400")
+    ap.add_argument("--postings-in-memory", action="store_true",
+                    help="PostgreSQL: [store] postings_in_memory (BM25 over a copy in memory)")
     ap.add_argument("--pg-data", type=Path, default=None,
                     help="PostgreSQL: keep the server's data here; a later run with the same "
                          "--chunks and --vectors searches the stored chunks without loading")
@@ -256,20 +267,22 @@ def main() -> None:
             pg.start()
         try:
             for name in args.backends.split(","):
-                store = open_store(name, tmp, pg.url)
+                store = open_store(name, tmp, pg.url, args.postings_in_memory)
                 r, store = measure(store, args.chunks, args.queries, args.vectors,
                                    [int(x) for x in args.ef_sweep.split(",") if x], real)
                 store.close()
                 r["command"] = " ".join(["bench/store_scale.py", *sys.argv[1:]])
                 r["queries"] = args.queries
                 r["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                results[name] = r
+                key = f"{name}+postings_in_memory" if r["postings_in_memory"] else name
                 if "ingest_s" in r:
+                    results[key] = r
                     print(f"{name:9} ingest {r['ingest_chunks_per_s']:8.0f} chunks/s ({r['ingest_s']:.0f}"
                           f" s, peak RSS {r['peak_rss_mb_after_ingest']:.0f} MB)", flush=True)
                 else:  # searched a kept store: keep the ingest figures measured when it loaded
                     r = {**json.loads(out_path.read_text()).get(name, {}), **r} \
                         if out_path.exists() else r
+                results[key] = r
                 for who in ("acl90", "admin"):
                     m = r[who]
                     print(f"  {who:6} dense p50 {m['dense']['p50_ms']:7.1f} p95 {m['dense']['p95_ms']:7.1f}"
@@ -278,7 +291,7 @@ def main() -> None:
                 out_path.parent.mkdir(parents=True, exist_ok=True)
                 # re-read: another run (another backend) may have written meanwhile
                 merged = json.loads(out_path.read_text()) if out_path.exists() else {}
-                out_path.write_text(json.dumps({**merged, **results, name: r}, indent=2))
+                out_path.write_text(json.dumps({**merged, **results, key: r}, indent=2))
         finally:
             pg.stop()
 

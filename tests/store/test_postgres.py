@@ -39,6 +39,39 @@ class TestPostgresContract(StoreContract):
         return PostgresStore(store.url, schema=store.schema)
 
 
+def _copy_answers_at_once(monkeypatch) -> None:
+    """Make the in-memory postings copy load before it answers (normally the SQL answers
+    while it reloads in the background), so every search below goes through it."""
+    from ragtune.store.pg_postings import PostingsCopy
+
+    real_at = PostingsCopy.at
+
+    def at_once(self, generation):
+        got = real_at(self, generation)
+        if got is None:
+            self.wait()
+            got = real_at(self, generation)
+        return got
+
+    monkeypatch.setattr(PostingsCopy, "at", at_once)
+
+
+class TestPostgresPostingsCopyContract(StoreContract):
+    """The whole contract again with BM25 answered from the postings copy
+    (``[store] postings_in_memory``)."""
+
+    @pytest.fixture
+    def store(self, pg_url, pg_schema, monkeypatch):
+        _copy_answers_at_once(monkeypatch)
+        s = PostgresStore(pg_url, schema=pg_schema, postings_in_memory=True)
+        yield s
+        assert s.postings.error is None
+        s.close()
+
+    def reopen(self, store):
+        return PostgresStore(store.url, schema=store.schema, postings_in_memory=True)
+
+
 def _bulk(store: PostgresStore, n_docs: int, per_doc: int, dim: int, seed: int,
           groups_of=lambda i: (), collection_of=lambda i: "default"):
     rng = np.random.default_rng(seed)
@@ -327,6 +360,61 @@ def test_skipping_common_terms_returns_the_exact_bm25_top_k(store, monkeypatch):
             got = [(c, round(s, 6)) for c, s in store.lexical_ranking(q, 10, who)]
             assert got == full, q
     assert any(u is not None for u in used) and store.lexical_pruned > 0  # some took the short way
+
+
+def test_the_postings_copy_answers_as_the_sql_and_follows_every_write(pg_url, pg_schema):
+    """``postings_in_memory``: the copy's BM25 top k equals the SQL's for every reader; a
+    write makes the next search answer from SQL (the change shows at once) while the copy
+    reloads; an unchanged re-ingest does not move the generation."""
+    sql_store = PostgresStore(pg_url, schema=pg_schema)
+    mem = PostgresStore(pg_url, schema=pg_schema, postings_in_memory=True)
+    rng = np.random.default_rng(5)
+    vocab = [f"w{i}" for i in range(200)]
+    p = 1.0 / np.arange(1, 201)
+    p /= p.sum()
+    docs = []
+    for d in range(24):
+        docs.append(make_doc(f"m/{d}.md", *[" ".join(rng.choice(vocab, size=25, p=p))
+                                            for _ in range(6)]))
+        sql_store.upsert_document(*docs[-1], groups=["g"] if d % 3 == 0 else ())
+    g = Principal("x", frozenset({"g"}))
+    queries = ["w0 w7", "w1 w2 w12 w12", "w3 w150", "w5 w9 w44", "w60"]
+
+    def same(expect_copy: bool) -> None:
+        before = mem.lexical_from_copy
+        for q in queries:
+            for who in (ADMIN, ANON, g):
+                want = [(c, round(s_, 9)) for c, s_ in sql_store.lexical_ranking(q, 10, who)]
+                got = [(c, round(s_, 9)) for c, s_ in mem.lexical_ranking(q, 10, who)]
+                assert got == want, (q, who.user)
+        assert (mem.lexical_from_copy - before == len(queries) * 3) is expect_copy
+
+    def generation() -> int:
+        with mem.session(ADMIN) as cur:
+            return int(cur.execute("SELECT value FROM meta WHERE key = 'postings_generation'"
+                                   ).fetchone()[0])
+
+    same(expect_copy=False)  # the first search starts the load; SQL answers meanwhile
+    mem.postings.wait()
+    same(expect_copy=True)
+    gen = generation()
+    sql_store.upsert_document(*docs[1])  # unchanged: no new generation, the copy stays
+    assert generation() == gen
+    same(expect_copy=True)
+    for write in (lambda: sql_store.upsert_document(*make_doc("m/new.md", "w150 w150 w60")),
+                  lambda: sql_store.upsert_document(*docs[2], groups=["g"]),  # retag
+                  lambda: sql_store.delete_document("m/4.md"),
+                  lambda: sql_store.upsert_document(*make_doc("m/5.md", "w3 replaced"))):
+        write()
+        assert generation() > gen
+        gen = generation()
+        same(expect_copy=False)
+        mem.postings.wait()
+        same(expect_copy=True)
+    assert mem.postings.loads == 5 and mem.postings.error is None  # the first + one per write
+    assert [h.document for h in mem.lexical_search("w150", 3, ANON)][0] == "m/new.md"
+    mem.close()
+    sql_store.close()
 
 
 def test_a_reader_sees_only_the_bm25_statistics_of_what_they_may_read(store):

@@ -93,6 +93,7 @@ class PendingStats:
         # pending additions are in (a term removed and re-added in one batch stays)
         self.emptied: set[int] = set()
         self.shrunk = False  # a removal took place: delete ACL totals that fell to 0
+        self.touched = False  # postings were added, removed or retagged
 
     @property
     def empty(self) -> bool:
@@ -100,6 +101,7 @@ class PendingStats:
 
     def add(self, acl: Sequence[str], unique_terms: np.ndarray, chunks: int, terms: int) -> None:
         key = tuple(acl)
+        self.touched = True
         self.terms.setdefault(key, []).append(unique_terms)
         counts = self.chunks.setdefault(key, [0, 0])
         counts[0] += chunks
@@ -114,6 +116,7 @@ class PendingStats:
             counts[1] += terms
         self.emptied |= other.emptied
         self.shrunk |= other.shrunk
+        self.touched |= other.touched
 
     def flush(self, cur: psycopg.Cursor) -> None:
         """Add everything pending to ``lexicon`` and ``corpus`` (one upsert per ACL each)."""
@@ -131,10 +134,13 @@ class PendingStats:
             cur.execute("DELETE FROM lexicon WHERE term = ANY(%s) AND df <= 0", (sorted(self.emptied),))
         if self.shrunk:
             cur.execute("DELETE FROM corpus WHERE chunks <= 0")
+        if self.touched:
+            cur.execute("UPDATE meta SET value = (value::int8 + 1)::text "
+                        "WHERE key = 'postings_generation'")
         self.terms.clear()
         self.chunks.clear()
         self.emptied.clear()
-        self.shrunk = False
+        self.shrunk = self.touched = False
 
 
 class WriteBatch:

@@ -105,7 +105,8 @@ def phrase_regex(words: list[str]) -> str:
 STATS_SQL = ("SELECT (SELECT value FROM meta WHERE key = 'bm25_analyzer'), "
              "(SELECT coalesce(sum(chunks), 0)::int8 FROM corpus WHERE may_read(acl)), "
              "(SELECT coalesce(sum(terms), 0)::int8 FROM corpus WHERE may_read(acl)), "
-             "ARRAY(SELECT id FROM acls WHERE may_read(acl))")
+             "ARRAY(SELECT id FROM acls WHERE may_read(acl)), "
+             "(SELECT value::int8 FROM meta WHERE key = 'postings_generation')")
 DF_SQL = ("SELECT term, sum(df) FROM lexicon WHERE term = ANY(%s) AND may_read(acl) "
           "GROUP BY term")
 
@@ -113,13 +114,15 @@ DF_SQL = ("SELECT term, sum(df) FROM lexicon WHERE term = ANY(%s) AND may_read(a
 @dataclass(frozen=True)
 class ReaderStats:
     """BM25 statistics of the chunks one reader may read, read in their transaction:
-    chunk count ``n``, term total, readable ACL ids (None: an admin reads all) and the
-    document frequency of each query term (terms absent from their chunks left out)."""
+    chunk count ``n``, term total, readable ACL ids (None: an admin reads all), the
+    document frequency of each query term (terms absent from their chunks left out) and
+    the postings' generation (pg_postings: whether a process's copy is current)."""
 
     n: int
     terms: int
     acls: list[int] | None
     dfs: dict[int, int]
+    generation: int = 0
 
     @property
     def avgdl(self) -> float:
@@ -135,13 +138,17 @@ class ReaderStats:
         return {t: qtf[t] * math.log(1 + (self.n - df + 0.5) / (df + 0.5)) * (params.k1 + 1)
                 for t, df in self.dfs.items() if t in qtf}
 
+    def norm(self, params: BM25Params) -> tuple[float, float]:
+        """(c1, c2): a posting scores ``w * tf / (tf + c1 + c2 * length)``."""
+        return params.k1 * (1 - params.b), params.k1 * params.b / self.avgdl
+
 
 def reader_stats(cur: Any, qtf: dict[int, int], *, admin: bool) -> tuple[str | None, ReaderStats]:
     """(the analysis the store's terms were made with, the :class:`ReaderStats` of the
     query terms ``qtf``) in the reader's transaction ``cur`` (a psycopg cursor)."""
-    stored, n, total, acls = cur.execute(STATS_SQL).fetchone()
+    stored, n, total, acls, generation = cur.execute(STATS_SQL).fetchone()
     dfs = {int(t): int(df) for t, df in cur.execute(DF_SQL, (list(qtf),)).fetchall()}
-    return stored, ReaderStats(n, total, None if admin else list(acls), dfs)
+    return stored, ReaderStats(n, total, None if admin else list(acls), dfs, generation or 0)
 
 
 def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Params,
@@ -167,8 +174,8 @@ def lexical_sql(query: str, filters: SearchFilter | None, k: int, params: BM25Pa
         return None
     where, named = filter_sql(filters, admin=True)  # the ACL: by the postings' ACL ids
     chunk_join = "" if where == "true" else " JOIN chunks ch ON ch.n = p.chunk"
-    named |= {"terms": list(weights), "w": list(weights.values()),
-              "c1": params.k1 * (1 - params.b), "c2": params.k1 * params.b / stats.avgdl}
+    c1, c2 = stats.norm(params)
+    named |= {"terms": list(weights), "w": list(weights.values()), "c1": c1, "c2": c2}
     source = "q JOIN postings p ON p.term = q.term"
     if stats.acls is not None:
         named["acls"] = stats.acls

@@ -242,6 +242,9 @@ DELETE FROM postings WHERE acl IS NULL;  -- orphans (store check reported them)
 ALTER TABLE postings ALTER COLUMN length SET NOT NULL, ALTER COLUMN acl SET NOT NULL;
 ALTER TABLE postings DROP CONSTRAINT postings_pkey,
     ADD CONSTRAINT postings_pkey PRIMARY KEY (term, acl, chunk) INCLUDE (tf, length);
+-- every write that changes postings adds 1 (pg_bulk.PendingStats): copies of the postings
+-- in server processes (store/pg_postings.py) know when they are out of date
+INSERT INTO meta VALUES ('postings_generation', '0') ON CONFLICT (key) DO NOTHING;
 """
 
 MIGRATIONS: list[str] = [_M001_INITIAL, _M002_STATS_PER_ACL, _M003_MONITOR,

@@ -51,9 +51,12 @@ from ragtune.store.pg_bulk import (
     WriteBatch,
     postings_copy_data,
 )
+from ragtune.store.pg_postings import Postings, PostingsCopy
 from ragtune.store.pg_query import (
     STATS_SQL,
+    ReaderStats,
     dense_sql,
+    filter_sql,
     lexical_sql,
     prune_common_terms,
     query_terms,
@@ -116,7 +119,7 @@ class PostgresStore:
 
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 4,
                  ef_search: int = DEFAULT_EF_SEARCH, bm25: BM25Params | None = None,
-                 quoted_phrases: str = "boost") -> None:
+                 quoted_phrases: str = "boost", postings_in_memory: bool = False) -> None:
         conninfo, url_schema = split_url(url)
         self.schema = schema or url_schema
         self.url = url
@@ -144,6 +147,9 @@ class PostgresStore:
                                     kwargs={"autocommit": True}, configure=self._configure,
                                     name=f"ragtune-{self.schema}")
         self.reanalyzed = self._ensure_analysis()
+        # [store] postings_in_memory: BM25 over a copy of the postings (pg_postings)
+        self.postings = PostingsCopy(self._load_postings) if postings_in_memory else None
+        self.lexical_from_copy = 0  # lexical searches the copy answered
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
@@ -328,6 +334,7 @@ class PostgresStore:
             rows = cur.execute("SELECT n, title, section, text, acl FROM chunks "
                                "ORDER BY n").fetchall()
             cur.execute("DELETE FROM postings")
+            self._local.step.touched = True
             ids: dict[tuple[str, ...], int] = {}  # ACL ids, one lookup per ACL in this transaction
             cur.execute("DELETE FROM lexicon")
             cur.execute("DELETE FROM corpus")
@@ -537,6 +544,7 @@ class PostgresStore:
             "FROM postings p JOIN chunks ch ON ch.n = p.chunk WHERE ch.doc_id = %s "
             "GROUP BY p.term, ch.acl ON CONFLICT (term, acl) DO UPDATE SET df = l.df + excluded.df "
             "RETURNING term, df", (sign, doc_id)).fetchall()
+        self._local.step.touched = True
         cur.execute(
             "INSERT INTO corpus AS c (acl, chunks, terms) SELECT acl, %s * count(*), "
             "%s * coalesce(sum(length), 0) FROM chunks WHERE doc_id = %s GROUP BY acl "
@@ -695,6 +703,11 @@ class PostgresStore:
         with self._tx(principal) as cur:
             stored, stats = reader_stats(cur, qtf, admin=principal.admin)
             self._check_analysis(stored)
+            copy = (self.postings.at(stats.generation) if self.postings is not None
+                    and not quoted_phrases(query) and filter_sql(filters, admin=True)[0] == "true"
+                    else None)
+            if copy is not None:
+                return self._lexical_from(copy, cur, stats, qtf, k)
 
             def sql(candidates_from: list[int] | None = None):
                 return lexical_sql(query, filters, k, self.bm25, stats,
@@ -712,6 +725,29 @@ class PostgresStore:
                         return [(cid, float(s)) for cid, s in rows]
             rows = cur.execute(*built).fetchall()
         return [(cid, float(s)) for cid, s in rows]
+
+    def _lexical_from(self, copy: Postings, cur: psycopg.Cursor, stats: ReaderStats,
+                      qtf: dict[int, int], k: int) -> list[tuple[str, float]]:
+        """The BM25 top ``k`` from the in-memory postings (same scores as the SQL); the
+        chunks' ids are read under the reader's row-level security."""
+        weights = stats.weights(qtf, self.bm25)
+        c1, c2 = stats.norm(self.bm25)
+        top = copy.top(weights, stats.acls, c1=c1, c2=c2, k=k) if weights else []
+        ids = dict(cur.execute("SELECT n, id FROM chunks WHERE n = ANY(%s)",
+                               ([n for n, _ in top],)).fetchall()) if top else {}
+        self.lexical_from_copy += 1
+        return [(ids[n], s) for n, s in top if n in ids]
+
+    def _load_postings(self) -> Postings:
+        """Read the postings for the in-memory copy: one snapshot, as the store."""
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                conn.execute("SELECT set_config('ragtune.admin', 'on', true)")
+                with conn.cursor() as cur:
+                    return Postings.load(cur)
+            finally:
+                conn.execute("ROLLBACK")
 
     def lexical_search(self, query: str, k: int, principal: Principal,
                        filters: SearchFilter | None = None) -> list[ScoredChunk]:
@@ -892,4 +928,5 @@ def open_postgres(settings: StoreSettings, workspace_root: Path) -> PostgresStor
     if not settings.url:
         raise StoreError("store.backend 'postgres' needs store.url = \"postgresql://user@host/db\"")
     return PostgresStore(settings.url, bm25=BM25Params.from_settings(settings),
-                         quoted_phrases=settings.quoted_phrases)
+                         quoted_phrases=settings.quoted_phrases,
+                         postings_in_memory=settings.postings_in_memory)

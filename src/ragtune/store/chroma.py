@@ -54,6 +54,7 @@ from ragtune.store.base import (
     SearchFilter,
     TraceRecord,
     WriteResult,
+    chunk_vectors,
     may_read_trace,
     read_ranked,
 )
@@ -314,9 +315,7 @@ class ChromaStore:
                         metadata: dict[str, Any] | None = None) -> WriteResult:
         """Add ``doc`` or replace its chunks: new chunks first, then the old ones go, then the
         document record names the new version (readers see one version or the other)."""
-        if len(chunks) != len(vectors):
-            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        vectors = chunk_vectors(vectors, len(chunks), doc.source)
         now = time.time()
         with self._lock:
             self._check_analysis(self._generation()[1])

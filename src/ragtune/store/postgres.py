@@ -40,6 +40,7 @@ from ragtune.store.base import (
     SearchFilter,
     TraceRecord,
     WriteResult,
+    chunk_vectors,
     may_read_trace,
     read_ranked,
 )
@@ -442,9 +443,7 @@ class PostgresStore:
     def _upsert(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray,
                 collection: str, groups: Sequence[str] | None,
                 metadata: dict[str, Any] | None) -> WriteResult:
-        if len(chunks) != len(vectors):
-            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        vectors = chunk_vectors(vectors, len(chunks), doc.source)
         now = time.time()
         with self._write() as cur:
             self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, doc.source)
@@ -574,7 +573,7 @@ class PostgresStore:
         id, version history, times, ACL and vectors. False when it is already here as is."""
         if Document(info.source, info.title, ()).id != info.id:
             raise StoreError(f"{info.source}: document id {info.id} does not match its source")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        vectors = chunk_vectors(vectors, len(chunks), info.source)
         acl = sorted(info.groups)
         with self._write() as cur:
             self._check_dimension(cur, vectors.shape[1] if len(chunks) else None, info.source)

@@ -227,6 +227,18 @@ class StoreContract:
         assert [h.document for h in store.lexical_search('"E-4012" error', 5, ANON)] == [
             "a.md", "b.md"]
 
+    def test_a_document_without_chunks_is_stored(self, store: Store) -> None:
+        """An empty file (no text to chunk) is a document with no chunks: stored, listed,
+        found by nothing (the vectors array has shape (0, dim), or (0,))."""
+        for i, vecs in enumerate((np.zeros((0, DIM), dtype=np.float32), np.zeros(0))):
+            doc = Document(f"empty{i}.md", "Empty", ())
+            assert store.upsert_document(doc, [], vecs).status == "added"
+            assert store.get_document(doc.source).chunks == 0
+        full, chunks, vecs = make_doc("a.md", "some text")
+        store.upsert_document(full, chunks, vecs)
+        assert [h.document for h in store.lexical_search("text", 5, ANON)] == ["a.md"]
+        assert len(store.dense_search(vecs[0], 5, ANON)) == 1
+
     def test_wrong_dimension_is_a_clear_error(self, store: Store) -> None:
         doc, chunks, vecs = make_doc("a.md", "x")
         store.upsert_document(doc, chunks, vecs)

@@ -412,7 +412,7 @@ def test_the_postings_copy_answers_as_the_sql_and_follows_every_write(pg_url, pg
         mem.postings.wait()
         same(expect_copy=True)
     assert mem.postings.loads == 5 and mem.postings.error is None  # the first + one per write
-    assert [h.document for h in mem.lexical_search("w150", 3, ANON)][0] == "m/new.md"
+    assert mem.lexical_search("w150", 3, ANON)[0].document == "m/new.md"
     mem.close()
     sql_store.close()
 

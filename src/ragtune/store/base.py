@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ragtune.errors import StoreError
 from ragtune.types import Chunk, Document, DocumentInfo, Principal
 
 
@@ -59,6 +60,23 @@ class WriteResult:
     embedded: int = 0
     groups: tuple[str, ...] = ()
     previous_groups: tuple[str, ...] | None = None
+
+
+def chunk_vectors(vectors: Any, chunks: int, source: str) -> np.ndarray:
+    """A document's vectors as a contiguous float32 (chunks, dim) array; a document with no
+    chunks may pass any empty array. A count that differs is a StoreError naming ``source``.
+
+    >>> chunk_vectors(np.zeros(0), 0, "empty.md").shape
+    (0, 0)
+    >>> chunk_vectors([[1, 0], [0, 1]], 2, "a.md").dtype
+    dtype('float32')
+    """
+    array = np.ascontiguousarray(vectors, dtype=np.float32)
+    if chunks == 0 and array.size == 0:
+        return array.reshape(0, array.shape[-1] if array.ndim == 2 else 0)
+    if len(array) != chunks:
+        raise StoreError(f"{source}: {chunks} chunks but {len(array)} vectors")
+    return array.reshape(chunks, -1)
 
 
 def read_ranked(store: Store, ranking: Sequence[tuple[str, float]],

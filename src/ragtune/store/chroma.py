@@ -54,6 +54,7 @@ from ragtune.store.base import (
     SearchFilter,
     TraceRecord,
     WriteResult,
+    chunk_vectors,
     may_read_trace,
     read_ranked,
 )
@@ -80,7 +81,9 @@ _PLACEHOLDER = [1.0]
 _PAGE = 5000
 _EXACT_MAX = 200  # filtered rows up to which dense search scores them itself
 EF_SEARCH = 400  # Chroma's HNSW candidate list (its default, 100, gave recall@10 0.36 on
-# 20k random vectors in bench/store_scale.py; see pg's DEFAULT_EF_SEARCH for the sweep)
+# 20k random vectors in bench/store_scale.py; on 100k real MiniLM chunks 100 gives 0.994 and
+# 400 0.998, docs/stores.md). Chroma takes it when the collection is created: an existing
+# collection keeps its own, and a process keeps the one its index loaded with.
 
 
 def acl_where(principal: Principal) -> dict[str, Any] | None:
@@ -312,9 +315,7 @@ class ChromaStore:
                         metadata: dict[str, Any] | None = None) -> WriteResult:
         """Add ``doc`` or replace its chunks: new chunks first, then the old ones go, then the
         document record names the new version (readers see one version or the other)."""
-        if len(chunks) != len(vectors):
-            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        vectors = chunk_vectors(vectors, len(chunks), doc.source)
         now = time.time()
         with self._lock:
             self._check_analysis(self._generation()[1])

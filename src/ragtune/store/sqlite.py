@@ -42,6 +42,7 @@ from ragtune.store.base import (
     SearchFilter,
     TraceRecord,
     WriteResult,
+    chunk_vectors,
     may_read_trace,
 )
 from ragtune.store.bm25 import BM25Index, BM25Params
@@ -298,9 +299,7 @@ class SQLiteStore:
                         metadata: dict[str, Any] | None = None) -> WriteResult:
         """Add ``doc``, or replace its chunks if its content changed, in one transaction.
         ``groups=None`` keeps a stored document's groups (see the Store protocol)."""
-        if len(chunks) != len(vectors):
-            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = chunk_vectors(vectors, len(chunks), doc.source)
         content_hash = doc.content_hash
         now = time.time()
         with self._transaction() as db:

@@ -34,7 +34,7 @@ QUERIES = ["return tents refund", "how many days to return", "salary band", "VPN
            "butane stove inside a tent", "express shipping overnight", '"full refund" tents']
 
 
-def make_store(embedder: FakeEmbedder) -> SQLiteStore:
+def make_store(embedder: Embedder) -> SQLiteStore:
     store = SQLiteStore(":memory:")
     for source, text, groups in TEXTS:
         doc = Document(source, source, (Section((source,), text),))
@@ -153,12 +153,7 @@ def test_fused_search_works_in_a_forked_child() -> None:
 def test_fused_results_equal_the_sequential_ones_with_the_packaged_model(local_embedder) -> None:
     """The real MiniLM (ONNX Runtime) run on the pool thread gives the same vectors, so the
     same fused ranking, as run on the caller's thread."""
-    store = SQLiteStore(":memory:")
-    for source, text, groups in TEXTS:
-        doc = Document(source, source, (Section((source,), text),))
-        chunks = chunk_document(doc, max_tokens=200, overlap=0)
-        vecs = local_embedder.embed_documents([chunk_embedding_text(c, doc.title) for c in chunks])
-        store.upsert_document(doc, chunks, vecs, groups=groups)
+    store = make_store(local_embedder)
     settings = RetrievalSettings()
     retriever = StoreRetriever(store, local_embedder, settings)
     for query in QUERIES:

@@ -47,6 +47,8 @@ from ragtune.retrieve.search import RetrievalResult, Retriever, StoreRetriever
 from ragtune.route.policy import Routing
 from ragtune.store.base import SearchFilter, Store
 from ragtune.store.factory import STORES, open_store
+from ragtune.tune.data import Passage
+from ragtune.tune.questions import asker
 from ragtune.tune.run import TuneOptions, TuneRun, open_run, reembed_store, summaries
 from ragtune.types import Answer, DocumentInfo, Principal, ProgressFn, Route
 
@@ -289,8 +291,12 @@ class Workspace:
         """Adapt the embedder to this workspace's documents (see :mod:`ragtune.tune.run`)."""
         self.local_embedder(self.settings.embedding.model)  # fails early off the local backend
         folder, options = open_run(self.embedders_root, options, resume=resume)
+
+        def ask(passage: Passage) -> str | None:  # loads the chat model only when asked
+            return asker(self.generator)(passage)
+
         return TuneRun(folder, self.store, self.embedder, self.local_embedder,
-                       self._use_embedding_model, options, progress).run()
+                       self._use_embedding_model, options, progress, ask=ask).run()
 
     def use_embedder(self, model: str, progress: ProgressFn | None = None) -> int:
         """Re-embed the store with ``model`` (a tune run's name, or a model) and use it."""

@@ -104,6 +104,12 @@ def test_report_and_decision_follow_the_measurement(tuned) -> None:
     examples = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
     used = {e["doc_id"] for e in examples} | {e["negative_doc"] for e in examples}
     assert examples and not held & used
+    # the default pseudo-queries: questions the packaged chat model wrote, kept for a resume
+    asked = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines()]
+    assert report["options"]["queries"] == "questions" and len(asked) >= 6
+    assert sum(1 for r in asked if r["question"]) >= len(asked) // 2
+    assert {e["query"] for e in examples} <= {r["question"] for r in asked}
+    assert all(q.endswith("?") for q in json.loads((folder / "eval.json").read_text())["queries"].values())
 
 
 def test_kept_embedder_re_embeds_the_store_and_is_configured(tuned) -> None:
@@ -177,6 +183,7 @@ def test_readme_tune_commands(tuned) -> None:
     ws = ["-w", str(root / "ws")]
     run = CliRunner().invoke(app, ["tune", "retriever", "--name", "cli", "--steps", "1",
                                    "--batch-size", "4", "--held-out", "0.25", "--max-minutes", "30",
+                                   "--questions", "8", "--eval-questions", "4",
                                    *ws])
     assert run.exit_code == 0, run.output
     assert "held-out documents" in run.output and "not kept" in run.output  # too few queries

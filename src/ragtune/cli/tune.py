@@ -49,8 +49,9 @@ def _print_report(r: dict[str, Any]) -> None:
                   f"{d['held_out']} held out; {r['examples']} training triples; "
                   f"{t['steps']}/{t['steps_planned']} steps in {t['seconds']:.0f} s"
                   + (" (stopped by --max-minutes)" if t.get("stopped") else ""), highlight=False)
+    kind = "written questions" if r["options"].get("queries") == "questions" else "ICT sentences"
     table = Table(title=f"held-out documents, {r['current']['queries']} pseudo-queries "
-                        f"(never trained on)")
+                        f"({kind}, never trained on)")
     for col in ("embedder", "nDCG@10", "MRR@10", "Recall@100"):
         table.add_column(col)
     for label, m in (("current", r["current"]), ("adapted", r["adapted"])):
@@ -82,6 +83,13 @@ def tune_retriever(
     held_out: Annotated[float, typer.Option("--held-out", help="Share of documents held out to judge.")] = 0.2,
     min_gain: Annotated[float, typer.Option("--min-gain", help="Held-out nDCG@10 gain needed to keep it.")] = 0.005,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    queries: Annotated[str, typer.Option("--queries", help="Pseudo-queries: 'questions' the chat "
+                                         "model writes (~1-2 s each on CPU) or 'ict' (sentences "
+                                         "of the chunks, no model).")] = "questions",
+    questions: Annotated[int, typer.Option("--questions", help="Train chunks to write a question "
+                                           "for (queries = questions).")] = 480,
+    eval_questions: Annotated[int, typer.Option("--eval-questions", help="Held-out chunks to write "
+                                                "a question for, to judge with.")] = 150,
     no_activate: Annotated[bool, typer.Option("--no-activate", help="Report only: do not re-embed "
                                               "the store or switch embedding.model.")] = False,
     workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
@@ -93,6 +101,7 @@ def tune_retriever(
 
     options = TuneOptions(name=name, held_out=held_out, seed=seed, max_docs=max_docs,
                           max_minutes=max_minutes, min_gain=min_gain, activate=not no_activate,
+                          queries=queries, questions=questions, eval_questions=eval_questions,
                           train=EmbedderTrainConfig(steps=steps, batch_size=batch_size, seed=seed))
     ws = open_workspace(workspace)
     progress = StageProgress(enabled=True)

@@ -120,6 +120,20 @@ def cap_documents(doc_ids: Sequence[str], max_docs: int | None, seed: int = 0) -
     return sorted(sorted(doc_ids, key=lambda d: _unit(f"cap{seed}\x1f{d}"))[:max_docs])
 
 
+def pick_passages(passages: Iterable[Passage], limit: int, *, seed: int = 0,
+                  min_words: int = 8) -> list[Passage]:
+    """At most ``limit`` passages of at least ``min_words`` words, chosen by hash (the same
+    ones every time, and a passage keeps its place as others come and go).
+
+    >>> ps = [Passage(f"c{i}", "d", "", "word " * (3 if i == 0 else 9)) for i in range(5)]
+    >>> [p.chunk_id for p in pick_passages(ps, 10)] == ["c1", "c2", "c3", "c4"]
+    True
+    """
+    fit = [p for p in passages if len(p.text.split()) >= min_words]
+    return sorted(sorted(fit, key=lambda p: _unit(f"q{seed}\x1f{p.chunk_id}"))[:limit],
+                  key=lambda p: p.chunk_id)
+
+
 def query_sentences(text: str, *, min_words: int = 5, max_words: int = 40) -> list[str]:
     """The sentences of ``text`` fit to be a query: prose of ``min_words``-``max_words`` words.
 

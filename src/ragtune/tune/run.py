@@ -5,9 +5,13 @@ Stages, each skipped when its file is already there (run the same command again,
 
 1. ``split.json``      documents (capped by ``max_docs``) split into train / held-out, with
                        the lineage of each (id, source, version, content hash, collection)
-2. ``train.jsonl``     ICT pseudo-queries of train chunks with hard negatives mined by the
-   ``eval.json``       workspace's retriever (dense and BM25 in turn); pseudo-queries of
-                       held-out chunks and their corpus (query sentences taken out)
+2. ``questions.jsonl`` (``queries = "questions"``, the default) a question the chat model
+                       wrote for each chosen chunk (held-out ones for the judge, train ones
+                       for training), appended as they come, so a resumed run asks none twice
+   ``train.jsonl``     pseudo-queries of train chunks (those questions, or ICT sentences)
+   ``eval.json``       with hard negatives mined by the workspace's retriever (dense and
+                       BM25 in turn); pseudo-queries of held-out chunks and their corpus
+                       (for ICT, the query sentences taken out)
 3. ``baseline.json``   the current embedder on the held-out pseudo-queries
 4. ``model/``          the fine-tuned sentence-transformers folder (``training.json``;
                        checkpoints in ``checkpoint/`` while it trains)
@@ -46,18 +50,22 @@ from ragtune.store.base import Store
 from ragtune.tune.data import (
     Example,
     Passage,
+    PseudoQuery,
     cap_documents,
     held_out_corpus,
     ict_queries,
     mine_negatives,
+    pick_passages,
     split_documents,
 )
 from ragtune.tune.evaluate import dense_scores, embed_all
+from ragtune.tune.questions import Ask, QuestionLog
 from ragtune.tune.train import EmbedderTrainConfig, train_embedder
 from ragtune.types import DocumentInfo, Principal, ProgressFn
 
 OPERATOR = Principal("ragtune-tune", admin=True)  # training reads every document
 _EXPORT_S = 60.0  # budgeted for loading + exporting the model to ONNX int8
+QUERY_KINDS = ("questions", "ict")
 MakeEmbedder = Callable[[str], Embedder]  # model folder or name -> embedder as configured
 Activate = Callable[[str], None]  # sets [embedding] model in the workspace's settings
 
@@ -72,18 +80,26 @@ class TuneOptions:
     max_docs: int | None = None
     max_minutes: float | None = None
     min_gain: float = 0.005
-    eval_queries: int = 500
+    queries: str = "questions"  # or "ict": sentences taken out of chunks, no model needed
+    questions: int = 480  # train chunks the chat model writes a question for (~1-2 s each)
+    eval_questions: int = 150  # held-out chunks it writes one for, to judge with
+    eval_queries: int = 500  # ICT: held-out sentences to judge with
     min_eval_queries: int = 20
     activate: bool = True
     train: EmbedderTrainConfig = field(default_factory=EmbedderTrainConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.held_out < 1.0:
-            raise InputError(f"--held-out must be between 0 and 1, got {self.held_out}")
+            raise InputError("--held-out", f"must be between 0 and 1, got {self.held_out}")
         if self.max_docs is not None and self.max_docs < 2:
-            raise InputError(f"--max-docs must be at least 2, got {self.max_docs}")
+            raise InputError("--max-docs", f"must be at least 2, got {self.max_docs}")
         if self.max_minutes is not None and self.max_minutes <= 0:
-            raise InputError(f"--max-minutes must be positive, got {self.max_minutes}")
+            raise InputError("--max-minutes", f"must be positive, got {self.max_minutes}")
+        if self.queries not in QUERY_KINDS:
+            raise InputError("--queries", f"must be one of {', '.join(QUERY_KINDS)}, got {self.queries!r}")
+        if self.questions < 2 or self.eval_questions < 1:
+            raise InputError("--questions", f"must be at least 2 and --eval-questions at least 1, "
+                             f"got {self.questions} and {self.eval_questions}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,8 +123,9 @@ class TuneRun:
 
     def __init__(self, folder: Path, store: Store, embedder: Embedder,
                  make_embedder: MakeEmbedder, activate: Activate, options: TuneOptions,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, ask: Ask | None = None) -> None:
         self.folder, self.store, self.embedder = folder, store, embedder
+        self.ask = ask
         self.make_embedder, self.activate_model = make_embedder, activate
         self.options, self.progress = options, progress
         self.deadline = (time.monotonic() + options.max_minutes * 60
@@ -147,7 +164,7 @@ class TuneRun:
         def build() -> dict[str, Any]:
             docs = {d.id: d for d in self.store.list_documents(None) if d.chunks}
             if len(docs) < 2:
-                raise InputError(f"tune retriever needs at least 2 ingested documents, the "
+                raise InputError("tune retriever", f"needs at least 2 ingested documents, the "
                                  f"store has {len(docs)}: ingest the team's documents first")
             chosen = cap_documents(sorted(docs), self.options.max_docs, self.options.seed)
             s = split_documents(chosen, held_out=self.options.held_out, seed=self.options.seed)
@@ -167,16 +184,25 @@ class TuneRun:
         held_ids = {d["doc_id"] for d in split["held_out"]}
         train_passages = {p.chunk_id: p for p in self._passages(train_ids)}
         held = self._passages(held_ids)
-        held_queries = ict_queries(held, seed=o.seed, keep_sentence=0.0, limit=o.eval_queries)
-        evaluation = {"queries": {q.chunk_id: q.query for q in held_queries},
-                      "qrels": {q.chunk_id: {q.doc_id: 1} for q in held_queries},
-                      "corpus": held_out_corpus(held, held_queries)}
         limit = o.train.max_steps * o.train.batch_size if not o.train.steps else \
             o.train.steps * o.train.batch_size
-        queries = ict_queries(train_passages.values(), seed=o.seed, limit=limit)
+        if o.queries == "questions":
+            held_queries, queries = self._questions(held, list(train_passages.values()),
+                                                    min(limit, o.questions))
+            corpus = {p.chunk_id: (p.doc_id, p.embedding_text()) for p in held}
+        else:
+            held_queries = ict_queries(held, seed=o.seed, keep_sentence=0.0, limit=o.eval_queries)
+            corpus = held_out_corpus(held, held_queries)
+            queries = ict_queries(train_passages.values(), seed=o.seed, limit=limit)
+        evaluation = {"kind": o.queries, "queries": {q.chunk_id: q.query for q in held_queries},
+                      "qrels": {q.chunk_id: {q.doc_id: 1} for q in held_queries},
+                      "corpus": corpus}
         if not queries:
-            raise InputError("no training queries: the train documents have no sentence of "
-                             "5-40 words with enough text around it")
+            raise InputError("tune retriever", (
+                "no training queries: the train documents have no sentence of 5-40 words with "
+                "enough text around it" if o.queries == "ict" else
+                "no training queries: the chat model wrote no usable question for the train "
+                "chunks; pass --queries ict to use their sentences"))
         vectors = dict(zip([q.query for q in queries],
                            embed_all(self.embedder, [q.query for q in queries],
                                      self._tick("embed queries"))))
@@ -190,11 +216,29 @@ class TuneRun:
         examples = mine_negatives(queries, [dense, lexical], train_passages, seed=o.seed,
                                   progress=self._tick("mine negatives"))
         if not examples:
-            raise InputError("no hard negatives found: tune retriever needs several train "
+            raise InputError("tune retriever", "no hard negatives found: it needs several train "
                              "documents the retriever can confuse")
         write_jsonl_atomic(train_path, (e.to_dict() for e in examples))
         _write_json(self.folder / "eval.json", evaluation)
         return examples, evaluation
+
+    def _questions(self, held: list[Passage], train: list[Passage],
+                   limit: int) -> tuple[list[PseudoQuery], list[PseudoQuery]]:
+        """Questions for held-out chunks (the judge: all of them, it decides the run), then for
+        train chunks until ``limit``, or until half the time left under ``max_minutes``."""
+        if self.ask is None:
+            raise InputError("tune retriever", "queries = 'questions' needs a chat model to "
+                             "write them; pass --queries ict to use sentences of the chunks")
+        o, log = self.options, QuestionLog(self.folder / "questions.jsonl")
+        judge = log.queries(pick_passages(held, o.eval_questions, seed=o.seed), self.ask,
+                            progress=self._tick("write questions to judge with"))
+        until = (None if self.deadline is None
+                 else time.monotonic() + (self.deadline - time.monotonic()) / 2)
+        train_queries = log.queries(
+            pick_passages(train, limit, seed=o.seed), self.ask,
+            stop=lambda: until is not None and time.monotonic() > until,
+            progress=self._tick("write questions to train on"))
+        return judge, train_queries
 
     def _score(self, embedder: Embedder, evaluation: dict[str, Any], stage: str) -> dict[str, Any]:
         corpus = {k: (v[0], v[1]) for k, v in evaluation["corpus"].items()}
@@ -338,10 +382,10 @@ def open_run(root: Path, options: TuneOptions, *, resume: bool) -> tuple[Path, T
     else:
         name = options.name or time.strftime("adapted-%Y%m%d-%H%M%S")
         if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise InputError(f"--name may hold letters, digits, '-', '_' and '.', got {name!r}")
+            raise InputError("--name", f"may hold letters, digits, '-', '_' and '.', got {name!r}")
         folder = root / name
     if (folder / "tune.json").exists():
-        raise InputError(f"tune run '{folder.name}' already finished ({folder / 'tune.json'}); "
+        raise InputError(f"tune run '{folder.name}'", f"already finished ({folder / 'tune.json'}); "
                          "pass another --name")
     if (folder / "options.json").exists():
         earlier = TuneOptions.from_dict(read_json_object(folder / "options.json"))

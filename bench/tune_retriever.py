@@ -74,7 +74,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict:
         ws.embedder = cached.inner
         ingest_s = time.perf_counter() - t0
         options = TuneOptions(name="bench", held_out=args.held_out, seed=args.seed,
-                              max_docs=args.max_docs, activate=False,
+                              max_docs=args.max_docs, activate=False, queries=args.queries,
                               train=EmbedderTrainConfig(steps=args.steps, batch_size=args.batch_size,
                                                 seed=args.seed))
         report = ws.tune_retriever(options, progress=progress)
@@ -126,6 +126,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default=",".join(PUBLIC))
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--queries", choices=("questions", "ict"), default="questions",
+                    help="pseudo-queries: written by the packaged chat model, or ICT sentences")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--held-out", type=float, default=0.3)
     ap.add_argument("--max-docs", type=int, default=None)
